@@ -1,0 +1,246 @@
+//! Command-line arguments. Training flags can also come from a TOML file (`--config`); a flag
+//! given on the command line overrides the file. Every field is optional here and resolved
+//! against the defaults of [`sptune::train::TrainConfig`] / [`sptune::task::DataConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Fine-tune pretrained networks with -SP regularizers.
+#[derive(Parser, Debug)]
+#[command(name = "sptune", version, about)]
+pub struct Cli {
+    /// Compute threads (0 = all cores).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
+    /// Compute device: cpu (default), cuda or wgpu (with the cargo feature of that name).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a network from scratch on a source task.
+    Pretrain(TrainArgs),
+    /// Fine-tune a source checkpoint (--init) on a target task with a regularizer.
+    Finetune(TrainArgs),
+    /// Accuracy on the test split of the model's classes; with --source, the forgetting.
+    Eval(EvalArgs),
+    /// How far fine-tuning moved the weights from the starting point.
+    Distance(DistanceArgs),
+    /// The main job: pretrain on Fashion-MNIST 0-4, fine-tune on 5-9 with few images per
+    /// class with every scheme, print target accuracy and source forgetting.
+    Demo(DemoArgs),
+    /// Train-step time of plain fine-tuning and of each scheme on ResNet-18.
+    Bench(BenchArgs),
+}
+
+/// Flags shared by `pretrain` and `finetune` (also accepted in the `--config` TOML file).
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainArgs {
+    /// TOML file with any of these flags (snake_case keys); flags override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Output checkpoint (.safetensors).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run directory (resolved config, summary.csv, log); default: beside --out.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Starting point (finetune): a source checkpoint.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Architecture of a checkpoint without sptune metadata (e.g. a torchvision state dict).
+    #[arg(long = "init-arch")]
+    pub init_arch: Option<String>,
+    /// Data: `fashion-mnist` or a directory (IDX or ImageFolder layout).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Classes, e.g. `0-4`, `5,6,9`; the head's output i is the i-th listed class.
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Keep the first N training images of each class after a seeded shuffle.
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Fraction of training images held out for validation.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Image side for ImageFolder data (resize + center crop).
+    #[arg(long)]
+    pub resize: Option<usize>,
+    /// Architecture (pretrain): resnet18, resnet34, resnet50, resnet101, mlp.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// ResNet base width (torchvision: 64).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// ResNet small-image stem (3x3 conv, no max-pool) for 28-32 px inputs.
+    #[arg(long)]
+    pub small_stem: Option<bool>,
+    /// MLP hidden sizes, e.g. `256,128` (empty: linear model).
+    #[arg(long)]
+    pub hidden: Option<String>,
+    /// Passes over the training set.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum (PyTorch semantics, dampening 0).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// LR schedule: step (x gamma at 50% and 75% of epochs), cosine, constant.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Step-schedule factor.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Regularizer on the shared part: none, l2, l2-sp, l1-sp, gl-sp.
+    #[arg(long)]
+    pub reg: Option<String>,
+    /// Weight of the regularizer on the shared part S.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Weight of plain L2 on the new head S̄ (pretrain: on everything).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Regularize all parameters of S, or only conv/linear kernels: all | weights.
+    #[arg(long)]
+    pub anchor: Option<String>,
+    /// Freeze the stem and the first K stages.
+    #[arg(long)]
+    pub freeze: Option<usize>,
+    /// Random crop + horizontal flip on training batches.
+    #[arg(long)]
+    pub augment: Option<bool>,
+    /// Seed of initialization, subsets and shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+macro_rules! merge_fields {
+    ($a:ident, $b:ident; $($f:ident),*) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
+}
+
+impl TrainArgs {
+    /// Fills fields not given on the command line from the `--config` file.
+    pub fn with_config_file(mut self) -> anyhow::Result<Self> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let file: TrainArgs = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        let f = file;
+        merge_fields!(self, f; out, run_dir, init, init_arch, data, classes, per_class,
+            val_fraction, resize, arch, width, small_stem, hidden, epochs, batch_size, lr,
+            momentum, schedule, gamma, reg, alpha, beta, anchor, freeze, augment, seed);
+        Ok(self)
+    }
+}
+
+/// `sptune eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model to evaluate.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture, for a checkpoint without sptune metadata.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// The source model: report forgetting of its task.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Data (default fashion-mnist).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// Image side for ImageFolder data.
+    #[arg(long, default_value_t = 32)]
+    pub resize: usize,
+}
+
+/// `sptune distance`.
+#[derive(Args, Debug)]
+pub struct DistanceArgs {
+    /// The starting point w0.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The fine-tuned weights w.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Penalties over all of S, or kernels only: all | weights.
+    #[arg(long, default_value = "all")]
+    pub anchor: String,
+}
+
+/// `sptune demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where checkpoints and run directories go.
+    #[arg(long, default_value = "runs/demo")]
+    pub out_dir: PathBuf,
+    /// Target images per class.
+    #[arg(long, default_value_t = 20)]
+    pub per_class: usize,
+    /// Seeds per scheme (mean ± 95 % CI over seeds).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Schemes to compare (comma-separated).
+    #[arg(long, default_value = "l2,l2-sp,l1-sp,gl-sp")]
+    pub schemes: String,
+    /// Source pretraining epochs.
+    #[arg(long, default_value_t = 2)]
+    pub source_epochs: usize,
+    /// Source training images per class (of 6000).
+    #[arg(long, default_value_t = 2000)]
+    pub source_per_class: usize,
+    /// ResNet-18 base width.
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Fine-tuning learning rate.
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f64,
+    /// α for the -SP schemes and for L2.
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// Data (default fashion-mnist).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+}
+
+/// `sptune bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Timed steps per variant (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Image side.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// ResNet base width (64 = ResNet-18 as in torchvision).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+}

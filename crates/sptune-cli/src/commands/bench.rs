@@ -1,0 +1,129 @@
+//! `sptune bench`: train-step time of plain fine-tuning and of each scheme on ResNet-18.
+//!
+//! Every variant gets its own copy of the same network and the same batch; steps are
+//! interleaved round-robin (plain, l2, l2-sp, ...) so machine noise hits all variants alike.
+//! Printed per variant: median full-step time, median optimizer-update time, and the ratio
+//! of each to plain SGD measured in the same run. The penalty value is not computed in these
+//! steps (the trainer computes it once per epoch).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use serde_json::json;
+use sptune::models::ModelSpec;
+use sptune::models::checkpoint::Checkpoint;
+use sptune::params;
+use sptune::regularizer::{Anchor, Scheme};
+use sptune::train::{Sgd, SgdOptions};
+
+use super::Global;
+use crate::args::BenchArgs;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs the benchmark.
+pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let device = g.device.clone();
+    let ad = device.clone().autodiff();
+    let spec = ModelSpec {
+        arch: "resnet18".into(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        input: [3, a.size, a.size],
+        width: a.width,
+        small_stem: true,
+        hidden: vec![],
+        mean: vec![0.0; 3],
+        std: vec![1.0; 3],
+    };
+    device.seed(7);
+    let base = spec.init(&ad)?;
+    // The reference w0: the initial weights, so S is the whole network but the head.
+    let mut reference = Checkpoint {
+        path: "initial weights".into(),
+        tensors: Default::default(),
+        metadata: Default::default(),
+    };
+    for (info, vals) in params::values(&base) {
+        if !spec.head_names().contains(&info.name) {
+            reference.tensors.insert(info.name.clone(), (info.shape.clone(), vals));
+        }
+    }
+    let x = Tensor::<4>::random([a.batch_size, 3, a.size, a.size], Distribution::Normal(0.0, 1.0), &ad);
+    let labels: Vec<i64> = (0..a.batch_size as i64).map(|i| i % 10).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [a.batch_size]), &ad);
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let variants: Vec<(&str, Scheme, f64)> = vec![
+        ("plain", Scheme::None, 0.0),
+        ("l2", Scheme::L2, 0.01),
+        ("l2-sp", Scheme::L2Sp, 0.01),
+        ("l1-sp", Scheme::L1Sp, 0.01),
+        ("gl-sp", Scheme::GlSp, 0.01),
+    ];
+    let mut state: Vec<_> = variants
+        .iter()
+        .map(|(_, scheme, beta)| {
+            let opts = SgdOptions { momentum: 0.9, scheme: *scheme, alpha: 0.01, beta: *beta, anchor: Anchor::All };
+            let opt = Sgd::new(&base, Some(&reference), &opts, &|_| false, &ad);
+            (base.clone(), opt, Vec::new(), Vec::new())
+        })
+        .collect();
+    if !g.quiet {
+        eprintln!(
+            "ResNet-18 width {} small stem, batch {} @ {} px, {} timed steps per variant (+1 warm-up), round-robin",
+            a.width, a.batch_size, a.size, a.steps
+        );
+    }
+    for round in 0..=a.steps {
+        for k in 0..state.len() {
+            let i = (k + round) % state.len();
+            let (net, opt, full, upd) = &mut state[i];
+            let t0 = Instant::now();
+            let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &*net);
+            let t1 = Instant::now();
+            let (n, _) = opt.step(0.01, net.clone(), grads, false);
+            // force the lazy/async backends to finish before reading the clock
+            let _ = params::values(&n).len();
+            let t2 = Instant::now();
+            *net = n;
+            if round > 0 {
+                full.push((t2 - t0).as_secs_f64());
+                upd.push((t2 - t1).as_secs_f64());
+            }
+        }
+    }
+    let plain_full = median(&mut state[0].2.clone());
+    let plain_upd = median(&mut state[0].3.clone());
+    let mut rows = vec![];
+    if !g.json {
+        println!("{:<8} {:>12} {:>10} {:>14} {:>10}", "variant", "step (ms)", "ratio", "update (ms)", "ratio");
+    }
+    for ((name, _, _), (_, _, full, upd)) in variants.iter().zip(state.iter_mut()) {
+        let f = median(full);
+        let u = median(upd);
+        if !g.json {
+            println!(
+                "{:<8} {:>12.1} {:>10.4} {:>14.2} {:>10.3}",
+                name,
+                1e3 * f,
+                f / plain_full,
+                1e3 * u,
+                u / plain_upd
+            );
+        }
+        rows.push(json!({"variant": name, "step_ms": 1e3 * f, "step_ratio": f / plain_full,
+            "update_ms": 1e3 * u, "update_ratio": u / plain_upd}));
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"width": a.width, "batch": a.batch_size, "size": a.size, "rows": rows}))?);
+    } else {
+        println!("overhead = step ratio - 1 (goal <= 2 %); update = the optimizer step alone, which is where the schemes differ");
+    }
+    Ok(ExitCode::SUCCESS)
+}

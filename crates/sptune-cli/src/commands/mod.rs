@@ -1,0 +1,39 @@
+//! One file per command; each takes its parsed arguments and returns an exit code.
+
+mod bench;
+mod demo;
+mod distance;
+mod eval;
+pub mod train;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+/// Global options every command sees.
+pub struct Global {
+    /// The compute device.
+    pub device: burn::tensor::Device,
+    /// Print JSON.
+    pub json: bool,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// Dispatches the command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    sptune::runtime::set_threads(cli.threads)?;
+    let g = Global {
+        device: sptune::runtime::device(&cli.device)?,
+        json: cli.json,
+        quiet: cli.quiet || cli.json,
+    };
+    match cli.command {
+        Command::Pretrain(a) => train::pretrain(a, &g),
+        Command::Finetune(a) => train::finetune(a, &g),
+        Command::Eval(a) => eval::run(a, &g),
+        Command::Distance(a) => distance::run(a, &g),
+        Command::Demo(a) => demo::run(a, &g),
+        Command::Bench(a) => bench::run(a, &g),
+    }
+}

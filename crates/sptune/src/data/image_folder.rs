@@ -1,0 +1,210 @@
+//! The torchvision `ImageFolder` layout: one sub-folder per class holding PNG/JPEG files.
+
+use super::transforms::{convert_channels, shorter_side_to};
+use super::{Dataset, Splits, one_line};
+use crate::{Error, Result};
+use image::imageops::{self, FilterType};
+use std::path::{Path, PathBuf};
+
+/// Loads an image-folder data set from `root`.
+///
+/// Layout: when `root` holds a `train/` folder and a `test/` or `val/` folder, those are the
+/// two splits (`test/` is used when both exist); a root whose only folder is `train/` gives
+/// that split alone; otherwise the sub-folders of `root` themselves are the classes and the
+/// test split is empty (the caller splits). Class folders are sorted by name (that order is
+/// the class index, taken from the training split; a test class folder must also exist in
+/// training). Inside a class folder, files ending in `.png`, `.jpg` or `.jpeg` are read in
+/// file-name order; other files and hidden entries are ignored, and a class folder without
+/// any image is an error.
+///
+/// Each image is decoded (alpha is dropped), converted to `channels` (1: gray, 3: RGB; gray to
+/// RGB replicates, RGB to gray uses luma 0.299/0.587/0.114), resized with the `image` crate's
+/// bilinear (triangle) filter so its shorter side is `resize` (not resampled when already
+/// so), then center-cropped to `resize x resize` (offset `(side - resize) / 2`, rounded down).
+pub fn load_image_folder(root: &Path, channels: usize, resize: usize) -> Result<Splits> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::invalid(
+            "channels",
+            format!("{channels} (must be 1 or 3)"),
+        ));
+    }
+    if resize == 0 || resize > 1 << 15 {
+        return Err(Error::invalid(
+            "resize",
+            format!("{resize} (must be between 1 and 32768)"),
+        ));
+    }
+    let subdirs = list_dirs(root)?;
+    let has = |name: &str| subdirs.iter().any(|(n, _)| n == name);
+    let test_name = ["test", "val"].into_iter().find(|n| has(n));
+    let (train_dir, test_dir) = match test_name {
+        Some(t) if has("train") => (root.join("train"), Some(root.join(t))),
+        _ if subdirs.len() == 1 && has("train") => (root.join("train"), None),
+        _ => (root.to_path_buf(), None),
+    };
+
+    let train_classes = scan_classes(&train_dir)?;
+    let classes: Vec<String> = train_classes.iter().map(|(n, _)| n.clone()).collect();
+    let mut train_files = Vec::new();
+    for (label, (_, files)) in train_classes.into_iter().enumerate() {
+        train_files.extend(files.into_iter().map(|f| (f, label)));
+    }
+    let mut test_files = Vec::new();
+    if let Some(dir) = &test_dir {
+        for (name, files) in scan_classes(dir)? {
+            let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
+                Error::format(
+                    dir.join(&name),
+                    format!(
+                        "class folder has no counterpart in {}",
+                        train_dir.display()
+                    ),
+                )
+            })?;
+            test_files.extend(files.into_iter().map(|f| (f, label)));
+        }
+    }
+    let train = decode_all(&train_files, &classes, channels, resize)?;
+    let test = decode_all(&test_files, &classes, channels, resize)?;
+    Ok(Splits { train, test })
+}
+
+/// Non-hidden sub-directories of `dir`, sorted by name.
+fn list_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && path.is_dir() {
+            out.push((name, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e))
+}
+
+/// Class folders of a split, each with its image files sorted by name.
+fn scan_classes(split_dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let dirs = list_dirs(split_dir)?;
+    if dirs.is_empty() {
+        return Err(Error::format(
+            split_dir,
+            "no class folders (expected one sub-folder of PNG/JPEG images per class)",
+        ));
+    }
+    let mut out = Vec::with_capacity(dirs.len());
+    for (name, dir) in dirs {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if !fname.starts_with('.') && is_image_name(&fname) && path.is_file() {
+                files.push((fname, path));
+            }
+        }
+        if files.is_empty() {
+            return Err(Error::format(&dir, "class folder holds no PNG/JPEG images"));
+        }
+        files.sort();
+        out.push((name, files.into_iter().map(|(_, p)| p).collect()));
+    }
+    Ok(out)
+}
+
+/// Decodes `files` (with labels) in parallel, preserving order.
+fn decode_all(
+    files: &[(PathBuf, usize)],
+    classes: &[String],
+    channels: usize,
+    resize: usize,
+) -> Result<Dataset> {
+    let per = channels * resize * resize;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut buf = Vec::with_capacity(part.len() * per);
+                    for (path, _) in part {
+                        buf.extend(decode_image(path, channels, resize)?);
+                    }
+                    Ok(buf)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Other("image decoding thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut images = Vec::with_capacity(files.len() * per);
+    for part in parts {
+        images.extend(part?);
+    }
+    Ok(Dataset {
+        images,
+        labels: files.iter().map(|(_, l)| *l).collect(),
+        classes: classes.to_vec(),
+        channels,
+        height: resize,
+        width: resize,
+    })
+}
+
+/// One image file -> CHW `channels x resize x resize` pixels in `[0, 1]`.
+pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Error::format(path, format!("cannot decode image: {}", one_line(e))))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(Error::format(path, "image has no pixels"));
+    }
+    let (nh, nw) = shorter_side_to(h, w, resize);
+    // Interleaved (HWC) f32 pixels after resizing, with `src_c` channels.
+    let (hwc, src_c): (Vec<f32>, usize) = if img.color().has_color() {
+        let rgb = img.to_rgb32f();
+        let rgb = if (nh, nw) == (h, w) {
+            rgb
+        } else {
+            imageops::resize(&rgb, nw as u32, nh as u32, FilterType::Triangle)
+        };
+        (rgb.into_raw(), 3)
+    } else {
+        let gray = img.to_luma32f();
+        let gray = if (nh, nw) == (h, w) {
+            gray
+        } else {
+            imageops::resize(&gray, nw as u32, nh as u32, FilterType::Triangle)
+        };
+        (gray.into_raw(), 1)
+    };
+    // Center crop to resize x resize and de-interleave to CHW.
+    let (top, left) = ((nh - resize) / 2, (nw - resize) / 2);
+    let plane = resize * resize;
+    let mut chw = vec![0f32; src_c * plane];
+    for y in 0..resize {
+        let row = &hwc[((top + y) * nw + left) * src_c..((top + y) * nw + left + resize) * src_c];
+        for (x, px) in row.chunks_exact(src_c).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                chw[c * plane + y * resize + x] = v;
+            }
+        }
+    }
+    Ok(convert_channels(&chw, src_c, channels, plane))
+}

@@ -1,0 +1,119 @@
+//! How far fine-tuning moved the weights from the starting point.
+//!
+//! `S` = parameter tensors present in both `w0` and `w` with equal shapes (buffers excluded),
+//! `S̄` = parameters only in `w`. Per tensor of `S`: `‖w − w0‖₂` and its ratio to `‖w0‖₂`;
+//! the -SP penalties at α = 1 with the same code the optimizer uses
+//! ([`crate::regularizer::Scheme::value_and_grad`]); for `S̄` the plain `½‖w‖²`.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::models::checkpoint::Checkpoint;
+use crate::regularizer::{Anchor, Scheme};
+
+/// One tensor of `S`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorDistance {
+    /// Checkpoint name.
+    pub name: String,
+    /// Number of elements.
+    pub numel: usize,
+    /// `‖w − w0‖₂`.
+    pub l2: f64,
+    /// `‖w − w0‖₂ / ‖w0‖₂` (0 when `w0` is 0).
+    pub rel: f64,
+}
+
+/// The -SP penalties at α = 1.
+#[derive(Clone, Debug, Serialize)]
+pub struct PenaltyValues {
+    /// `½ Σ (w − w0)²`.
+    pub l2_sp: f64,
+    /// `Σ |w − w0|`.
+    pub l1_sp: f64,
+    /// `Σ_g √p_g ‖w_g − w0_g‖₂`.
+    pub gl_sp: f64,
+}
+
+/// The new part `S̄`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NewPart {
+    /// Names of the tensors only in `w`.
+    pub names: Vec<String>,
+    /// `½ Σ ‖w‖²` over them.
+    pub l2: f64,
+}
+
+/// The whole report (`sptune distance --json` prints it).
+#[derive(Clone, Debug, Serialize)]
+pub struct Distance {
+    /// Per tensor of `S`.
+    pub tensors: Vec<TensorDistance>,
+    /// `‖w_S − w0_S‖₂` over all of `S`.
+    pub total_l2: f64,
+    /// `total_l2 / ‖w0_S‖₂`.
+    pub total_rel: f64,
+    /// Penalties at α = 1.
+    pub penalty: PenaltyValues,
+    /// The new part.
+    pub new: NewPart,
+}
+
+/// True for BatchNorm running statistics and counters.
+pub fn is_buffer_name(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+}
+
+fn view(shape: &[usize], vals: &[f32], device: &Device) -> Tensor<2> {
+    let g = shape.first().copied().unwrap_or(1).max(1);
+    let p = (vals.len() / g).max(1);
+    Tensor::from_data(TensorData::new(vals.to_vec(), [g, p]), device)
+}
+
+/// Distance from `w0` to `w`. With [`Anchor::Weights`] the penalties cover kernels only
+/// (per-tensor distances are listed for all of `S`).
+pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
+    let device = Device::flex();
+    let mut tensors = Vec::new();
+    let (mut sq, mut sq0) = (0.0f64, 0.0f64);
+    let mut pen = PenaltyValues { l2_sp: 0.0, l1_sp: 0.0, gl_sp: 0.0 };
+    let mut new = NewPart { names: vec![], l2: 0.0 };
+    for (name, (shape, vals)) in &w.tensors {
+        if is_buffer_name(name) {
+            continue;
+        }
+        match w0.tensors.get(name) {
+            Some((s0, v0)) if s0 == shape => {
+                let d2: f64 = vals.iter().zip(v0).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+                let n0: f64 = v0.iter().map(|b| (*b as f64).powi(2)).sum();
+                sq += d2;
+                sq0 += n0;
+                tensors.push(TensorDistance {
+                    name: name.clone(),
+                    numel: vals.len(),
+                    l2: d2.sqrt(),
+                    rel: if n0 > 0.0 { (d2 / n0).sqrt() } else { 0.0 },
+                });
+                let kernel = shape.len() >= 2 && name.ends_with(".weight");
+                if anchor == Anchor::All || kernel {
+                    let (a, b) = (view(shape, vals, &device), view(s0, v0, &device));
+                    let val = |s: Scheme| s.value_and_grad(a.clone(), &b).0.into_scalar::<f32>() as f64;
+                    pen.l2_sp += val(Scheme::L2Sp);
+                    pen.l1_sp += val(Scheme::L1Sp);
+                    pen.gl_sp += val(Scheme::GlSp);
+                }
+            }
+            _ => {
+                new.names.push(name.clone());
+                new.l2 += 0.5 * vals.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
+            }
+        }
+    }
+    Distance {
+        tensors,
+        total_l2: sq.sqrt(),
+        total_rel: if sq0 > 0.0 { (sq / sq0).sqrt() } else { 0.0 },
+        penalty: pen,
+        new,
+    }
+}

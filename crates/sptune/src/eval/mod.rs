@@ -1,0 +1,40 @@
+//! Evaluation: target accuracy, source forgetting, and distance from the starting point.
+
+pub mod distance;
+pub mod forgetting;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{self, Dataset};
+use crate::models::{ModelSpec, Net};
+use crate::{Error, Result};
+
+pub use distance::{Distance, distance};
+pub use forgetting::{Forgetting, forgetting};
+
+/// Top-1 accuracy of `net` (in eval mode: call `net.valid()` first when it was training) on
+/// `ds`, whose labels index the model's classes.
+pub fn accuracy(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    if ds.is_empty() {
+        return Err(Error::invalid("evaluation set", "no images"));
+    }
+    let device = device.clone().without_autodiff();
+    let opts = crate::train::batch_options(spec, false);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let mut correct = 0usize;
+    for chunk in idx.chunks(batch.max(1)) {
+        let (x, y) = data::make_batch(ds, chunk, &opts, &mut rng, &device)?;
+        let pred = net.forward(x).argmax(1).flatten::<1>(0, 1);
+        correct += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
+    }
+    Ok(correct as f64 / ds.len() as f64)
+}

@@ -1,0 +1,365 @@
+//! Safetensors checkpoints with torchvision names, and the load report.
+//!
+//! A checkpoint holds every parameter and BatchNorm running statistic under its torchvision
+//! name, a `num_batches_tracked` scalar per BatchNorm (so PyTorch's strict `load_state_dict`
+//! accepts it), and `__metadata__` keys `arch`, `classes` (JSON list), `input` (JSON
+//! `[c, h, w]`), `mean`, `std` (JSON lists) and `spec` (the full [`ModelSpec`] as JSON).
+//! Loading reports applied / missing / unused / shape-mismatched keys, like burn-store's
+//! `ApplyResult`; a mismatch is an error unless it is the head being replaced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use safetensors::tensor::{Dtype, TensorView};
+
+use super::{ModelSpec, Net};
+use crate::params::{self, Kind};
+use crate::{Error, Result, util};
+
+/// Tensors read from a checkpoint file, converted to f32, in checkpoint layout.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// name -> (shape, values).
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// `__metadata__`.
+    pub metadata: HashMap<String, String>,
+}
+
+/// What loading a checkpoint into a network did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LoadReport {
+    /// Names copied into the network.
+    pub applied: Vec<String>,
+    /// Network tensors absent from the file (left as initialized).
+    pub missing: Vec<String>,
+    /// File tensors the network has no place for.
+    pub unused: Vec<String>,
+    /// Present in both with different shapes: (name, network shape, file shape).
+    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Head tensors left freshly initialized because the classes differ.
+    pub replaced_head: Vec<String>,
+}
+
+impl LoadReport {
+    /// One line: counts of each category.
+    pub fn summary(&self) -> String {
+        format!(
+            "applied {}, missing {}, unused {}, mismatched {}, head replaced {}",
+            self.applied.len(),
+            self.missing.len(),
+            self.unused.len(),
+            self.mismatched.len(),
+            self.replaced_head.len()
+        )
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: value = f * 2^-24
+            let v = f as f32 * (2.0f32).powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
+    let b = view.data();
+    let v = match view.dtype() {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        other => {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} has unsupported dtype {other:?}"),
+            ));
+        }
+    };
+    Ok(v)
+}
+
+impl Checkpoint {
+    /// Reads a safetensors file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let vals = to_f32(path, &name, &view)?;
+            tensors.insert(name, (view.shape().to_vec(), vals));
+        }
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            tensors,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
+    }
+
+    /// The model spec recorded in the metadata.
+    pub fn spec(&self) -> Result<ModelSpec> {
+        let raw = self.metadata.get("spec").ok_or_else(|| {
+            Error::format(
+                &self.path,
+                "no sptune metadata (`spec`); pass --arch to describe the network",
+            )
+        })?;
+        let spec: ModelSpec = serde_json::from_str(raw)
+            .map_err(|e| Error::format(&self.path, format!("bad `spec` metadata: {e}")))?;
+        spec.validate()
+            .map_err(|e| Error::format(&self.path, format!("metadata: {e}")))?;
+        Ok(spec)
+    }
+
+    /// A spec inferred from tensor shapes for a checkpoint without sptune metadata (e.g. a
+    /// torchvision state dict): width from `conv1.weight`, stem from its kernel size, classes
+    /// from the head. Normalization defaults to ImageNet's.
+    pub fn infer_spec(&self, arch: &str) -> Result<ModelSpec> {
+        let shape = |n: &str| self.tensors.get(n).map(|(s, _)| s.clone());
+        let mut spec = ModelSpec {
+            arch: arch.to_string(),
+            classes: vec![],
+            input: [3, 224, 224],
+            width: 64,
+            small_stem: false,
+            hidden: vec![],
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        };
+        let missing = |n: &str| Error::format(&self.path, format!("no tensor {n} for --arch {arch}"));
+        if arch == "mlp" {
+            let mut k = 1;
+            let mut outs = vec![];
+            let mut first_in = 0;
+            while let Some(s) = shape(&format!("fc{k}.weight")) {
+                if k == 1 {
+                    first_in = s[1];
+                }
+                outs.push(s[0]);
+                k += 1;
+            }
+            let classes = outs.pop().ok_or_else(|| missing("fc1.weight"))?;
+            spec.hidden = outs;
+            spec.input = [1, 1, first_in];
+            spec.mean = vec![0.0];
+            spec.std = vec![1.0];
+            spec.classes = (0..classes).map(|i| i.to_string()).collect();
+        } else {
+            let c1 = shape("conv1.weight").ok_or_else(|| missing("conv1.weight"))?;
+            let fc = shape("fc.weight").ok_or_else(|| missing("fc.weight"))?;
+            spec.width = c1[0];
+            spec.small_stem = c1[2] == 3;
+            spec.input[0] = c1[1];
+            if c1[1] == 1 {
+                spec.mean = vec![0.5];
+                spec.std = vec![0.5];
+            }
+            spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The spec from metadata, or inferred with `arch` when the file has none.
+    pub fn spec_or_infer(&self, arch: Option<&str>) -> Result<ModelSpec> {
+        match (self.metadata.contains_key("spec"), arch) {
+            (true, _) => self.spec(),
+            (false, Some(a)) => self.infer_spec(a),
+            (false, None) => self.spec(),
+        }
+    }
+}
+
+/// Loads `ckpt` into `net` (built from `spec`). When `replace_head` is true, head tensors whose
+/// shapes differ (or are absent) stay freshly initialized; every other missing or mismatched
+/// tensor is an error naming the file and the tensor.
+pub fn load_into(
+    net: Net,
+    spec: &ModelSpec,
+    ckpt: &Checkpoint,
+    replace_head: bool,
+) -> Result<(Net, LoadReport)> {
+    let table = params::table(&net);
+    let heads = spec.head_names();
+    let mut report = LoadReport::default();
+    let mut to_apply: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    for info in &table {
+        match ckpt.tensors.get(&info.name) {
+            None => {
+                if replace_head && heads.contains(&info.name) {
+                    report.replaced_head.push(info.name.clone());
+                } else {
+                    report.missing.push(info.name.clone());
+                }
+            }
+            Some((shape, vals)) => {
+                if *shape == info.shape {
+                    if vals.iter().any(|v| !v.is_finite()) {
+                        return Err(Error::Checkpoint {
+                            path: ckpt.path.clone(),
+                            msg: format!("tensor {} contains NaN or infinite values", info.name),
+                        });
+                    }
+                    to_apply.insert(info.name.clone(), (shape.clone(), vals.clone()));
+                    report.applied.push(info.name.clone());
+                } else if replace_head && heads.contains(&info.name) {
+                    report.replaced_head.push(info.name.clone());
+                } else {
+                    report
+                        .mismatched
+                        .push((info.name.clone(), info.shape.clone(), shape.clone()));
+                }
+            }
+        }
+    }
+    let known: std::collections::HashSet<&str> = table.iter().map(|i| i.name.as_str()).collect();
+    for name in ckpt.tensors.keys() {
+        if !known.contains(name.as_str()) && !name.ends_with("num_batches_tracked") {
+            report.unused.push(name.clone());
+        }
+    }
+    if let Some((n, want, got)) = report.mismatched.first() {
+        return Err(Error::Checkpoint {
+            path: ckpt.path.clone(),
+            msg: format!(
+                "tensor {n} has shape {got:?}, the {} model needs {want:?} ({} mismatched in all)",
+                spec.arch,
+                report.mismatched.len()
+            ),
+        });
+    }
+    if let Some(n) = report.missing.first() {
+        return Err(Error::Checkpoint {
+            path: ckpt.path.clone(),
+            msg: format!(
+                "tensor {n} is missing for the {} model ({} missing in all)",
+                spec.arch,
+                report.missing.len()
+            ),
+        });
+    }
+    Ok((params::assign(net, &to_apply), report))
+}
+
+/// Reads a checkpoint and builds its network on `device`.
+pub fn load_model(path: &Path, arch: Option<&str>, device: &Device) -> Result<(Net, ModelSpec)> {
+    let ckpt = Checkpoint::read(path)?;
+    let spec = ckpt.spec_or_infer(arch)?;
+    let net = spec.init(device)?;
+    let (net, _) = load_into(net, &spec, &ckpt, false)?;
+    Ok((net, spec))
+}
+
+/// Serializes tensors (checkpoint layout) plus metadata to safetensors bytes.
+pub fn to_bytes(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    extra_i64: &[String],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.clone(), s.clone(), b, Dtype::F32)
+        })
+        .chain(
+            extra_i64
+                .iter()
+                .map(|n| (n.clone(), vec![], 0i64.to_le_bytes().to_vec(), Dtype::I64)),
+        )
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(n, s, b, d)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// Saves the network with its spec to `path` atomically (temp file, then rename).
+pub fn save_model(
+    net: &Net,
+    spec: &ModelSpec,
+    path: &Path,
+    extra_meta: &[(&str, String)],
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    let mut nbt = Vec::new();
+    for (info, vals) in params::values(net) {
+        if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "tensor {} holds {v}; refusing to write {}",
+                info.name,
+                path.display()
+            )));
+        }
+        if info.kind == Kind::Buffer && info.name.ends_with("running_mean") {
+            nbt.push(info.name.replace("running_mean", "num_batches_tracked"));
+        }
+        tensors.push((info.name, info.shape, vals));
+    }
+    let mut meta = HashMap::new();
+    meta.insert("format".into(), "pt".into());
+    meta.insert("arch".into(), spec.arch.clone());
+    meta.insert("classes".into(), serde_json::to_string(&spec.classes).unwrap());
+    meta.insert("input".into(), serde_json::to_string(&spec.input).unwrap());
+    meta.insert("mean".into(), serde_json::to_string(&spec.mean).unwrap());
+    meta.insert("std".into(), serde_json::to_string(&spec.std).unwrap());
+    meta.insert("spec".into(), serde_json::to_string(spec).unwrap());
+    for (k, v) in extra_meta {
+        meta.insert((*k).to_string(), v.clone());
+    }
+    let bytes = to_bytes(&tensors, &nbt, meta)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    util::write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+    #[test]
+    fn f16_conversion_matches_ieee() {
+        // IEEE 754 half: 0x3c00 = 1.0, 0xc000 = -2.0, 0x3555 ~ 0.33325, 0x0001 = 2^-24
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert!((f16_to_f32(0x3555) - 0.333_251_95).abs() < 1e-7);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+}

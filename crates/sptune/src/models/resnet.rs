@@ -1,0 +1,193 @@
+//! ResNet-18/34/50/101 with torchvision's structure and parameter names.
+//!
+//! Field names match torchvision's `state_dict` keys: `conv1`, `bn1`, `layer1.0.conv1`,
+//! `layer1.0.downsample.0` (conv) / `.1` (BatchNorm), `fc`. BatchNorm's `gamma`/`beta` are
+//! renamed to `weight`/`bias` by [`crate::params`]. Options beyond torchvision: `width` (base
+//! channel count, 64 in torchvision) and `small_stem` (3x3 stride-1 conv, no max-pool) for
+//! 28-32 px inputs.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Block type and stage depths of the ResNet variants.
+pub fn layout(depth: usize) -> Option<(bool, [usize; 4])> {
+    // (bottleneck, blocks per stage)
+    match depth {
+        18 => Some((false, [2, 2, 2, 2])),
+        34 => Some((false, [3, 4, 6, 3])),
+        50 => Some((true, [3, 4, 6, 3])),
+        101 => Some((true, [3, 4, 23, 3])),
+        _ => None,
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu")
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(c)
+        .with_epsilon(1e-5)
+        .with_momentum(0.1)
+        .init(device)
+}
+
+/// A residual block: basic (two 3x3 convs) or bottleneck (1x1, 3x3, 1x1; stride on the 3x3
+/// as in torchvision's "ResNet v1.5").
+#[derive(Module, Debug)]
+pub struct Block {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Option<Conv2d>,
+    bn3: Option<BatchNorm>,
+    downsample: Option<(Conv2d, BatchNorm)>,
+}
+
+impl Block {
+    fn new(cin: usize, planes: usize, stride: usize, bottleneck: bool, device: &Device) -> Self {
+        let expansion = if bottleneck { 4 } else { 1 };
+        let cout = planes * expansion;
+        let downsample = (stride != 1 || cin != cout)
+            .then(|| (conv(cin, cout, 1, stride, device), bn(cout, device)));
+        if bottleneck {
+            Block {
+                conv1: conv(cin, planes, 1, 1, device),
+                bn1: bn(planes, device),
+                conv2: conv(planes, planes, 3, stride, device),
+                bn2: bn(planes, device),
+                conv3: Some(conv(planes, cout, 1, 1, device)),
+                bn3: Some(bn(cout, device)),
+                downsample,
+            }
+        } else {
+            Block {
+                conv1: conv(cin, planes, 3, stride, device),
+                bn1: bn(planes, device),
+                conv2: conv(planes, planes, 3, 1, device),
+                bn2: bn(planes, device),
+                conv3: None,
+                bn3: None,
+                downsample,
+            }
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.downsample {
+            Some((c, b)) => b.forward(c.forward(x.clone())),
+            None => x.clone(),
+        };
+        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
+        y = self.bn2.forward(self.conv2.forward(y));
+        if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
+            y = b3.forward(c3.forward(relu(y)));
+        }
+        relu(y + identity)
+    }
+}
+
+/// torchvision-compatible ResNet.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    maxpool: Option<MaxPool2d>,
+    layer1: Vec<Block>,
+    layer2: Vec<Block>,
+    layer3: Vec<Block>,
+    layer4: Vec<Block>,
+    avgpool: AdaptiveAvgPool2d,
+    /// The classification head (`fc.weight`, `fc.bias`).
+    pub fc: Linear,
+}
+
+impl ResNet {
+    /// Builds a freshly initialized ResNet of the given depth (18, 34, 50, 101).
+    pub fn new(
+        depth: usize,
+        in_channels: usize,
+        num_classes: usize,
+        width: usize,
+        small_stem: bool,
+        device: &Device,
+    ) -> Option<Self> {
+        let (bottleneck, blocks) = layout(depth)?;
+        let expansion = if bottleneck { 4 } else { 1 };
+        let (conv1, maxpool) = if small_stem {
+            (conv(in_channels, width, 3, 1, device), None)
+        } else {
+            let pool = MaxPoolConfigExt::torchvision();
+            (conv(in_channels, width, 7, 2, device), Some(pool))
+        };
+        let mut cin = width;
+        let mut stage = |planes: usize, n: usize, stride: usize| {
+            let mut v = Vec::with_capacity(n);
+            for i in 0..n {
+                let s = if i == 0 { stride } else { 1 };
+                v.push(Block::new(cin, planes, s, bottleneck, device));
+                cin = planes * expansion;
+            }
+            v
+        };
+        let layer1 = stage(width, blocks[0], 1);
+        let layer2 = stage(width * 2, blocks[1], 2);
+        let layer3 = stage(width * 4, blocks[2], 2);
+        let layer4 = stage(width * 8, blocks[3], 2);
+        Some(ResNet {
+            conv1,
+            bn1: bn(width, device),
+            maxpool,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: LinearConfig::new(width * 8 * expansion, num_classes).init(device),
+        })
+    }
+
+    /// Features before the head: [batch, channels].
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        if let Some(p) = &self.maxpool {
+            x = p.forward(x);
+        }
+        for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+            for b in stage {
+                x = b.forward(x);
+            }
+        }
+        self.avgpool.forward(x).flatten(1, 3)
+    }
+
+    /// Logits: [batch, classes].
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.features(x))
+    }
+}
+
+struct MaxPoolConfigExt;
+impl MaxPoolConfigExt {
+    fn torchvision() -> MaxPool2d {
+        MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init()
+    }
+}

@@ -1,0 +1,21 @@
+//! Group-Lasso-SP: `Ω(w) = Σ_g √p_g ‖w_g − w0_g‖₂`, one group per output channel.
+//!
+//! A group is a slice along dim 0 of the checkpoint layout (a conv filter's fan-in, a linear
+//! unit's fan-in, or one element of a 1-D tensor); `p_g` is its size, so `s_g = √p_g` balances
+//! groups of different sizes. Gradient: `√p_g (w_g − w0_g)/‖w_g − w0_g‖`, with 0 for a group
+//! equal to its reference (the subgradient of smallest norm).
+
+use burn::tensor::Tensor;
+
+/// `(Σ_g √p ‖d_g‖, √p d_g/‖d_g‖)` for `d = w − w0` in group view `[g, p]`.
+pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+    let [_, p] = w.dims();
+    let s = (p as f64).sqrt();
+    let d = w - w0;
+    let norms = d.clone().square().sum_dim(1).sqrt(); // [g, 1]
+    let value = norms.clone().sum().mul_scalar(s);
+    let zero = norms.clone().equal_elem(0.0);
+    // 1/‖d_g‖ where the norm is positive, 0 where the group sits exactly at w0.
+    let inv = norms.mask_fill(zero.clone(), 1.0).recip().mask_fill(zero, 0.0);
+    (value, d * inv.mul_scalar(s))
+}

@@ -1,0 +1,130 @@
+//! Parameter regularizers: weight decay (L2) and the starting-point (-SP) schemes.
+//!
+//! One file per scheme, each with its formula. Every scheme works on a tensor's *group view*
+//! `[g, p]`: dim 0 of the checkpoint (torchvision) layout is the group (a conv kernel
+//! `[out, in, kh, kw]` gives one group of `in·kh·kw` per output channel; a linear weight
+//! `[out, in]` one group per output; a 1-D tensor one group per element). L2, L2-SP and L1-SP
+//! are elementwise, so the view changes nothing for them; GL-SP needs it.
+//!
+//! Training minimizes `task loss + α·scheme(S) + β·½‖w_S̄‖²` where `S` is the set of parameter
+//! tensors present in the reference `w0` with the same shape and `S̄` the rest (the new head).
+//! The optimizer ([`crate::train::optim`]) adds the penalty's gradient to each parameter's
+//! gradient before momentum (PyTorch's weight-decay semantics), so no autodiff graph is built
+//! for the penalty.
+
+pub mod gl_sp;
+pub mod l1_sp;
+pub mod l2;
+pub mod l2_sp;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which penalty is applied to the shared part `S`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// No penalty on `S` (β still applies to the new head).
+    None,
+    /// Weight decay toward 0: `½‖w‖²` (the baseline that forgets).
+    #[default]
+    L2,
+    /// `½‖w − w0‖²`.
+    L2Sp,
+    /// `‖w − w0‖₁`.
+    L1Sp,
+    /// `Σ_g √p_g ‖w_g − w0_g‖₂`.
+    GlSp,
+}
+
+impl Scheme {
+    /// All schemes, for tests and tables.
+    pub const ALL: [Scheme; 5] = [Scheme::None, Scheme::L2, Scheme::L2Sp, Scheme::L1Sp, Scheme::GlSp];
+
+    /// CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::None => "none",
+            Scheme::L2 => "l2",
+            Scheme::L2Sp => "l2-sp",
+            Scheme::L1Sp => "l1-sp",
+            Scheme::GlSp => "gl-sp",
+        }
+    }
+
+    /// Parses the CLI spelling.
+    pub fn parse(s: &str) -> Result<Self> {
+        Scheme::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "--reg",
+                    format!("unknown scheme {s:?}; known: none, l2, l2-sp, l1-sp, gl-sp"),
+                )
+            })
+    }
+
+    /// Whether the scheme needs the starting point `w0`.
+    pub fn needs_reference(self) -> bool {
+        matches!(self, Scheme::L2Sp | Scheme::L1Sp | Scheme::GlSp)
+    }
+
+    /// Penalty value (α = 1) and its gradient for one tensor in group view `[g, p]`.
+    /// `w0` is the reference in the same view (ignored by `None` and `L2`).
+    pub fn value_and_grad(self, w: Tensor<2>, w0: &Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+        match self {
+            Scheme::None => (w.clone().sum().mul_scalar(0.0), w.zeros_like()),
+            Scheme::L2 => l2::value_and_grad(w),
+            Scheme::L2Sp => l2_sp::value_and_grad(w, w0.clone()),
+            Scheme::L1Sp => l1_sp::value_and_grad(w, w0.clone()),
+            Scheme::GlSp => gl_sp::value_and_grad(w, w0.clone()),
+        }
+    }
+}
+
+/// Which tensors of `S` the scheme regularizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Anchor {
+    /// Every parameter of `S` (tllib's choice).
+    #[default]
+    All,
+    /// Only convolution and linear kernels (the authors' code); BatchNorm affine parameters
+    /// and biases are left free.
+    Weights,
+}
+
+impl Anchor {
+    /// Parses `all` / `weights`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(Anchor::All),
+            "weights" => Ok(Anchor::Weights),
+            _ => Err(Error::invalid("--anchor", format!("{s:?}; expected all or weights"))),
+        }
+    }
+}
+
+/// Reshapes a tensor (burn layout) into its group view `[g, p]` in checkpoint layout.
+/// `transposed` marks linear weights, which burn stores as `[in, out]`.
+pub fn group_view<const D: usize>(t: Tensor<D>, transposed: bool) -> Tensor<2> {
+    let t = if transposed { t.transpose() } else { t };
+    let dims = t.dims();
+    let g = dims[0];
+    let p: usize = dims[1..].iter().product();
+    t.reshape([g, p.max(1)])
+}
+
+/// Inverse of [`group_view`]: back to the burn shape `shape`.
+pub fn from_group_view<const D: usize>(v: Tensor<2>, shape: [usize; D], transposed: bool) -> Tensor<D> {
+    if transposed {
+        let mut s = shape;
+        s.swap(D - 2, D - 1);
+        v.reshape(s).transpose()
+    } else {
+        v.reshape(shape)
+    }
+}

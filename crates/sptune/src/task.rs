@@ -1,0 +1,118 @@
+//! A task: the data set, the classes, the few-shot subset and the splits of one run.
+//!
+//! `--data fashion-mnist --classes 5-9 --per-class 20 --val-fraction 0.2` becomes a
+//! [`Task`] with train / val / test [`Dataset`]s whose labels index the selected classes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, DataSource, Dataset};
+use crate::{Error, Result};
+
+/// Where the data comes from and which part of it is used.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `fashion-mnist` or a directory (IDX or ImageFolder layout).
+    pub data: String,
+    /// Class selection (`0-4`, `5,6,9`, names); empty = all classes.
+    pub classes: String,
+    /// Keep this many training images per class (seeded shuffle); `None` = all.
+    pub per_class: Option<usize>,
+    /// Fraction of the (subset) training images held out for validation.
+    pub val_fraction: f64,
+    /// Side length images are stored at (ImageFolder only; IDX keeps 28).
+    pub resize: usize,
+    /// Seed of the subset and split.
+    pub seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            data: "fashion-mnist".into(),
+            classes: String::new(),
+            per_class: None,
+            val_fraction: 0.0,
+            resize: 32,
+            seed: 0,
+        }
+    }
+}
+
+/// The data of one run.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Training images (after class selection, few-shot subset and validation hold-out).
+    pub train: Dataset,
+    /// Validation images (may be empty).
+    pub val: Dataset,
+    /// Test images of the selected classes.
+    pub test: Dataset,
+}
+
+impl Task {
+    /// Names of the selected classes (the head's outputs, in order).
+    pub fn classes(&self) -> &[String] {
+        &self.train.classes
+    }
+}
+
+/// Loads both splits of the data set (no class selection).
+pub fn load_splits(cfg: &DataConfig, channels: usize) -> Result<data::Splits> {
+    match data::resolve_data(&cfg.data)? {
+        DataSource::Idx(dir) => data::load_idx_dir(&dir),
+        DataSource::ImageFolder(dir) => data::load_image_folder(&dir, channels, cfg.resize),
+    }
+}
+
+/// Loads the task described by `cfg`. `channels` is used by ImageFolder data.
+pub fn load(cfg: &DataConfig, channels: usize) -> Result<Task> {
+    if !(0.0..1.0).contains(&cfg.val_fraction) {
+        return Err(Error::invalid(
+            "--val-fraction",
+            format!("{} is outside [0, 1)", cfg.val_fraction),
+        ));
+    }
+    let splits = load_splits(cfg, channels)?;
+    select(splits, cfg)
+}
+
+/// Applies class selection, the few-shot subset and the validation split to loaded splits.
+pub fn select(splits: data::Splits, cfg: &DataConfig) -> Result<Task> {
+    let all = &splits.train.classes;
+    let classes = if cfg.classes.trim().is_empty() {
+        (0..all.len()).collect()
+    } else {
+        data::parse_classes(&cfg.classes, all)?
+    };
+    let mut train = data::select_classes(&splits.train, &classes)?;
+    let mut test = if splits.test.is_empty() {
+        splits.test.clone()
+    } else {
+        data::select_classes(&splits.test, &classes)?
+    };
+    if let Some(n) = cfg.per_class {
+        if n == 0 {
+            return Err(Error::invalid("--per-class", "must be at least 1"));
+        }
+        train = data::per_class(&train, n, cfg.seed)?;
+    }
+    let (train, val) = if splits.test.is_empty() {
+        // A folder with no test split: hold the test images out of train first.
+        let (rest, held) = data::split_val(&train, 0.2, cfg.seed ^ 0x7e57)?;
+        test = held;
+        let (t, v) = data::split_val(&rest, cfg.val_fraction, cfg.seed)?;
+        (t, v)
+    } else {
+        data::split_val(&train, cfg.val_fraction, cfg.seed)?
+    };
+    for (i, c) in train.per_class_counts().iter().enumerate() {
+        if *c == 0 {
+            return Err(Error::invalid(
+                "--classes",
+                format!("class {:?} has no training images left", train.classes[i]),
+            ));
+        }
+    }
+    Ok(Task { train, val, test })
+}

@@ -1,0 +1,343 @@
+//! Training: pretraining from scratch and fine-tuning from a starting point.
+//!
+//! [`fit`] runs epochs of SGD over a [`Dataset`]: forward, cross-entropy, backward, then
+//! [`optim::Sgd::step`] which adds the regularizer's gradient. Each epoch yields an
+//! [`EpochLog`] (task loss, penalty on `S`, penalty on `S̄`, train/val accuracy) that the CLI
+//! writes to `summary.csv`.
+
+pub mod optim;
+pub mod schedule;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, BatchOptions, Dataset, Normalize};
+use crate::eval;
+use crate::models::checkpoint::Checkpoint;
+use crate::models::{ModelSpec, Net};
+use crate::regularizer::{Anchor, Scheme};
+use crate::{Error, Result};
+
+pub use optim::{Penalties, Sgd, SgdOptions};
+pub use schedule::Schedule;
+
+/// Optimization and regularization settings shared by `pretrain` and `finetune`.
+///
+/// | field | default | range |
+/// |---|---|---|
+/// | `epochs` | 10 | ≥ 1 |
+/// | `batch_size` | 64 | ≥ 1 |
+/// | `lr` | 0.01 | > 0 |
+/// | `momentum` | 0.9 | [0, 1) |
+/// | `schedule` | step | constant, step, cosine |
+/// | `gamma` | 0.1 | (0, 1] |
+/// | `reg` | l2 | none, l2, l2-sp, l1-sp, gl-sp |
+/// | `alpha` | 0.01 | ≥ 0 |
+/// | `beta` | 0.01 | ≥ 0 |
+/// | `anchor` | all | all, weights |
+/// | `freeze` | none | stem + first K stages |
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// SGD momentum (dampening 0).
+    pub momentum: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Factor of each step of the step schedule.
+    pub gamma: f64,
+    /// Penalty on the shared part `S`.
+    pub reg: Scheme,
+    /// Weight of the penalty on `S`.
+    pub alpha: f64,
+    /// Weight of plain L2 on the new part `S̄`.
+    pub beta: f64,
+    /// Which tensors of `S` are regularized.
+    pub anchor: Anchor,
+    /// Freeze the stem and the first K stages (no updates, BatchNorm statistics fixed).
+    pub freeze: Option<usize>,
+    /// Random crop (padding 2) and horizontal flip on training batches.
+    pub augment: bool,
+    /// Seed of initialization, shuffling and augmentation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            lr: 0.01,
+            momentum: 0.9,
+            schedule: Schedule::Step,
+            gamma: 0.1,
+            reg: Scheme::L2,
+            alpha: 0.01,
+            beta: 0.01,
+            anchor: Anchor::All,
+            freeze: None,
+            augment: false,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges; the error names the option and the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |w: &str, m: String| Err(Error::invalid(w, m));
+        if self.epochs == 0 {
+            return bad("--epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr", format!("{} is not a positive number", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("--momentum", format!("{} is outside [0, 1)", self.momentum));
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return bad("--gamma", format!("{} is outside (0, 1]", self.gamma));
+        }
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            return bad("--alpha", format!("{} is not a non-negative number", self.alpha));
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return bad("--beta", format!("{} is not a non-negative number", self.beta));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean cross-entropy over the epoch's batches.
+    pub task_loss: f64,
+    /// α·Ω(w_S) at the epoch's last step.
+    pub penalty_shared: f64,
+    /// β·½‖w_S̄‖² at the epoch's last step.
+    pub penalty_new: f64,
+    /// Accuracy on the training batches (train-mode forward, augmented).
+    pub train_acc: f64,
+    /// Accuracy on the validation split, if any.
+    pub val_acc: Option<f64>,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// Batch options for the model's input: normalization from the spec, augmentation on request.
+pub fn batch_options(spec: &ModelSpec, augment: bool) -> BatchOptions {
+    BatchOptions {
+        channels: spec.input[0],
+        size: spec.input[1],
+        normalize: Normalize {
+            mean: spec.mean.clone(),
+            std: spec.std.clone(),
+        },
+        random_crop: augment,
+        pad: if augment { 2 } else { 0 },
+        hflip: augment,
+    }
+}
+
+/// Names frozen by `--freeze K` for this spec.
+pub fn frozen_predicate(spec: &ModelSpec, freeze: Option<usize>) -> impl Fn(&str) -> bool + '_ {
+    move |name: &str| match freeze {
+        None => false,
+        Some(k) => {
+            let s = spec.stage_of(name);
+            s != usize::MAX && s <= k
+        }
+    }
+}
+
+struct Freezer<'a, F: Fn(&str) -> bool> {
+    path: Vec<String>,
+    frozen: &'a F,
+}
+
+impl<F: Fn(&str) -> bool> Freezer<'_, F> {
+    fn current(&self) -> String {
+        // a stage is decided by the first path component; a placeholder leaf is enough
+        let mut p = self.path.clone();
+        p.push("weight".into());
+        let first = p[0].clone();
+        if first == "layers" && p.len() > 1 {
+            // MLP: layers.i -> fc{i+1}
+            let k: usize = p[1].parse().unwrap_or(0);
+            return format!("fc{}.weight", k + 1);
+        }
+        p.join(".")
+    }
+}
+
+impl<F: Fn(&str) -> bool> ModuleMapper for Freezer<'_, F> {
+    fn enter_module(&mut self, name: &str, container: &str) {
+        if !container.starts_with("Enum:") {
+            self.path.push(name.into());
+        }
+    }
+    fn exit_module(&mut self, _name: &str, container: &str) {
+        if !container.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if (self.frozen)(&self.current()) {
+            param.set_require_grad(false)
+        } else {
+            param
+        }
+    }
+    fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
+        if (self.frozen)(&self.current()) {
+            flag.with_value(false)
+        } else {
+            flag
+        }
+    }
+}
+
+/// Stops gradients and BatchNorm statistic updates for the frozen part of `net`.
+pub fn apply_freeze(net: Net, frozen: &impl Fn(&str) -> bool) -> Net {
+    let mut m = Freezer {
+        path: Vec::new(),
+        frozen,
+    };
+    net.map(&mut m)
+}
+
+/// Progress events for a progress bar.
+pub enum Progress {
+    /// Training starts: total number of steps.
+    Start(u64),
+    /// One step done.
+    Step,
+    /// An epoch finished.
+    Epoch(EpochLog),
+}
+
+/// Trains `net` (on an autodiff device) on `train`. `reference` is the starting point `w0` of
+/// the -SP schemes (also decides `S` vs `S̄`). Returns the trained network (still on the
+/// autodiff device) and the per-epoch logs. A non-finite loss stops with [`Error::Diverged`].
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    net: Net,
+    spec: &ModelSpec,
+    reference: Option<&Checkpoint>,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Net, Vec<EpochLog>)> {
+    cfg.validate()?;
+    if cfg.reg.needs_reference() && reference.is_none() {
+        return Err(Error::invalid(
+            "--reg",
+            format!("{} needs a starting point (--init)", cfg.reg.name()),
+        ));
+    }
+    if train.is_empty() {
+        return Err(Error::invalid("training set", "no images"));
+    }
+    let frozen = frozen_predicate(spec, cfg.freeze);
+    let mut net = apply_freeze(net, &frozen);
+    let mut opt = Sgd::new(
+        &net,
+        reference,
+        &SgdOptions {
+            momentum: cfg.momentum,
+            scheme: cfg.reg,
+            alpha: cfg.alpha,
+            beta: cfg.beta,
+            anchor: cfg.anchor,
+        },
+        &frozen,
+        device,
+    );
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let opts = batch_options(spec, cfg.augment);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    progress(Progress::Start((steps_per_epoch * cfg.epochs) as u64));
+    let mut logs = Vec::new();
+    for epoch in 0..cfg.epochs {
+        let t0 = std::time::Instant::now();
+        let lr = cfg.schedule.lr(cfg.lr, cfg.gamma, epoch, cfg.epochs);
+        let order = data::epoch_order(train.len(), &mut rng);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut pen = Penalties::default();
+        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let (x, y) = data::make_batch(train, idx, &opts, &mut rng, device)?;
+            let logits = net.forward(x);
+            let pred = logits.clone().inner().argmax(1).flatten::<1>(0, 1);
+            correct += pred
+                .equal(y.clone().inner())
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize;
+            let loss = loss_fn.forward(logits, y);
+            let lv = loss.clone().inner().into_scalar::<f32>() as f64;
+            if !lv.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "loss is {lv} at epoch {}, step {}; lower --lr (now {lr})",
+                    epoch + 1,
+                    b + 1
+                )));
+            }
+            loss_sum += lv * idx.len() as f64;
+            seen += idx.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let last = b + 1 == steps_per_epoch;
+            let (n, p) = opt.step(lr, net, grads, last);
+            net = n;
+            if let Some(p) = p {
+                pen = p;
+            }
+            progress(Progress::Step);
+        }
+        let val_acc = match val {
+            Some(v) if !v.is_empty() => Some(eval::accuracy(&net.valid(), spec, v, 256, device)?),
+            _ => None,
+        };
+        let log = EpochLog {
+            epoch: epoch + 1,
+            lr,
+            task_loss: loss_sum / seen as f64,
+            penalty_shared: pen.shared,
+            penalty_new: pen.new,
+            train_acc: correct as f64 / seen as f64,
+            val_acc,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if !(log.penalty_shared.is_finite() && log.penalty_new.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "penalty is not finite at epoch {} (S: {}, new: {})",
+                epoch + 1,
+                log.penalty_shared,
+                log.penalty_new
+            )));
+        }
+        progress(Progress::Epoch(log.clone()));
+        logs.push(log);
+    }
+    Ok((net, logs))
+}

@@ -1,0 +1,223 @@
+//! SGD with momentum (PyTorch semantics) whose gradient transform adds the regularizer.
+//!
+//! For each parameter: `g ← ∇L + α∇Ω(w)` (shared part `S`) or `g ← ∇L + βw` (new head `S̄`),
+//! then `b ← μb + g` (`b ← g` on the first step; dampening 0), `w ← w − lr·b`. This is
+//! PyTorch's `SGD(momentum=μ, weight_decay=…)` with the decay replaced by the scheme's
+//! gradient (burn's own `MomentumConfig` defaults to dampening 0.1, which is why sptune has its
+//! own). Frozen parameters and buffers are never touched. Penalty values are computed only when
+//! asked for (once per epoch for the log), so a step costs no extra reduction otherwise.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::models::Net;
+use crate::models::checkpoint::Checkpoint;
+use crate::params::{self, Kind, ParamInfo};
+use crate::regularizer::{Anchor, Scheme, from_group_view, group_view};
+
+/// What the optimizer does with one tensor.
+#[derive(Debug)]
+pub enum Role {
+    /// In `S`: regularized by the scheme toward `w0` (group view), unless `w0` is `None`
+    /// because `--anchor weights` leaves this tensor free.
+    Shared(Option<Tensor<2>>),
+    /// In `S̄` (no counterpart in the reference): plain L2 with weight β.
+    New,
+    /// Receives no update.
+    Frozen,
+}
+
+struct Slot {
+    info: ParamInfo,
+    role: Role,
+}
+
+/// Penalty values of the last step that computed them (already multiplied by α and β).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Penalties {
+    /// α·Ω(w_S).
+    pub shared: f64,
+    /// β·½‖w_S̄‖².
+    pub new: f64,
+}
+
+/// The optimizer and its regularizer.
+pub struct Sgd {
+    slots: HashMap<ParamId, Slot>,
+    momentum: f64,
+    scheme: Scheme,
+    alpha: f64,
+    beta: f64,
+    buffers: HashMap<ParamId, Tensor<2>>,
+}
+
+/// Options of [`Sgd::new`].
+#[derive(Clone, Debug)]
+pub struct SgdOptions {
+    /// Momentum μ (0.9 in the paper).
+    pub momentum: f64,
+    /// Penalty on the shared part.
+    pub scheme: Scheme,
+    /// Weight α of the scheme.
+    pub alpha: f64,
+    /// Weight β of the plain L2 on the new head.
+    pub beta: f64,
+    /// Which tensors of `S` are regularized.
+    pub anchor: Anchor,
+}
+
+impl Sgd {
+    /// Builds the optimizer for `net`. `reference` is the starting point `w0` (the source
+    /// checkpoint); without it every parameter is in `S̄`. `frozen(name)` says which tensors get
+    /// no update.
+    pub fn new(
+        net: &Net,
+        reference: Option<&Checkpoint>,
+        opts: &SgdOptions,
+        frozen: &dyn Fn(&str) -> bool,
+        device: &Device,
+    ) -> Self {
+        let inner = device.clone().without_autodiff();
+        let mut slots = HashMap::new();
+        for info in params::table(net) {
+            if info.kind == Kind::Buffer {
+                continue;
+            }
+            let role = if frozen(&info.name) {
+                Role::Frozen
+            } else {
+                match reference.and_then(|r| r.tensors.get(&info.name)) {
+                    Some((shape, vals)) if *shape == info.shape => {
+                        let keep = opts.anchor == Anchor::All || info.is_kernel();
+                        Role::Shared(keep.then(|| {
+                            let g = shape[0];
+                            let p = (vals.len() / g.max(1)).max(1);
+                            Tensor::<2>::from_data(TensorData::new(vals.clone(), [g, p]), &inner)
+                        }))
+                    }
+                    _ => Role::New,
+                }
+            };
+            slots.insert(info.id, Slot { info, role });
+        }
+        Sgd {
+            slots,
+            momentum: opts.momentum,
+            scheme: opts.scheme,
+            alpha: opts.alpha,
+            beta: opts.beta,
+            buffers: HashMap::new(),
+        }
+    }
+
+    /// The role of each named tensor (for logs and tests).
+    pub fn roles(&self) -> Vec<(String, &'static str)> {
+        let mut v: Vec<_> = self
+            .slots
+            .values()
+            .map(|s| {
+                let r = match &s.role {
+                    Role::Shared(Some(_)) => "shared",
+                    Role::Shared(None) => "shared-free",
+                    Role::New => "new",
+                    Role::Frozen => "frozen",
+                };
+                (s.info.name.clone(), r)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// One update with learning rate `lr`. When `measure` is true the penalty values at the
+    /// pre-update weights are returned.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        net: Net,
+        grads: GradientsParams,
+        measure: bool,
+    ) -> (Net, Option<Penalties>) {
+        let mut m = StepMapper {
+            opt: self,
+            grads,
+            lr,
+            measure,
+            shared: Vec::new(),
+            new: Vec::new(),
+        };
+        let net = net.map(&mut m);
+        let pen = measure.then(|| {
+            let sum = |v: &[Tensor<1>]| -> f64 {
+                v.iter()
+                    .map(|t| t.clone().into_scalar::<f32>() as f64)
+                    .sum()
+            };
+            Penalties {
+                shared: sum(&m.shared),
+                new: sum(&m.new),
+            }
+        });
+        (net, pen)
+    }
+}
+
+struct StepMapper<'a> {
+    opt: &'a mut Sgd,
+    grads: GradientsParams,
+    lr: f64,
+    measure: bool,
+    shared: Vec<Tensor<1>>,
+    new: Vec<Tensor<1>>,
+}
+
+impl ModuleMapper for StepMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(slot) = self.opt.slots.get(&param.id) else {
+            return param;
+        };
+        if matches!(slot.role, Role::Frozen) {
+            return param;
+        }
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        let w = group_view(tensor.inner(), slot.info.transposed);
+        let mut g = group_view(grad, slot.info.transposed);
+        match &slot.role {
+            Role::Shared(Some(w0)) if self.opt.scheme != Scheme::None && self.opt.alpha != 0.0 => {
+                let (v, pg) = self.opt.scheme.value_and_grad(w.clone(), w0);
+                g = g + pg.mul_scalar(self.opt.alpha);
+                if self.measure {
+                    self.shared.push(v.mul_scalar(self.opt.alpha));
+                }
+            }
+            Role::New if self.opt.beta != 0.0 => {
+                if self.measure {
+                    self.new
+                        .push(w.clone().square().sum().mul_scalar(0.5 * self.opt.beta));
+                }
+                g = g + w.clone().mul_scalar(self.opt.beta);
+            }
+            _ => {}
+        }
+        let step = if self.opt.momentum != 0.0 {
+            let b = match self.opt.buffers.remove(&id) {
+                Some(b) => b.mul_scalar(self.opt.momentum) + g,
+                None => g,
+            };
+            self.opt.buffers.insert(id, b.clone());
+            b
+        } else {
+            g
+        };
+        let w = w - step.mul_scalar(self.lr);
+        let w: Tensor<D> = from_group_view(w, dims, slot.info.transposed);
+        Param::from_mapped_value(id, Tensor::from_inner(w).require_grad(), mapper)
+    }
+}
