@@ -6,7 +6,9 @@ use rand_chacha::ChaCha8Rng;
 use sptune::data::{BatchOptions, Dataset, Normalize, epoch_order, make_batch};
 
 fn ds(images: Vec<f32>, labels: Vec<usize>, c: usize, h: usize, w: usize) -> Dataset {
-    let classes = (0..=labels.iter().copied().max().unwrap_or(0)).map(|i| i.to_string()).collect();
+    let classes = (0..=labels.iter().copied().max().unwrap_or(0))
+        .map(|i| i.to_string())
+        .collect();
     Dataset::new(images, labels, classes, c, h, w).unwrap()
 }
 
@@ -29,12 +31,21 @@ fn rng(seed: u64) -> ChaCha8Rng {
 
 #[test]
 fn normalization_by_hand() {
-    let d = ds(vec![0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0], vec![3, 1], 1, 2, 2);
+    let d = ds(
+        vec![0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0],
+        vec![3, 1],
+        1,
+        2,
+        2,
+    );
     let opts = BatchOptions::eval(1, 2, Normalize::new(vec![0.5], vec![0.25]));
     let (x, y) = make_batch(&d, &[0, 1], &opts, &mut rng(0), &Device::flex()).unwrap();
     let (shape, v) = values(x);
     assert_eq!(shape, vec![2, 1, 2, 2]);
-    assert!(close(&v, &[-2.0, -1.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0]), "{v:?}");
+    assert!(
+        close(&v, &[-2.0, -1.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0]),
+        "{v:?}"
+    );
     assert_eq!(labels(y), vec![3, 1]);
 }
 
@@ -53,17 +64,32 @@ fn center_crop_positions() {
     let img: Vec<f32> = (0..16).map(|v| v as f32 / 100.0).collect();
     let d = ds(img, vec![0], 1, 4, 4);
     let opts = BatchOptions::eval(1, 2, Normalize::identity(1));
-    let v = values(make_batch(&d, &[0], &opts, &mut rng(0), &Device::flex()).unwrap().0).1;
+    let v = values(
+        make_batch(&d, &[0], &opts, &mut rng(0), &Device::flex())
+            .unwrap()
+            .0,
+    )
+    .1;
     assert!(close(&v, &[0.05, 0.06, 0.09, 0.10]), "{v:?}");
     // 5x5 -> 2x2: offset (5 - 2) / 2 = 1
     let img: Vec<f32> = (0..25).map(|v| v as f32 / 100.0).collect();
     let d = ds(img, vec![0], 1, 5, 5);
-    let v = values(make_batch(&d, &[0], &opts, &mut rng(0), &Device::flex()).unwrap().0).1;
+    let v = values(
+        make_batch(&d, &[0], &opts, &mut rng(0), &Device::flex())
+            .unwrap()
+            .0,
+    )
+    .1;
     assert!(close(&v, &[0.06, 0.07, 0.11, 0.12]), "{v:?}");
     // same size: identity, also with random_crop and no padding
     let mut same = BatchOptions::eval(1, 5, Normalize::identity(1));
     same.random_crop = true;
-    let v = values(make_batch(&d, &[0], &same, &mut rng(0), &Device::flex()).unwrap().0).1;
+    let v = values(
+        make_batch(&d, &[0], &same, &mut rng(0), &Device::flex())
+            .unwrap()
+            .0,
+    )
+    .1;
     assert!(close(&v, &d.images), "{v:?}");
 }
 
@@ -78,7 +104,12 @@ fn hflip_flips_rows_and_both_outcomes_occur() {
     let mut r = rng(11);
     let (mut n_plain, mut n_flip) = (0, 0);
     for _ in 0..64 {
-        let v = values(make_batch(&d, &[0], &opts, &mut r, &Device::flex()).unwrap().0).1;
+        let v = values(
+            make_batch(&d, &[0], &opts, &mut r, &Device::flex())
+                .unwrap()
+                .0,
+        )
+        .1;
         if close(&v, &plain) {
             n_plain += 1;
         } else if close(&v, &flipped) {
@@ -87,7 +118,10 @@ fn hflip_flips_rows_and_both_outcomes_occur() {
             panic!("neither plain nor flipped: {v:?}");
         }
     }
-    assert!(n_plain > 10 && n_flip > 10, "plain {n_plain}, flipped {n_flip}");
+    assert!(
+        n_plain > 10 && n_flip > 10,
+        "plain {n_plain}, flipped {n_flip}"
+    );
 }
 
 #[test]
@@ -103,8 +137,16 @@ fn random_crop_pads_with_the_mean() {
     let mut r = rng(5);
     let mut saw_pad = false;
     for _ in 0..20 {
-        let v = values(make_batch(&d, &[0], &opts, &mut r, &Device::flex()).unwrap().0).1;
-        assert!(v.iter().all(|&x| x.abs() < 1e-6 || (x - 0.8).abs() < 1e-5), "{v:?}");
+        let v = values(
+            make_batch(&d, &[0], &opts, &mut r, &Device::flex())
+                .unwrap()
+                .0,
+        )
+        .1;
+        assert!(
+            v.iter().all(|&x| x.abs() < 1e-6 || (x - 0.8).abs() < 1e-5),
+            "{v:?}"
+        );
         saw_pad |= v.iter().any(|&x| x.abs() < 1e-6);
     }
     assert!(saw_pad);
@@ -116,13 +158,24 @@ fn gray_to_rgb_and_rgb_to_gray() {
     let norm = Normalize::new(vec![0.0, 0.1, 0.2], vec![1.0, 0.5, 2.0]);
     let opts = BatchOptions::eval(3, 1, norm);
     // 1x2 -> size 1 center crop takes column 0 (offset (2 - 1) / 2 = 0)
-    let (shape, v) = values(make_batch(&gray, &[0], &opts, &mut rng(0), &Device::flex()).unwrap().0);
+    let (shape, v) = values(
+        make_batch(&gray, &[0], &opts, &mut rng(0), &Device::flex())
+            .unwrap()
+            .0,
+    );
     assert_eq!(shape, vec![1, 3, 1, 1]);
-    assert!(close(&v, &[0.2, (0.2 - 0.1) / 0.5, (0.2 - 0.2) / 2.0]), "{v:?}");
+    assert!(
+        close(&v, &[0.2, (0.2 - 0.1) / 0.5, (0.2 - 0.2) / 2.0]),
+        "{v:?}"
+    );
 
     let rgb = ds(vec![1.0, 0.5, 0.25], vec![0], 3, 1, 1);
     let opts = BatchOptions::eval(1, 1, Normalize::identity(1));
-    let (shape, v) = values(make_batch(&rgb, &[0], &opts, &mut rng(0), &Device::flex()).unwrap().0);
+    let (shape, v) = values(
+        make_batch(&rgb, &[0], &opts, &mut rng(0), &Device::flex())
+            .unwrap()
+            .0,
+    );
     assert_eq!(shape, vec![1, 1, 1, 1]);
     assert!(close(&v, &[0.299 + 0.587 * 0.5 + 0.114 * 0.25]), "{v:?}");
 }
@@ -139,10 +192,22 @@ fn deterministic_given_rng() {
         pad: 2,
         hflip: true,
     };
-    let a = values(make_batch(&d, &[0, 1, 2], &opts, &mut rng(9), &Device::flex()).unwrap().0);
-    let b = values(make_batch(&d, &[0, 1, 2], &opts, &mut rng(9), &Device::flex()).unwrap().0);
+    let a = values(
+        make_batch(&d, &[0, 1, 2], &opts, &mut rng(9), &Device::flex())
+            .unwrap()
+            .0,
+    );
+    let b = values(
+        make_batch(&d, &[0, 1, 2], &opts, &mut rng(9), &Device::flex())
+            .unwrap()
+            .0,
+    );
     assert_eq!(a, b);
-    let c = values(make_batch(&d, &[0, 1, 2], &opts, &mut rng(10), &Device::flex()).unwrap().0);
+    let c = values(
+        make_batch(&d, &[0, 1, 2], &opts, &mut rng(10), &Device::flex())
+            .unwrap()
+            .0,
+    );
     assert_ne!(a.1, c.1);
 }
 
@@ -151,7 +216,9 @@ fn bad_batches_are_errors() {
     let d = ds(vec![0.5; 4], vec![0], 1, 2, 2);
     let dev = Device::flex();
     let ok = BatchOptions::eval(1, 2, Normalize::identity(1));
-    let e = make_batch(&d, &[1], &ok, &mut rng(0), &dev).unwrap_err().to_string();
+    let e = make_batch(&d, &[1], &ok, &mut rng(0), &dev)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains('1'), "{e}");
     assert!(make_batch(&d, &[], &ok, &mut rng(0), &dev).is_err());
     let bad_norm = BatchOptions::eval(1, 2, Normalize::identity(3));

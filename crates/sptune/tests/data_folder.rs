@@ -66,7 +66,10 @@ fn rgb_png_exact_and_gray_replicated_to_rgb() {
     rgb_img(&d2.path().join("a/1.png"), 1, 1, &[10, 20, 30]);
     gray_png(&d2.path().join("b/1.png"), 1, 1, &[99]);
     let s = load_image_folder(d2.path(), 3, 1).unwrap();
-    assert_eq!(s.train.images, vec![f(10), f(20), f(30), f(99), f(99), f(99)]);
+    assert_eq!(
+        s.train.images,
+        vec![f(10), f(20), f(30), f(99), f(99), f(99)]
+    );
 }
 
 #[test]
@@ -79,7 +82,11 @@ fn rgb_to_gray_uses_bt601_luma() {
         .chunks(3)
         .map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0)
         .collect();
-    assert!(close(&s.train.images, &expect, 1e-6), "{:?}", s.train.images);
+    assert!(
+        close(&s.train.images, &expect, 1e-6),
+        "{:?}",
+        s.train.images
+    );
 }
 
 #[test]
@@ -108,7 +115,12 @@ fn larger_images_are_resized_to_the_shorter_side() {
     }
     gray_png(&d.path().join("a/big.png"), 16, 8, &px);
     // constant RGB 12x12 -> 4x4 stays constant
-    rgb_img(&d.path().join("b/c.png"), 12, 12, &[60u8, 120, 180].repeat(144));
+    rgb_img(
+        &d.path().join("b/c.png"),
+        12,
+        12,
+        &[60u8, 120, 180].repeat(144),
+    );
     let s = load_image_folder(d.path(), 1, 4).unwrap();
     assert_eq!((s.train.height, s.train.width), (4, 4));
     let a = s.train.image(0);
@@ -118,7 +130,11 @@ fn larger_images_are_resized_to_the_shorter_side() {
         assert!(a[y * 4 + 2] > 0.5 && a[y * 4 + 3] > 0.95, "{a:?}");
     }
     let luma = (0.299 * 60.0 + 0.587 * 120.0 + 0.114 * 180.0) / 255.0;
-    assert!(close(s.train.image(1), &[luma; 16], 1e-5), "{:?}", s.train.image(1));
+    assert!(
+        close(s.train.image(1), &[luma; 16], 1e-5),
+        "{:?}",
+        s.train.image(1)
+    );
 }
 
 #[test]
@@ -139,7 +155,10 @@ fn train_test_layout_and_val_fallback() {
     // test/ is preferred over val/
     gray_png(&r.join("test/cat/9.png"), 1, 1, &[9]);
     let s = load_image_folder(r, 1, 1).unwrap();
-    assert_eq!((s.test.labels.clone(), s.test.images.clone()), (vec![0], vec![f(9)]));
+    assert_eq!(
+        (s.test.labels.clone(), s.test.images.clone()),
+        (vec![0], vec![f(9)])
+    );
 }
 
 #[test]
@@ -155,12 +174,20 @@ fn test_class_missing_from_train_is_named() {
 #[test]
 fn jpeg_is_decoded() {
     let d = tempfile::tempdir().unwrap();
-    rgb_img(&d.path().join("a/p.jpg"), 8, 8, &[200u8, 100, 50].repeat(64));
+    rgb_img(
+        &d.path().join("a/p.jpg"),
+        8,
+        8,
+        &[200u8, 100, 50].repeat(64),
+    );
     let s = load_image_folder(d.path(), 3, 8).unwrap();
     let img = s.train.image(0);
     for (c, v) in [200.0f32, 100.0, 50.0].iter().enumerate() {
         let plane = &img[c * 64..(c + 1) * 64];
-        assert!(plane.iter().all(|p| (p * 255.0 - v).abs() < 4.0), "{plane:?}");
+        assert!(
+            plane.iter().all(|p| (p * 255.0 - v).abs() < 4.0),
+            "{plane:?}"
+        );
     }
 }
 
@@ -169,7 +196,9 @@ fn corrupt_image_is_named() {
     let d = tempfile::tempdir().unwrap();
     gray_png(&d.path().join("a/ok.png"), 1, 1, &[1]);
     let bad = d.path().join("a/broken.png");
-    let noise: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&bad, noise).unwrap();
     let e = load_image_folder(d.path(), 1, 1).unwrap_err().to_string();
     assert!(e.contains("broken.png") && !e.contains('\n'), "{e}");

@@ -60,10 +60,7 @@ fn write_set(dir: &Path, gz_ext: bool) {
 
 fn check_set(dir: &Path) {
     let s = load_idx_dir(dir).unwrap();
-    assert_eq!(
-        (s.train.channels, s.train.height, s.train.width),
-        (1, 2, 2)
-    );
+    assert_eq!((s.train.channels, s.train.height, s.train.width), (1, 2, 2));
     let expect: Vec<f32> = TRAIN_PIX.iter().map(|&b| b as f32 / 255.0).collect();
     assert_eq!(s.train.images, expect);
     assert_eq!(s.train.labels, vec![3, 0, 1]);
@@ -99,7 +96,10 @@ fn write_idx_matches_independent_encoder_plain_and_gz() {
     assert_eq!(std::fs::read(&lp).unwrap(), idx_labels(&TRAIN_LAB));
     let (ig, lg) = (d.path().join("i.gz"), d.path().join("l.gz"));
     write_idx(&TRAIN_PIX, &TRAIN_LAB, 3, 2, 2, &ig, &lg).unwrap();
-    assert_eq!(gunzip(&std::fs::read(&ig).unwrap()), idx_images(3, 2, 2, &TRAIN_PIX));
+    assert_eq!(
+        gunzip(&std::fs::read(&ig).unwrap()),
+        idx_images(3, 2, 2, &TRAIN_PIX)
+    );
     assert_eq!(gunzip(&std::fs::read(&lg).unwrap()), idx_labels(&TRAIN_LAB));
 }
 
@@ -179,7 +179,11 @@ fn wrong_magic_is_named() {
 fn label_count_mismatch_is_named() {
     let d = tempfile::tempdir().unwrap();
     write_set(d.path(), false);
-    std::fs::write(d.path().join("train-labels-idx1-ubyte"), idx_labels(&[1, 2])).unwrap();
+    std::fs::write(
+        d.path().join("train-labels-idx1-ubyte"),
+        idx_labels(&[1, 2]),
+    )
+    .unwrap();
     let e = err_of(d.path());
     assert!(e.contains("train-labels-idx1-ubyte"), "{e}");
     assert!(e.contains('2') && e.contains('3'), "{e}");
@@ -204,22 +208,32 @@ fn test_split_with_other_image_size_is_rejected() {
     )
     .unwrap();
     let e = err_of(d.path());
-    assert!(e.contains("t10k-images-idx3-ubyte") && e.contains("1x4"), "{e}");
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("1x4"),
+        "{e}"
+    );
 }
 
 #[test]
 fn real_fashion_mnist_if_installed() {
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
-    if !dir.join("train-images-idx3-ubyte.gz").exists() && !dir.join("train-images-idx3-ubyte").exists()
+    if !dir.join("train-images-idx3-ubyte.gz").exists()
+        && !dir.join("train-images-idx3-ubyte").exists()
     {
-        println!("skipped: {} not installed (apt-get install dataset-fashion-mnist)", dir.display());
+        println!(
+            "skipped: {} not installed (apt-get install dataset-fashion-mnist)",
+            dir.display()
+        );
         return;
     }
     let t = std::time::Instant::now();
     let s = load_idx_dir(dir).unwrap();
     println!("loaded Fashion-MNIST in {:?}", t.elapsed());
     assert_eq!((s.train.len(), s.test.len()), (60000, 10000));
-    assert_eq!((s.train.channels, s.train.height, s.train.width), (1, 28, 28));
+    assert_eq!(
+        (s.train.channels, s.train.height, s.train.width),
+        (1, 28, 28)
+    );
     assert_eq!(s.train.classes.len(), 10);
     assert_eq!(s.train.per_class_counts(), vec![6000; 10]);
     assert_eq!(s.test.per_class_counts(), vec![1000; 10]);

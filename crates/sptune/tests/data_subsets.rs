@@ -34,10 +34,16 @@ fn parse_classes_forms() {
     assert_eq!(parse_classes("0-2,7", &ten).unwrap(), vec![0, 1, 2, 7]);
     assert_eq!(parse_classes(" 9 , 1 ", &ten).unwrap(), vec![9, 1]);
     assert_eq!(parse_classes("7-7", &ten).unwrap(), vec![7]);
-    let fm = words(&["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]);
+    let fm = words(&[
+        "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+        "boot",
+    ]);
     assert_eq!(parse_classes("shirt,bag", &fm).unwrap(), vec![6, 8]);
     // a name containing '-' is a name, not a range; names and indices mix
-    assert_eq!(parse_classes("t-shirt,9,1-2", &fm).unwrap(), vec![0, 9, 1, 2]);
+    assert_eq!(
+        parse_classes("t-shirt,9,1-2", &fm).unwrap(),
+        vec![0, 9, 1, 2]
+    );
 }
 
 #[test]
@@ -52,11 +58,19 @@ fn numeric_class_names_refer_to_themselves() {
 fn parse_classes_errors() {
     let ten = names(10);
     let e = parse_classes("3,12", &ten).unwrap_err().to_string();
-    assert!(e.contains("--classes") && e.contains("unknown class 12") && e.contains("0..9"), "{e}");
+    assert!(
+        e.contains("--classes") && e.contains("unknown class 12") && e.contains("0..9"),
+        "{e}"
+    );
     let e = parse_classes("8-11", &ten).unwrap_err().to_string();
     assert!(e.contains("11"), "{e}");
-    let e = parse_classes("shirt", &words(&["bag", "coat"])).unwrap_err().to_string();
-    assert!(e.contains("shirt") && e.contains("bag") && e.contains("coat"), "{e}");
+    let e = parse_classes("shirt", &words(&["bag", "coat"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shirt") && e.contains("bag") && e.contains("coat"),
+        "{e}"
+    );
     let e = parse_classes("1,2,1", &ten).unwrap_err().to_string();
     assert!(e.contains("twice"), "{e}");
     assert!(parse_classes("0-3,2", &ten).is_err());
@@ -139,7 +153,10 @@ fn split_val_sizes_disjoint_stratified() {
     let (tr, va) = split_val(&ds, 0.2, 3).unwrap();
     assert_eq!(va.len(), 3); // round(0.2 * 15)
     assert_eq!(tr.len(), 12);
-    let (a, b): (HashSet<_>, HashSet<_>) = (ids(&tr).into_iter().collect(), ids(&va).into_iter().collect());
+    let (a, b): (HashSet<_>, HashSet<_>) = (
+        ids(&tr).into_iter().collect(),
+        ids(&va).into_iter().collect(),
+    );
     assert!(a.is_disjoint(&b));
     assert_eq!(a.union(&b).count(), 15);
     // proportional quotas: 5*3/15 = 1, 3*3/15 = 0.6, 7*3/15 = 1.4 -> floors 1,0,1 + largest
@@ -185,7 +202,13 @@ fn channel_stats_by_hand() {
     let images = vec![0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 1.0, 1.0];
     let ds = Dataset::new(images, vec![0, 0], names(1), 2, 1, 2).unwrap();
     let (m, s) = channel_stats(&ds);
-    assert!((m[0] - 1.5).abs() < 1e-6 && (m[1] - 1.0).abs() < 1e-6, "{m:?}");
+    assert!(
+        (m[0] - 1.5).abs() < 1e-6 && (m[1] - 1.0).abs() < 1e-6,
+        "{m:?}"
+    );
     // population std of 0,1,2,3 = sqrt(1.25)
-    assert!((s[0] - 1.25f32.sqrt()).abs() < 1e-6 && s[1].abs() < 1e-6, "{s:?}");
+    assert!(
+        (s[0] - 1.25f32.sqrt()).abs() < 1e-6 && s[1].abs() < 1e-6,
+        "{s:?}"
+    );
 }

@@ -36,7 +36,8 @@ pub(crate) fn has_idx_files(dir: &Path) -> bool {
 }
 
 fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// The whole content of `path`, gunzipped when the name ends in `.gz`.
@@ -98,6 +99,9 @@ fn check_magic(path: &Path, bytes: &[u8], want: u32, kind: &str) -> Result<()> {
 
 /// Parsed image file: count, rows, columns, pixel bytes after the header.
 fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<(usize, usize, usize, &'a [u8])> {
+    if bytes.len() >= 4 {
+        check_magic(path, bytes, IMAGES_MAGIC, "image")?;
+    }
     if bytes.len() < 16 {
         return Err(Error::format(
             path,
@@ -107,7 +111,6 @@ fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<(usize, usize, usize
             ),
         ));
     }
-    check_magic(path, bytes, IMAGES_MAGIC, "image")?;
     let (n, h, w) = (be_u32(bytes, 4), be_u32(bytes, 8), be_u32(bytes, 12));
     if h == 0 || w == 0 {
         return Err(Error::format(
@@ -126,6 +129,9 @@ fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<(usize, usize, usize
 }
 
 fn parse_labels<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    if bytes.len() >= 4 {
+        check_magic(path, bytes, LABELS_MAGIC, "label")?;
+    }
     if bytes.len() < 8 {
         return Err(Error::format(
             path,
@@ -135,7 +141,6 @@ fn parse_labels<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
             ),
         ));
     }
-    check_magic(path, bytes, LABELS_MAGIC, "label")?;
     let n = be_u32(bytes, 4);
     check_len(path, bytes.len(), 8 + n as u64, &format!("{n} labels"))?;
     Ok(&bytes[8..])
@@ -302,7 +307,10 @@ mod tests {
     fn header_shorter_than_16_bytes_is_truncated() {
         let p = Path::new("x-images");
         let err = parse_images(p, &[0, 0, 8, 3, 0]).unwrap_err().to_string();
-        assert!(err.contains("x-images") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("x-images") && err.contains("truncated"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -55,10 +55,7 @@ pub fn load_image_folder(root: &Path, channels: usize, resize: usize) -> Result<
             let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
                 Error::format(
                     dir.join(&name),
-                    format!(
-                        "class folder has no counterpart in {}",
-                        train_dir.display()
-                    ),
+                    format!("class folder has no counterpart in {}", train_dir.display()),
                 )
             })?;
             test_files.extend(files.into_iter().map(|f| (f, label)));

@@ -136,7 +136,9 @@ fn fetch(url: &str, to: &Path) -> std::result::Result<(), String> {
         Ok(())
     } else {
         let msg = one_line(String::from_utf8_lossy(&out.stderr));
-        Err(format!("curl {url}: {} {msg}", out.status).trim_end().to_string())
+        Err(format!("curl {url}: {} {msg}", out.status)
+            .trim_end()
+            .to_string())
     }
 }
 
@@ -194,7 +196,11 @@ mod tests {
         let c = tempfile::tempdir().unwrap();
         write_set(b.path(), "");
         write_set(c.path(), ".gz");
-        let cands = [a.path().to_path_buf(), b.path().to_path_buf(), c.path().to_path_buf()];
+        let cands = [
+            a.path().to_path_buf(),
+            b.path().to_path_buf(),
+            c.path().to_path_buf(),
+        ];
         let got = resolve_named("x", &cands, a.path(), "file:///nonexistent", "h").unwrap();
         assert_eq!(got, b.path());
     }
@@ -211,7 +217,10 @@ mod tests {
         let splits = load_idx_dir(&into).unwrap();
         assert_eq!((splits.train.len(), splits.test.len()), (2, 1));
         // no temporary files left behind
-        let names: Vec<_> = std::fs::read_dir(&into).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&into)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 4, "{names:?}");
     }
 
@@ -223,7 +232,10 @@ mod tests {
         let err = resolve_named("fashion-mnist", &[], &into, "file:///nonexistent/dir", hint)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("apt-get install dataset-fashion-mnist"), "{err}");
+        assert!(
+            err.contains("apt-get install dataset-fashion-mnist"),
+            "{err}"
+        );
         assert!(err.contains("--data DIR"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
@@ -236,7 +248,9 @@ mod tests {
         }
         let dst = tempfile::tempdir().unwrap();
         let url = format!("file://{}", src.path().display());
-        let err = resolve_named("x", &[], dst.path(), &url, "h").unwrap_err().to_string();
+        let err = resolve_named("x", &[], dst.path(), &url, "h")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a valid gzip"), "{err}");
         assert_eq!(std::fs::read_dir(dst.path()).unwrap().count(), 0);
     }
@@ -254,7 +268,12 @@ mod tests {
             DataSource::Idx(d.path().to_path_buf())
         );
         let missing = d.path().join("nope");
-        let err = resolve_data(missing.to_str().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("nope") && err.contains("not a directory"), "{err}");
+        let err = resolve_data(missing.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope") && err.contains("not a directory"),
+            "{err}"
+        );
     }
 }

@@ -41,8 +41,12 @@ fn describe_available(available: &[String]) -> String {
 /// (reported against `--classes`).
 pub fn parse_classes(spec: &str, available: &[String]) -> Result<Vec<usize>> {
     let err = |msg: String| Error::invalid("--classes", msg);
-    let unknown =
-        |tok: &str| err(format!("unknown class {tok}; available: {}", describe_available(available)));
+    let unknown = |tok: &str| {
+        err(format!(
+            "unknown class {tok}; available: {}",
+            describe_available(available)
+        ))
+    };
     let index = |tok: &str| -> Result<usize> {
         if let Some(i) = available.iter().position(|n| n == tok) {
             return Ok(i);

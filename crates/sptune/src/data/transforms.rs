@@ -129,7 +129,9 @@ pub(crate) fn resize_bilinear(
 
 /// Output size when scaling `(h, w)` so that the shorter side becomes `short`.
 pub(crate) fn shorter_side_to(h: usize, w: usize, short: usize) -> (usize, usize) {
-    let scale = |long: usize, s: usize| ((long as f64 * short as f64 / s as f64).round() as usize).max(short);
+    let scale = |long: usize, s: usize| {
+        ((long as f64 * short as f64 / s as f64).round() as usize).max(short)
+    };
     if h <= w {
         (short, scale(w, h))
     } else {

@@ -154,7 +154,7 @@ impl Sgd {
             let sum = |v: &[Tensor<1>]| -> f64 {
                 v.iter()
                     .map(|t| t.clone().into_scalar::<f32>() as f64)
-                    .sum()
+                    .fold(0.0, |a, b| a + b)
             };
             Penalties {
                 shared: sum(&m.shared),
