@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Fine-tune pretrained networks with -SP regularizers.
 #[derive(Parser, Debug)]
-#[command(name = "sptune", version, about)]
+#[command(name = "sptune", version, about, args_override_self = true)]
 pub struct Cli {
     /// Compute threads (0 = all cores).
     #[arg(long, global = true, default_value_t = 0)]
@@ -32,17 +32,23 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a network from scratch on a source task.
+    #[command(args_override_self = true)]
     Pretrain(TrainArgs),
     /// Fine-tune a source checkpoint (--init) on a target task with a regularizer.
+    #[command(args_override_self = true)]
     Finetune(TrainArgs),
     /// Accuracy on the test split of the model's classes; with --source, the forgetting.
+    #[command(args_override_self = true)]
     Eval(EvalArgs),
     /// How far fine-tuning moved the weights from the starting point.
+    #[command(args_override_self = true)]
     Distance(DistanceArgs),
     /// The main job: pretrain on Fashion-MNIST 0-4, fine-tune on 5-9 with few images per
     /// class with every scheme, print target accuracy and source forgetting.
+    #[command(args_override_self = true)]
     Demo(DemoArgs),
     /// Train-step time of plain fine-tuning and of each scheme on ResNet-18.
+    #[command(args_override_self = true)]
     Bench(BenchArgs),
 }
 

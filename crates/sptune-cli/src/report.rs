@@ -17,14 +17,24 @@ pub struct Bar {
 impl Bar {
     /// A bar titled `what`.
     pub fn new(what: &str, hidden: bool) -> Self {
-        let bar = if hidden { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        let bar = if hidden {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         bar.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} steps {elapsed} eta {eta}")
-                .unwrap()
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {pos}/{len} steps {elapsed} eta {eta}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
         );
         bar.set_message(what.to_string());
-        Bar { bar, lines: Vec::new(), echo: !hidden }
+        Bar {
+            bar,
+            lines: Vec::new(),
+            echo: !hidden,
+        }
     }
 
     /// Feeds a training progress event.
@@ -51,7 +61,10 @@ impl Bar {
 
 /// One human-readable line per epoch.
 pub fn epoch_line(l: &EpochLog) -> String {
-    let val = l.val_acc.map(|v| format!(" val {:.2}%", 100.0 * v)).unwrap_or_default();
+    let val = l
+        .val_acc
+        .map(|v| format!(" val {:.2}%", 100.0 * v))
+        .unwrap_or_default();
     format!(
         "epoch {:>3} lr {:.2e} loss {:.4} pen(S) {:.4} pen(new) {:.4} train {:.2}%{} ({:.1}s)",
         l.epoch,
@@ -67,7 +80,8 @@ pub fn epoch_line(l: &EpochLog) -> String {
 
 /// The per-epoch CSV (timm's `summary.csv`).
 pub fn summary_csv(logs: &[EpochLog]) -> String {
-    let mut s = String::from("epoch,lr,task_loss,penalty_shared,penalty_new,train_acc,val_acc,seconds\n");
+    let mut s =
+        String::from("epoch,lr,task_loss,penalty_shared,penalty_new,train_acc,val_acc,seconds\n");
     for l in logs {
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{:.3}\n",
@@ -89,7 +103,10 @@ pub fn run_dir_for(out: &Path, run_dir: Option<&PathBuf>) -> PathBuf {
     match run_dir {
         Some(d) => d.clone(),
         None => {
-            let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
             out.with_file_name(format!("{stem}.run"))
         }
     }

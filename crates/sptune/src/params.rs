@@ -209,7 +209,10 @@ mod tests {
     fn renames_follow_torchvision() {
         assert_eq!(leaf_name(&p("layer1.0.bn1.gamma")).0, "layer1.0.bn1.weight");
         assert_eq!(leaf_name(&p("bn1.beta")).0, "bn1.bias");
-        assert_eq!(leaf_name(&p("layer2.0.downsample.1.running_var")), ("layer2.0.downsample.1.running_var".into(), true));
+        assert_eq!(
+            leaf_name(&p("layer2.0.downsample.1.running_var")),
+            ("layer2.0.downsample.1.running_var".into(), true)
+        );
         assert_eq!(leaf_name(&p("layers.0.weight")).0, "fc1.weight");
         assert_eq!(leaf_name(&p("layers.2.bias")).0, "fc3.bias");
     }

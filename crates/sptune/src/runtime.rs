@@ -27,7 +27,9 @@ pub fn device(name: &str) -> Result<Device> {
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
         other => Err(Error::invalid(
             "--device",
-            format!("{other:?} is not available in this build (cpu; cuda and wgpu need the cargo features of the same name)"),
+            format!(
+                "{other:?} is not available in this build (cpu; cuda and wgpu need the cargo features of the same name)"
+            ),
         )),
     }
 }

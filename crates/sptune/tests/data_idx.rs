@@ -242,3 +242,17 @@ fn real_fashion_mnist_if_installed() {
     let mean = s.train.images.iter().map(|&v| v as f64).sum::<f64>() / s.train.images.len() as f64;
     assert!((mean - 0.286).abs() < 0.01, "mean {mean}");
 }
+
+#[test]
+fn absurd_header_is_an_error_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    write_set(d.path(), false);
+    let mut bytes = vec![0, 0, 8, 3];
+    bytes.extend_from_slice(&[0xff; 12]);
+    std::fs::write(d.path().join("train-images-idx3-ubyte"), bytes).unwrap();
+    let e = err_of(d.path());
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("truncated"),
+        "{e}"
+    );
+}

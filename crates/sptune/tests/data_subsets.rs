@@ -212,3 +212,17 @@ fn channel_stats_by_hand() {
         "{s:?}"
     );
 }
+
+#[test]
+fn inconsistent_datasets_are_rejected() {
+    let cls = names(2);
+    assert!(Dataset::new(vec![0.0; 3], vec![0, 1], cls.clone(), 1, 1, 1).is_err());
+    assert!(Dataset::new(vec![0.0; 2], vec![0, 2], cls.clone(), 1, 1, 1).is_err());
+    assert!(Dataset::new(vec![], vec![], cls.clone(), 1, 0, 1).is_err());
+    // a hand-edited set with a label outside `classes` errors instead of panicking
+    let mut ds = tagged(&[0, 1], cls);
+    ds.labels[1] = 5;
+    assert!(select_classes(&ds, &[0]).is_err());
+    assert!(per_class(&ds, 1, 0).is_err());
+    assert!(split_val(&ds, 0.5, 0).is_err());
+}

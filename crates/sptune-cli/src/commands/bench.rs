@@ -51,10 +51,16 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     for (info, vals) in params::values(&base) {
         if !spec.head_names().contains(&info.name) {
-            reference.tensors.insert(info.name.clone(), (info.shape.clone(), vals));
+            reference
+                .tensors
+                .insert(info.name.clone(), (info.shape.clone(), vals));
         }
     }
-    let x = Tensor::<4>::random([a.batch_size, 3, a.size, a.size], Distribution::Normal(0.0, 1.0), &ad);
+    let x = Tensor::<4>::random(
+        [a.batch_size, 3, a.size, a.size],
+        Distribution::Normal(0.0, 1.0),
+        &ad,
+    );
     let labels: Vec<i64> = (0..a.batch_size as i64).map(|i| i % 10).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [a.batch_size]), &ad);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
@@ -68,7 +74,13 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut state: Vec<_> = variants
         .iter()
         .map(|(_, scheme, beta)| {
-            let opts = SgdOptions { momentum: 0.9, scheme: *scheme, alpha: 0.01, beta: *beta, anchor: Anchor::All };
+            let opts = SgdOptions {
+                momentum: 0.9,
+                scheme: *scheme,
+                alpha: 0.01,
+                beta: *beta,
+                anchor: Anchor::All,
+            };
             let opt = Sgd::new(&base, Some(&reference), &opts, &|_| false, &ad);
             (base.clone(), opt, Vec::new(), Vec::new())
         })
@@ -102,7 +114,10 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let plain_upd = median(&mut state[0].3.clone());
     let mut rows = vec![];
     if !g.json {
-        println!("{:<8} {:>12} {:>10} {:>14} {:>10}", "variant", "step (ms)", "ratio", "update (ms)", "ratio");
+        println!(
+            "{:<8} {:>12} {:>10} {:>14} {:>10}",
+            "variant", "step (ms)", "ratio", "update (ms)", "ratio"
+        );
     }
     for ((name, _, _), (_, _, full, upd)) in variants.iter().zip(state.iter_mut()) {
         let f = median(full);
@@ -117,13 +132,22 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 u / plain_upd
             );
         }
-        rows.push(json!({"variant": name, "step_ms": 1e3 * f, "step_ratio": f / plain_full,
-            "update_ms": 1e3 * u, "update_ratio": u / plain_upd}));
+        rows.push(
+            json!({"variant": name, "step_ms": 1e3 * f, "step_ratio": f / plain_full,
+            "update_ms": 1e3 * u, "update_ratio": u / plain_upd}),
+        );
     }
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"width": a.width, "batch": a.batch_size, "size": a.size, "rows": rows}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"width": a.width, "batch": a.batch_size, "size": a.size, "rows": rows})
+            )?
+        );
     } else {
-        println!("overhead = step ratio - 1 (goal <= 2 %); update = the optimizer step alone, which is where the schemes differ");
+        println!(
+            "overhead = step ratio - 1 (goal <= 2 %); update = the optimizer step alone, which is where the schemes differ"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,9 @@ pub fn mean_ci(v: &[f64]) -> (f64, f64) {
     }
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
     // two-sided 97.5 % quantiles of Student's t for 1..10 degrees of freedom
-    const T: [f64; 10] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+    const T: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
     let t = T.get(v.len() - 2).copied().unwrap_or(1.96);
     (m, t * (var / n).sqrt())
 }
@@ -39,7 +41,8 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .split(',')
         .map(|s| Scheme::parse(s.trim()))
         .collect::<Result<_, _>>()?;
-    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let t0 = std::time::Instant::now();
     let source_path = a.out_dir.join("source.safetensors");
     let base = Plan {
@@ -72,12 +75,19 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let src = execute(&base, g, "source")?;
     if !g.quiet {
-        eprintln!("source model: test accuracy {:.2}% on classes 0-4", 100.0 * src.test_acc);
+        eprintln!(
+            "source model: test accuracy {:.2}% on classes 0-4",
+            100.0 * src.test_acc
+        );
     }
     let source = Checkpoint::read(&source_path)?;
     let source_spec = source.spec()?;
     let source_test = task::load(
-        &DataConfig { data: a.data.clone(), classes: "0-4".into(), ..DataConfig::default() },
+        &DataConfig {
+            data: a.data.clone(),
+            classes: "0-4".into(),
+            ..DataConfig::default()
+        },
         source_spec.input[0],
     )?
     .test;
@@ -111,7 +121,10 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 ..base.clone()
             };
             if !g.quiet {
-                eprintln!("[2/2] fine-tuning on classes 5-9 ({} per class): {name}", a.per_class);
+                eprintln!(
+                    "[2/2] fine-tuning on classes 5-9 ({} per class): {name}",
+                    a.per_class
+                );
             }
             let o = execute(&plan, g, &name)?;
             let tuned = Checkpoint::read(&plan.out)?;
@@ -136,14 +149,23 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     for (name, accs, drops) in &rows {
         let (am, ac) = mean_ci(accs);
         let (dm, dc) = mean_ci(drops);
-        md.push_str(&format!("| {name} | {am:.2} ± {ac:.2} | {dm:.2} ± {dc:.2} |\n"));
+        md.push_str(&format!(
+            "| {name} | {am:.2} ± {ac:.2} | {dm:.2} ± {dc:.2} |\n"
+        ));
         js.push(json!({"scheme": name, "target_acc": accs, "forgetting": drops,
             "target_acc_mean": am, "target_acc_ci95": ac, "forgetting_mean": dm, "forgetting_ci95": dc}));
     }
-    md.push_str(&format!("\n(± is the 95 % t-interval over seeds; {:.0} s in all)\n", t0.elapsed().as_secs_f64()));
+    md.push_str(&format!(
+        "\n(± is the 95 % t-interval over seeds; {:.0} s in all)\n",
+        t0.elapsed().as_secs_f64()
+    ));
     sptune::util::write_atomic(&a.out_dir.join("demo.md"), md.as_bytes())?;
-    let all = json!({"source_test_acc": src.test_acc, "rows": js, "seconds": t0.elapsed().as_secs_f64()});
-    sptune::util::write_atomic(&a.out_dir.join("demo.json"), serde_json::to_string_pretty(&all)?.as_bytes())?;
+    let all =
+        json!({"source_test_acc": src.test_acc, "rows": js, "seconds": t0.elapsed().as_secs_f64()});
+    sptune::util::write_atomic(
+        &a.out_dir.join("demo.json"),
+        serde_json::to_string_pretty(&all)?.as_bytes(),
+    )?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {

@@ -25,16 +25,27 @@ pub fn run(a: DistanceArgs, g: &Global) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:<40} {:>10} {:>12} {:>10}", "tensor", "numel", "|w-w0|", "rel");
+        println!(
+            "{:<40} {:>10} {:>12} {:>10}",
+            "tensor", "numel", "|w-w0|", "rel"
+        );
         for t in &d.tensors {
-            println!("{:<40} {:>10} {:>12.5} {:>10.5}", t.name, t.numel, t.l2, t.rel);
+            println!(
+                "{:<40} {:>10} {:>12.5} {:>10.5}",
+                t.name, t.numel, t.l2, t.rel
+            );
         }
         println!("total |w-w0| {:.5} (rel {:.5})", d.total_l2, d.total_rel);
         println!(
             "penalties at alpha=1: l2-sp {:.5}  l1-sp {:.5}  gl-sp {:.5}",
             d.penalty.l2_sp, d.penalty.l1_sp, d.penalty.gl_sp
         );
-        println!("new part: {} ({} tensors), 1/2|w|^2 = {:.5}", d.new.names.join(", "), d.new.names.len(), d.new.l2);
+        println!(
+            "new part: {} ({} tensors), 1/2|w|^2 = {:.5}",
+            d.new.names.join(", "),
+            d.new.names.len(),
+            d.new.l2
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

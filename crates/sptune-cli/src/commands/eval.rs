@@ -43,7 +43,12 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("test accuracy {:.2}% ({} images, classes {})", 100.0 * acc, t.test.len(), spec.classes.join(","));
+        println!(
+            "test accuracy {:.2}% ({} images, classes {})",
+            100.0 * acc,
+            t.test.len(),
+            spec.classes.join(",")
+        );
         if let Some(f) = out.get("forgetting") {
             println!(
                 "source task: {:.2}% before, {:.2}% after fine-tuning: forgetting {:.2} points",

@@ -73,7 +73,9 @@ fn parse_hidden(s: &str) -> anyhow::Result<Vec<usize>> {
                 .parse::<usize>()
                 .ok()
                 .filter(|v| *v > 0)
-                .with_context(|| format!("invalid value for --hidden: {p:?} is not a positive integer"))
+                .with_context(|| {
+                    format!("invalid value for --hidden: {p:?} is not a positive integer")
+                })
         })
         .collect()
 }
@@ -127,7 +129,10 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
         bail!("finetune needs --init SOURCE.safetensors (the starting point)");
     }
     if !finetune && train.reg.needs_reference() {
-        bail!("invalid value for --reg: {} needs a starting point; use finetune --init", train.reg.name());
+        bail!(
+            "invalid value for --reg: {} needs a starting point; use finetune --init",
+            train.reg.name()
+        );
     }
     if finetune && a.classes.is_none() {
         bail!("finetune needs --classes (the target task's classes)");
@@ -193,12 +198,20 @@ pub fn execute(plan: &Plan, g: &Global, label: &str) -> anyhow::Result<Outcome> 
         net = n;
         load = Some(rep);
     }
+    // A replaced head belongs to the new part S̄ even when its shape matches the old one.
+    let reference = source.as_ref().map(|src| {
+        let mut r = src.clone();
+        for h in load.iter().flat_map(|l| l.replaced_head.iter()) {
+            r.tensors.remove(h);
+        }
+        r
+    });
     let mut bar = Bar::new(label, g.quiet);
     let val = (!task.val.is_empty()).then_some(&task.val);
     let (net, logs) = train::fit(
         net,
         &spec,
-        source.as_ref(),
+        reference.as_ref(),
         &task.train,
         val,
         &plan.train,
@@ -214,9 +227,20 @@ pub fn execute(plan: &Plan, g: &Global, label: &str) -> anyhow::Result<Outcome> 
     }
     save_model(&net, &spec, &plan.out, &meta)?;
     if let Some(r) = &load {
-        lines.insert(0, format!("loaded {}: {}", plan.init.as_ref().unwrap().display(), r.summary()));
+        lines.insert(
+            0,
+            format!(
+                "loaded {}: {}",
+                plan.init.as_ref().unwrap().display(),
+                r.summary()
+            ),
+        );
     }
-    lines.push(format!("test accuracy {:.2}% on {} images", 100.0 * test_acc, task.test.len()));
+    lines.push(format!(
+        "test accuracy {:.2}% on {} images",
+        100.0 * test_acc,
+        task.test.len()
+    ));
     let outcome = Outcome {
         out: plan.out.clone(),
         run_dir: plan.run_dir.clone(),

@@ -82,8 +82,8 @@ impl BatchOptions {
 /// Random draws per image, in order: crop row and column offsets (when `random_crop`), then
 /// the flip (when `hflip`), so the result is deterministic given `rng`.
 ///
-/// Errors on invalid options (see [`BatchOptions::validate`]), an empty `indices`, or an
-/// index out of range.
+/// Errors on invalid options (see [`BatchOptions::validate`]), an inconsistent data set
+/// (see [`Dataset::validate`]), an empty `indices`, or an index out of range.
 pub fn make_batch(
     ds: &Dataset,
     indices: &[usize],
@@ -106,6 +106,10 @@ fn batch_values(
     rng: &mut impl Rng,
 ) -> Result<(Vec<f32>, Vec<i64>)> {
     opts.validate(ds.channels)?;
+    let per_image = ds.image_len();
+    if per_image == 0 || Some(ds.images.len()) != ds.len().checked_mul(per_image) {
+        ds.validate()?;
+    }
     if indices.is_empty() {
         return Err(Error::invalid("batch", "no images selected"));
     }

@@ -65,21 +65,21 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Checks the byte length of an IDX file against what its header announces.
-fn check_len(path: &Path, got: usize, expected: u64, what: &str) -> Result<()> {
+fn check_len(path: &Path, got: usize, expected: u128, what: &str) -> Result<()> {
     let unit = if is_gz(path) { " (decompressed)" } else { "" };
-    let got64 = got as u64;
-    if got64 < expected {
+    let got_n = got as u128;
+    if got_n < expected {
         return Err(Error::format(
             path,
             format!("truncated: expected {expected} bytes{unit} for {what}, got {got}"),
         ));
     }
-    if got64 > expected {
+    if got_n > expected {
         return Err(Error::format(
             path,
             format!(
                 "{} trailing bytes: expected {expected} bytes{unit} for {what}, got {got}",
-                got64 - expected
+                got_n - expected
             ),
         ));
     }
@@ -118,7 +118,7 @@ fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<(usize, usize, usize
             format!("image size {h}x{w} has no pixels"),
         ));
     }
-    let expected = 16 + n as u64 * h as u64 * w as u64;
+    let expected = 16 + n as u128 * h as u128 * w as u128;
     check_len(
         path,
         bytes.len(),
@@ -142,7 +142,7 @@ fn parse_labels<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
         ));
     }
     let n = be_u32(bytes, 4);
-    check_len(path, bytes.len(), 8 + n as u64, &format!("{n} labels"))?;
+    check_len(path, bytes.len(), 8 + n as u128, &format!("{n} labels"))?;
     Ok(&bytes[8..])
 }
 

@@ -173,6 +173,12 @@ pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Resul
         return Err(Error::format(path, "image has no pixels"));
     }
     let (nh, nw) = shorter_side_to(h, w, resize);
+    if nh.saturating_mul(nw) > 1 << 26 {
+        return Err(Error::format(
+            path,
+            format!("{w}x{h} image is too elongated to resize to a shorter side of {resize}"),
+        ));
+    }
     // Interleaved (HWC) f32 pixels after resizing, with `src_c` channels.
     let (hwc, src_c): (Vec<f32>, usize) = if img.color().has_color() {
         let rgb = img.to_rgb32f();

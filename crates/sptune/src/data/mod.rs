@@ -57,40 +57,51 @@ impl Dataset {
         height: usize,
         width: usize,
     ) -> Result<Self> {
-        let per = channels
-            .checked_mul(height)
-            .and_then(|v| v.checked_mul(width))
-            .ok_or_else(|| Error::invalid("dataset", "image size overflows"))?;
-        if per == 0 {
-            return Err(Error::invalid(
-                "dataset",
-                format!("image shape {channels}x{height}x{width} has no pixels"),
-            ));
-        }
-        if Some(images.len()) != labels.len().checked_mul(per) {
-            return Err(Error::invalid(
-                "dataset",
-                format!(
-                    "{} pixel values do not make {} images of {channels}x{height}x{width}",
-                    images.len(),
-                    labels.len()
-                ),
-            ));
-        }
-        if let Some(&bad) = labels.iter().find(|&&l| l >= classes.len()) {
-            return Err(Error::invalid(
-                "dataset",
-                format!("label {bad} but only {} classes", classes.len()),
-            ));
-        }
-        Ok(Dataset {
+        let ds = Dataset {
             images,
             labels,
             classes,
             channels,
             height,
             width,
-        })
+        };
+        ds.validate()?;
+        Ok(ds)
+    }
+
+    /// Checks that the public fields agree: `images` holds exactly `len()` images of
+    /// `channels x height x width` (a non-empty shape) and every label indexes `classes`.
+    pub fn validate(&self) -> Result<()> {
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let per = c
+            .checked_mul(h)
+            .and_then(|v| v.checked_mul(w))
+            .ok_or_else(|| {
+                Error::invalid("dataset", format!("image shape {c}x{h}x{w} overflows"))
+            })?;
+        if per == 0 {
+            return Err(Error::invalid(
+                "dataset",
+                format!("image shape {c}x{h}x{w} has no pixels"),
+            ));
+        }
+        if Some(self.images.len()) != self.labels.len().checked_mul(per) {
+            return Err(Error::invalid(
+                "dataset",
+                format!(
+                    "{} pixel values do not make {} images of {c}x{h}x{w}",
+                    self.images.len(),
+                    self.labels.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = self.labels.iter().find(|&&l| l >= self.classes.len()) {
+            return Err(Error::invalid(
+                "dataset",
+                format!("label {bad} but only {} classes", self.classes.len()),
+            ));
+        }
+        Ok(())
     }
 
     /// An empty set with the same classes and image shape as `self`.

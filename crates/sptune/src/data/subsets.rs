@@ -99,6 +99,7 @@ pub fn parse_classes(spec: &str, available: &[String]) -> Result<Vec<usize>> {
 /// them: new label `i` is the position of the old label in `classes`; the new class names
 /// are the selected names in that order.
 pub fn select_classes(ds: &Dataset, classes: &[usize]) -> Result<Dataset> {
+    ds.validate()?;
     let mut map = vec![usize::MAX; ds.classes.len()];
     for (new, &old) in classes.iter().enumerate() {
         let slot = map.get_mut(old).ok_or_else(|| {
@@ -145,6 +146,7 @@ pub fn per_class(ds: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
     if n == 0 {
         return Err(Error::invalid("--per-class", "0 (must be at least 1)"));
     }
+    ds.validate()?;
     let counts = ds.per_class_counts();
     if let Some(c) = counts.iter().position(|&c| c == 0) {
         return Err(Error::invalid(
@@ -177,6 +179,7 @@ pub fn split_val(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dat
             format!("{fraction} (must be in [0, 1))"),
         ));
     }
+    ds.validate()?;
     let len = ds.len();
     let k = (fraction * len as f64).round() as usize;
     if k == 0 {
@@ -214,10 +217,12 @@ pub fn split_val(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dat
 }
 
 /// The first `n` images in file order (all of them when `n >= len`), no shuffling.
+/// (Never panics; an inconsistent `ds`, see [`Dataset::validate`], gives a truncated copy.)
 pub fn take_first(ds: &Dataset, n: usize) -> Dataset {
     let n = n.min(ds.len());
     let mut out = ds.empty_like();
-    out.images = ds.images[..n * ds.image_len()].to_vec();
+    let end = (n * ds.image_len()).min(ds.images.len());
+    out.images = ds.images[..end].to_vec();
     out.labels = ds.labels[..n].to_vec();
     out
 }

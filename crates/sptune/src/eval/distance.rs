@@ -61,7 +61,9 @@ pub struct Distance {
 
 /// True for BatchNorm running statistics and counters.
 pub fn is_buffer_name(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
 }
 
 fn view(shape: &[usize], vals: &[f32], device: &Device) -> Tensor<2> {
@@ -76,15 +78,26 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
     let device = Device::flex();
     let mut tensors = Vec::new();
     let (mut sq, mut sq0) = (0.0f64, 0.0f64);
-    let mut pen = PenaltyValues { l2_sp: 0.0, l1_sp: 0.0, gl_sp: 0.0 };
-    let mut new = NewPart { names: vec![], l2: 0.0 };
+    let mut pen = PenaltyValues {
+        l2_sp: 0.0,
+        l1_sp: 0.0,
+        gl_sp: 0.0,
+    };
+    let mut new = NewPart {
+        names: vec![],
+        l2: 0.0,
+    };
     for (name, (shape, vals)) in &w.tensors {
         if is_buffer_name(name) {
             continue;
         }
         match w0.tensors.get(name) {
             Some((s0, v0)) if s0 == shape => {
-                let d2: f64 = vals.iter().zip(v0).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+                let d2: f64 = vals
+                    .iter()
+                    .zip(v0)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum();
                 let n0: f64 = v0.iter().map(|b| (*b as f64).powi(2)).sum();
                 sq += d2;
                 sq0 += n0;
@@ -97,7 +110,8 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
                 let kernel = shape.len() >= 2 && name.ends_with(".weight");
                 if anchor == Anchor::All || kernel {
                     let (a, b) = (view(shape, vals, &device), view(s0, v0, &device));
-                    let val = |s: Scheme| s.value_and_grad(a.clone(), &b).0.into_scalar::<f32>() as f64;
+                    let val =
+                        |s: Scheme| s.value_and_grad(a.clone(), &b).0.into_scalar::<f32>() as f64;
                     pen.l2_sp += val(Scheme::L2Sp);
                     pen.l1_sp += val(Scheme::L1Sp);
                     pen.gl_sp += val(Scheme::GlSp);

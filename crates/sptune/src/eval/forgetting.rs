@@ -34,7 +34,10 @@ pub fn forgetting(
 ) -> Result<Forgetting> {
     let spec = source.spec()?;
     let tuned_spec = tuned.spec()?;
-    if tuned_spec.arch != spec.arch || tuned_spec.width != spec.width || tuned_spec.hidden != spec.hidden {
+    if tuned_spec.arch != spec.arch
+        || tuned_spec.width != spec.width
+        || tuned_spec.hidden != spec.hidden
+    {
         return Err(Error::Checkpoint {
             path: tuned.path.clone(),
             msg: format!(

@@ -157,7 +157,8 @@ impl Checkpoint {
             mean: vec![0.485, 0.456, 0.406],
             std: vec![0.229, 0.224, 0.225],
         };
-        let missing = |n: &str| Error::format(&self.path, format!("no tensor {n} for --arch {arch}"));
+        let missing =
+            |n: &str| Error::format(&self.path, format!("no tensor {n} for --arch {arch}"));
         if arch == "mlp" {
             let mut k = 1;
             let mut outs = vec![];
@@ -201,9 +202,9 @@ impl Checkpoint {
     }
 }
 
-/// Loads `ckpt` into `net` (built from `spec`). When `replace_head` is true, head tensors whose
-/// shapes differ (or are absent) stay freshly initialized; every other missing or mismatched
-/// tensor is an error naming the file and the tensor.
+/// Loads `ckpt` into `net` (built from `spec`). When `replace_head` is true (the classes
+/// differ), the head tensors stay freshly initialized whatever their shapes; every other missing
+/// or mismatched tensor is an error naming the file and the tensor.
 pub fn load_into(
     net: Net,
     spec: &ModelSpec,
@@ -215,6 +216,11 @@ pub fn load_into(
     let mut report = LoadReport::default();
     let mut to_apply: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for info in &table {
+        if replace_head && heads.contains(&info.name) {
+            // new classes: the old head's output i means another class, so never reuse it
+            report.replaced_head.push(info.name.clone());
+            continue;
+        }
         match ckpt.tensors.get(&info.name) {
             None => {
                 if replace_head && heads.contains(&info.name) {
@@ -335,7 +341,10 @@ pub fn save_model(
     let mut meta = HashMap::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("arch".into(), spec.arch.clone());
-    meta.insert("classes".into(), serde_json::to_string(&spec.classes).unwrap());
+    meta.insert(
+        "classes".into(),
+        serde_json::to_string(&spec.classes).unwrap(),
+    );
     meta.insert("input".into(), serde_json::to_string(&spec.input).unwrap());
     meta.insert("mean".into(), serde_json::to_string(&spec.mean).unwrap());
     meta.insert("std".into(), serde_json::to_string(&spec.std).unwrap());

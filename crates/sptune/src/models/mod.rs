@@ -52,24 +52,41 @@ impl ModelSpec {
         if !ARCHS.contains(&self.arch.as_str()) {
             return Err(Error::invalid(
                 "--arch",
-                format!("unknown architecture {:?}; known: {}", self.arch, ARCHS.join(", ")),
+                format!(
+                    "unknown architecture {:?}; known: {}",
+                    self.arch,
+                    ARCHS.join(", ")
+                ),
             ));
         }
         if self.classes.is_empty() {
-            return Err(Error::invalid("classes", "a model needs at least one class"));
+            return Err(Error::invalid(
+                "classes",
+                "a model needs at least one class",
+            ));
         }
         let c = self.input[0];
         if c == 0 || self.input[1] == 0 || self.input[2] == 0 {
-            return Err(Error::invalid("input", format!("{:?} has a zero size", self.input)));
+            return Err(Error::invalid(
+                "input",
+                format!("{:?} has a zero size", self.input),
+            ));
         }
         if self.mean.len() != c || self.std.len() != c {
             return Err(Error::invalid(
                 "mean/std",
-                format!("need {c} values each, got {} and {}", self.mean.len(), self.std.len()),
+                format!(
+                    "need {c} values each, got {} and {}",
+                    self.mean.len(),
+                    self.std.len()
+                ),
             ));
         }
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::invalid("std", format!("{s} is not a positive number")));
+            return Err(Error::invalid(
+                "std",
+                format!("{s} is not a positive number"),
+            ));
         }
         if self.arch != "mlp" && self.width == 0 {
             return Err(Error::invalid("--width", "must be positive"));
@@ -87,7 +104,12 @@ impl ModelSpec {
         self.validate()?;
         let [c, h, w] = self.input;
         Ok(match self.arch.as_str() {
-            "mlp" => Net::Mlp(Mlp::new(c * h * w, &self.hidden, self.num_classes(), device)),
+            "mlp" => Net::Mlp(Mlp::new(
+                c * h * w,
+                &self.hidden,
+                self.num_classes(),
+                device,
+            )),
             a => {
                 let depth: usize = a.trim_start_matches("resnet").parse().unwrap_or(0);
                 let net = ResNet::new(

@@ -16,6 +16,9 @@ pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
     let value = norms.clone().sum().mul_scalar(s);
     let zero = norms.clone().equal_elem(0.0);
     // 1/‖d_g‖ where the norm is positive, 0 where the group sits exactly at w0.
-    let inv = norms.mask_fill(zero.clone(), 1.0).recip().mask_fill(zero, 0.0);
+    let inv = norms
+        .mask_fill(zero.clone(), 1.0)
+        .recip()
+        .mask_fill(zero, 0.0);
     (value, d * inv.mul_scalar(s))
 }

@@ -41,7 +41,13 @@ pub enum Scheme {
 
 impl Scheme {
     /// All schemes, for tests and tables.
-    pub const ALL: [Scheme; 5] = [Scheme::None, Scheme::L2, Scheme::L2Sp, Scheme::L1Sp, Scheme::GlSp];
+    pub const ALL: [Scheme; 5] = [
+        Scheme::None,
+        Scheme::L2,
+        Scheme::L2Sp,
+        Scheme::L1Sp,
+        Scheme::GlSp,
+    ];
 
     /// CLI spelling.
     pub fn name(self) -> &'static str {
@@ -103,7 +109,10 @@ impl Anchor {
         match s {
             "all" => Ok(Anchor::All),
             "weights" => Ok(Anchor::Weights),
-            _ => Err(Error::invalid("--anchor", format!("{s:?}; expected all or weights"))),
+            _ => Err(Error::invalid(
+                "--anchor",
+                format!("{s:?}; expected all or weights"),
+            )),
         }
     }
 }
@@ -119,7 +128,11 @@ pub fn group_view<const D: usize>(t: Tensor<D>, transposed: bool) -> Tensor<2> {
 }
 
 /// Inverse of [`group_view`]: back to the burn shape `shape`.
-pub fn from_group_view<const D: usize>(v: Tensor<2>, shape: [usize; D], transposed: bool) -> Tensor<D> {
+pub fn from_group_view<const D: usize>(
+    v: Tensor<2>,
+    shape: [usize; D],
+    transposed: bool,
+) -> Tensor<D> {
     if transposed {
         let mut s = shape;
         s.swap(D - 2, D - 1);

@@ -112,10 +112,16 @@ impl TrainConfig {
             return bad("--gamma", format!("{} is outside (0, 1]", self.gamma));
         }
         if !(self.alpha.is_finite() && self.alpha >= 0.0) {
-            return bad("--alpha", format!("{} is not a non-negative number", self.alpha));
+            return bad(
+                "--alpha",
+                format!("{} is not a non-negative number", self.alpha),
+            );
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
-            return bad("--beta", format!("{} is not a non-negative number", self.beta));
+            return bad(
+                "--beta",
+                format!("{} is not a non-negative number", self.beta),
+            );
         }
         Ok(())
     }

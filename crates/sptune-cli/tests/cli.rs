@@ -1,0 +1,303 @@
+//! The `sptune` binary end to end: bad input gives one clear line, a non-zero exit and no
+//! output file; a small pretrain -> finetune -> eval run works and writes its run directory.
+
+use std::path::Path;
+use std::process::Command;
+
+fn sptune() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sptune"));
+    c.arg("--quiet");
+    c
+}
+
+/// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright, so an MLP
+/// learns it in a few steps. `skip_class` has no training images.
+fn tiny_idx(dir: &Path, classes: u8, per_class: usize, skip_class: Option<u8>) {
+    for (split, n_per) in [("train", per_class), ("t10k", per_class / 2)] {
+        let (mut img, mut lab) = (vec![], vec![]);
+        for i in 0..(classes as usize * n_per) {
+            let c = (i % classes as usize) as u8;
+            if split == "train" && Some(c) == skip_class {
+                continue;
+            }
+            for p in 0..64usize {
+                let row = p / 8;
+                let v = if row == c as usize % 8 {
+                    200
+                } else {
+                    ((i * 7 + p * 13) % 40) as u8
+                };
+                img.push(v);
+            }
+            lab.push(c);
+        }
+        let n = lab.len();
+        sptune::data::write_idx(
+            &img,
+            &lab,
+            n,
+            8,
+            8,
+            &dir.join(format!("{split}-images-idx3-ubyte")),
+            &dir.join(format!("{split}-labels-idx1-ubyte")),
+        )
+        .unwrap();
+    }
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+    stdout: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let o = sptune().args(args).output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+    }
+}
+
+fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
+    assert_ne!(r.code, 0, "expected failure; stderr: {}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line, got: {:?}",
+        r.stderr
+    );
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error {:?} does not mention {n:?}",
+            lines[0]
+        );
+    }
+    assert!(
+        !out.exists(),
+        "{} was written despite the error",
+        out.display()
+    );
+    if let Some(dir) = out.parent() {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
+            }
+        }
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn pretrain_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "pretrain",
+        "--data",
+        data,
+        "--arch",
+        "mlp",
+        "--hidden",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.05",
+        "--out",
+        out,
+    ]
+}
+
+#[test]
+fn truncated_idx_file_is_named_and_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 10, None);
+    let f = d.path().join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 17]).unwrap();
+    let out = d.path().join("out/m.safetensors");
+    let r = run(&pretrain_args(s(d.path()), s(&out)));
+    assert_clean_failure(&r, &["train-images-idx3-ubyte"], &out);
+}
+
+#[test]
+fn unknown_class_and_empty_class_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 10, Some(2));
+    let out = d.path().join("m.safetensors");
+    let mut a = pretrain_args(s(d.path()), s(&out));
+    a.extend(["--classes", "0,7"]);
+    assert_clean_failure(&run(&a), &["7"], &out);
+    let mut a = pretrain_args(s(d.path()), s(&out));
+    a.extend(["--classes", "0-2", "--per-class", "5"]);
+    assert_clean_failure(&run(&a), &["2"], &out);
+}
+
+#[test]
+fn nan_loss_stops_with_an_error_and_no_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 10, None);
+    let out = d.path().join("m.safetensors");
+    let mut a = pretrain_args(s(d.path()), s(&out));
+    a.extend(["--lr", "1e30", "--epochs", "20"]);
+    assert_clean_failure(&run(&a), &["diverged"], &out);
+}
+
+#[test]
+fn checkpoint_whose_shapes_do_not_match_its_spec_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 10, None);
+    let src = d.path().join("src.safetensors");
+    let r = run(&pretrain_args(s(d.path()), s(&src)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Rewrite the metadata to claim 32 hidden units ("[16]" -> "[32]", same length, so the
+    // safetensors header keeps its size) while the tensors hold 16.
+    let bytes = std::fs::read(&src).unwrap();
+    let text = unsafe { String::from_utf8_unchecked(bytes.clone()) };
+    let pos = text
+        .find("\\\"hidden\\\":[16]")
+        .expect("hidden in metadata");
+    let mut patched = bytes.clone();
+    let at = pos + "\\\"hidden\\\":[".len();
+    patched[at..at + 2].copy_from_slice(b"32");
+    let bad = d.path().join("bad.safetensors");
+    std::fs::write(&bad, patched).unwrap();
+    let out = d.path().join("tuned.safetensors");
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&bad),
+        "--data",
+        s(d.path()),
+        "--classes",
+        "0-2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["bad.safetensors", "fc1.weight"], &out);
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+#[test]
+fn pretrain_finetune_eval_distance_on_a_tiny_task() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 6, 40, None);
+    let src = d.path().join("src.safetensors");
+    let mut a = pretrain_args(s(d.path()), s(&src));
+    a.extend(["--classes", "0-2", "--epochs", "4", "--json"]);
+    let pre = json(&run(&a));
+    assert!(pre["test_acc"].as_f64().unwrap() > 0.9, "{pre}");
+    let run_dir = d.path().join("src.run");
+    for f in ["config.toml", "summary.csv", "log.txt", "result.json"] {
+        assert!(run_dir.join(f).exists(), "missing {f}");
+    }
+    let csv = std::fs::read_to_string(run_dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+
+    // a config file with a CLI override
+    let cfg = d.path().join("ft.toml");
+    std::fs::write(
+        &cfg,
+        "reg = \"l1-sp\"\nalpha = 0.5\nepochs = 3\nper_class = 10\n",
+    )
+    .unwrap();
+    let tuned = d.path().join("tuned.safetensors");
+    let ft = json(&run(&[
+        "finetune",
+        "--config",
+        s(&cfg),
+        "--init",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--classes",
+        "3,4",
+        "--epochs",
+        "2",
+        "--out",
+        s(&tuned),
+        "--json",
+    ]));
+    assert_eq!(
+        ft["epochs"].as_array().unwrap().len(),
+        2,
+        "CLI --epochs overrides the file"
+    );
+    assert_eq!(ft["load"]["replaced_head"].as_array().unwrap().len(), 2);
+    let resolved = std::fs::read_to_string(d.path().join("tuned.run/config.toml")).unwrap();
+    assert!(
+        resolved.contains("reg = \"l1-sp\"") && resolved.contains("alpha = 0.5"),
+        "{resolved}"
+    );
+    assert!(resolved.contains("per_class = 10"), "{resolved}");
+
+    let ev = json(&run(&[
+        "eval",
+        "--model",
+        s(&tuned),
+        "--source",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--json",
+    ]));
+    let f = &ev["forgetting"];
+    let (b, a2, drop) = (
+        f["source_acc"].as_f64().unwrap(),
+        f["after_acc"].as_f64().unwrap(),
+        f["drop_points"].as_f64().unwrap(),
+    );
+    assert!((drop - 100.0 * (b - a2)).abs() < 1e-9);
+    assert!(
+        (b - pre["test_acc"].as_f64().unwrap()).abs() < 1e-9,
+        "source accuracy is the pretrain test accuracy"
+    );
+
+    let dist = json(&run(&[
+        "distance",
+        "--from",
+        s(&src),
+        "--to",
+        s(&tuned),
+        "--json",
+    ]));
+    let names: Vec<&str> = dist["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["fc1.bias", "fc1.weight"], "S = the body");
+    let new: Vec<&str> = dist["new"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(new, vec!["fc2.bias", "fc2.weight"]);
+    // ½‖w − w0‖² summed over S equals half the sum of the squared per-tensor distances
+    let half_sq: f64 = dist["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| 0.5 * t["l2"].as_f64().unwrap().powi(2))
+        .sum();
+    let l2sp = dist["penalty"]["l2_sp"].as_f64().unwrap();
+    assert!(
+        (half_sq - l2sp).abs() <= 1e-4 * l2sp.max(1e-6),
+        "{half_sq} vs {l2sp}"
+    );
+}

@@ -1,0 +1,301 @@
+//! The optimizer and the trainer: PyTorch SGD semantics with the -SP gradient, freezing,
+//! anchor selection and head replacement.
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sptune::data::Dataset;
+use sptune::models::ModelSpec;
+use sptune::models::checkpoint::{Checkpoint, load_into};
+use sptune::params::{self, Kind};
+use sptune::regularizer::{Anchor, Scheme};
+use sptune::train::{self, Sgd, SgdOptions, TrainConfig};
+
+fn ckpt(tensors: Vec<(&str, Vec<usize>, Vec<f32>)>) -> Checkpoint {
+    Checkpoint {
+        path: "test".into(),
+        tensors: tensors
+            .into_iter()
+            .map(|(n, s, v)| (n.to_string(), (s, v)))
+            .collect::<BTreeMap<_, _>>(),
+        metadata: Default::default(),
+    }
+}
+
+fn linear_spec(inputs: usize, classes: usize) -> ModelSpec {
+    ModelSpec {
+        arch: "mlp".into(),
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        input: [1, 1, inputs],
+        width: 64,
+        small_stem: false,
+        hidden: vec![],
+        mean: vec![0.0],
+        std: vec![1.0],
+    }
+}
+
+/// Closed-form gradient of mean softmax cross-entropy for a linear model z = W x + b
+/// (W in torch layout [C, K]): dL/dW[c,k] = 1/B Σ_i (p_ic − 1[y_i=c]) x_ik, dL/db[c] likewise.
+fn ce_grad(
+    w: &[f64],
+    b: &[f64],
+    x: &[f64],
+    y: &[usize],
+    c: usize,
+    k: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = y.len();
+    let (mut gw, mut gb) = (vec![0.0; c * k], vec![0.0; c]);
+    for i in 0..n {
+        let z: Vec<f64> = (0..c)
+            .map(|cc| b[cc] + (0..k).map(|kk| w[cc * k + kk] * x[i * k + kk]).sum::<f64>())
+            .collect();
+        let m = z.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        for cc in 0..c {
+            let d = e[cc] / s - if y[i] == cc { 1.0 } else { 0.0 };
+            gb[cc] += d / n as f64;
+            for kk in 0..k {
+                gw[cc * k + kk] += d * x[i * k + kk] / n as f64;
+            }
+        }
+    }
+    (gw, gb)
+}
+
+#[test]
+fn sgd_momentum_with_l2_sp_matches_pytorch_semantics() {
+    // Two steps of torch.optim.SGD(lr, momentum=μ, dampening=0) on loss + α/2‖w − w0‖²,
+    // derived by hand: b1 = g1 + α(w − w0); w1 = w − lr b1; b2 = μ b1 + g2 + α(w1 − w0);
+    // w2 = w1 − lr b2, with g from the closed-form cross-entropy gradient above.
+    let (c, k, n) = (3usize, 4usize, 5usize);
+    let (lr, mu, alpha) = (0.1, 0.9, 0.3);
+    let spec = linear_spec(k, c);
+    let w_init: Vec<f32> = (0..c * k)
+        .map(|i| ((i as f32) * 0.37).sin() * 0.5)
+        .collect();
+    let b_init: Vec<f32> = vec![0.1, -0.2, 0.05];
+    let w0: Vec<f32> = (0..c * k)
+        .map(|i| ((i as f32) * 0.11).cos() * 0.3)
+        .collect();
+    let b0: Vec<f32> = vec![0.0, 0.1, -0.1];
+    let x: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.7).sin()).collect();
+    let y: Vec<usize> = vec![0, 2, 1, 2, 0];
+
+    let dev = Device::flex().autodiff();
+    let start = ckpt(vec![
+        ("fc1.weight", vec![c, k], w_init.clone()),
+        ("fc1.bias", vec![c], b_init.clone()),
+    ]);
+    let reference = ckpt(vec![
+        ("fc1.weight", vec![c, k], w0.clone()),
+        ("fc1.bias", vec![c], b0.clone()),
+    ]);
+    let (mut net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
+    let opts = SgdOptions {
+        momentum: mu,
+        scheme: Scheme::L2Sp,
+        alpha,
+        beta: 0.0,
+        anchor: Anchor::All,
+    };
+    let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev);
+    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 1, k]), &dev);
+    let yt = Tensor::<1, Int>::from_data(
+        TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n]),
+        &dev,
+    );
+    let loss_fn = CrossEntropyLossConfig::new().init(&dev);
+    for _ in 0..2 {
+        let loss = loss_fn.forward(net.forward(xt.clone()), yt.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = opt.step(lr, net, grads, false).0;
+    }
+
+    let f = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+    let (mut w, mut b) = (f(&w_init), f(&b_init));
+    let (w0, b0, x) = (f(&w0), f(&b0), f(&x));
+    let (mut mw, mut mb) = (vec![0.0; c * k], vec![0.0; c]);
+    for step in 0..2 {
+        let (gw, gb) = ce_grad(&w, &b, &x, &y, c, k);
+        for i in 0..c * k {
+            let g = gw[i] + alpha * (w[i] - w0[i]);
+            mw[i] = if step == 0 { g } else { mu * mw[i] + g };
+            w[i] -= lr * mw[i];
+        }
+        for i in 0..c {
+            let g = gb[i] + alpha * (b[i] - b0[i]);
+            mb[i] = if step == 0 { g } else { mu * mb[i] + g };
+            b[i] -= lr * mb[i];
+        }
+    }
+    let got: BTreeMap<String, Vec<f32>> = params::values(&net)
+        .into_iter()
+        .map(|(i, v)| (i.name, v))
+        .collect();
+    for (name, want) in [("fc1.weight", &w), ("fc1.bias", &b)] {
+        for (g, e) in got[name].iter().zip(want.iter()) {
+            assert!(
+                (*g as f64 - e).abs() < 1e-5,
+                "{name}: {g} vs hand-derived {e}"
+            );
+        }
+    }
+}
+
+fn tiny_resnet(classes: usize) -> ModelSpec {
+    ModelSpec {
+        arch: "resnet18".into(),
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        input: [1, 8, 8],
+        width: 4,
+        small_stem: true,
+        hidden: vec![],
+        mean: vec![0.5],
+        std: vec![0.25],
+    }
+}
+
+fn random_dataset(n: usize, classes: usize) -> Dataset {
+    let images: Vec<f32> = (0..n * 64).map(|i| ((i as f32) * 0.618).fract()).collect();
+    Dataset {
+        images,
+        labels: (0..n).map(|i| i % classes).collect(),
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        channels: 1,
+        height: 8,
+        width: 8,
+    }
+}
+
+fn snapshot(net: &sptune::models::Net) -> BTreeMap<String, (Kind, Vec<f32>)> {
+    params::values(net)
+        .into_iter()
+        .map(|(i, v)| (i.name, (i.kind, v)))
+        .collect()
+}
+
+#[test]
+fn frozen_stages_are_bit_identical_and_their_bn_statistics_fixed() {
+    let spec = tiny_resnet(3);
+    let dev = Device::flex().autodiff();
+    dev.seed(3);
+    let net = spec.init(&dev).unwrap();
+    let before = snapshot(&net);
+    let reference = ckpt(
+        params::values(&net)
+            .into_iter()
+            .map(|(i, v)| (Box::leak(i.name.into_boxed_str()) as &str, i.shape, v))
+            .collect(),
+    );
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        lr: 0.05,
+        reg: Scheme::L2Sp,
+        alpha: 0.01,
+        freeze: Some(1),
+        ..Default::default()
+    };
+    let ds = random_dataset(24, 3);
+    let (net, logs) = train::fit(
+        net,
+        &spec,
+        Some(&reference),
+        &ds,
+        None,
+        &cfg,
+        &dev,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(logs.len(), 2);
+    let after = snapshot(&net.valid());
+    let frozen = train::frozen_predicate(&spec, Some(1));
+    let (mut n_frozen, mut n_moved) = (0, 0);
+    for (name, (kind, v)) in &before {
+        let a = &after[name].1;
+        if frozen(name) {
+            n_frozen += 1;
+            assert!(
+                v.iter().zip(a).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{name} ({kind:?}) changed though frozen"
+            );
+        } else if name.starts_with("layer2")
+            && (name.ends_with("conv1.weight") || name.ends_with("running_mean"))
+        {
+            n_moved += 1;
+            assert!(v != a, "{name} did not change though trained");
+        }
+    }
+    assert!(
+        n_frozen >= 4 * 2 + 4 * 4,
+        "expected stem + layer1 tensors to be frozen, got {n_frozen}"
+    );
+    assert!(
+        n_moved >= 4,
+        "layer2 convs and BN statistics must move, checked {n_moved}"
+    );
+}
+
+#[test]
+fn roles_follow_reference_anchor_and_head() {
+    let spec = tiny_resnet(3);
+    let dev = Device::flex().autodiff();
+    let src_spec = tiny_resnet(5);
+    let src = src_spec.init(&dev).unwrap();
+    let reference = ckpt(
+        params::values(&src)
+            .into_iter()
+            .map(|(i, v)| (Box::leak(i.name.into_boxed_str()) as &str, i.shape, v))
+            .collect(),
+    );
+    let (net, report) = load_into(spec.init(&dev).unwrap(), &spec, &reference, true).unwrap();
+    assert_eq!(report.replaced_head, vec!["fc.weight", "fc.bias"]);
+    for (anchor, bn_role) in [(Anchor::All, "shared"), (Anchor::Weights, "shared-free")] {
+        let opts = SgdOptions {
+            momentum: 0.9,
+            scheme: Scheme::GlSp,
+            alpha: 1.0,
+            beta: 0.01,
+            anchor,
+        };
+        let opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev);
+        let roles: BTreeMap<String, &str> = opt.roles().into_iter().collect();
+        assert_eq!(roles["fc.weight"], "new");
+        assert_eq!(roles["fc.bias"], "new");
+        assert_eq!(roles["layer3.1.conv2.weight"], "shared");
+        assert_eq!(roles["layer3.1.bn2.weight"], bn_role);
+        assert_eq!(roles["bn1.bias"], bn_role);
+        assert!(
+            !roles.contains_key("bn1.running_mean"),
+            "buffers are never optimized"
+        );
+    }
+}
+
+#[test]
+fn divergence_is_reported_not_saved() {
+    let spec = ModelSpec {
+        input: [1, 8, 8],
+        ..linear_spec(64, 3)
+    };
+    let dev = Device::flex().autodiff();
+    let net = spec.init(&dev).unwrap();
+    let ds = random_dataset(12, 3);
+    let cfg = TrainConfig {
+        epochs: 50,
+        batch_size: 4,
+        lr: 1e30,
+        ..Default::default()
+    };
+    let err = train::fit(net, &spec, None, &ds, None, &cfg, &dev, &mut |_| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("diverged") && msg.contains("--lr"), "{msg}");
+    assert!(!msg.contains('\n'));
+}
