@@ -81,12 +81,10 @@ fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
         "{} was written despite the error",
         out.display()
     );
-    if let Some(dir) = out.parent() {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd {
-                let name = e.unwrap().file_name().to_string_lossy().into_owned();
-                assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
-            }
+    if let Some(rd) = out.parent().and_then(|dir| std::fs::read_dir(dir).ok()) {
+        for e in rd {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
         }
     }
 }

@@ -54,11 +54,13 @@ fn leaf_name(path: &[String]) -> (String, bool) {
         if p == "layers" && i + 1 < path.len() {
             continue; // handled with the index below
         }
-        if i > 0 && path[i - 1] == "layers" {
-            if let Ok(k) = p.parse::<usize>() {
-                parts.push(format!("fc{}", k + 1));
-                continue;
-            }
+        if let Some(k) = p
+            .parse::<usize>()
+            .ok()
+            .filter(|_| i > 0 && path[i - 1] == "layers")
+        {
+            parts.push(format!("fc{}", k + 1));
+            continue;
         }
         parts.push(p.clone());
     }
@@ -74,21 +76,27 @@ fn leaf_name(path: &[String]) -> (String, bool) {
     (parts.join("."), is_buffer)
 }
 
+/// The current module path during a visit or map, as burn reports it through
+/// `enter_module`/`exit_module` (enum variants skipped).
 #[derive(Default)]
-struct PathTracker {
+pub(crate) struct PathTracker {
     path: Vec<String>,
 }
 
 impl PathTracker {
-    fn enter(&mut self, name: &str, container: &str) {
+    pub(crate) fn enter(&mut self, name: &str, container: &str) {
         if !container.starts_with("Enum:") {
             self.path.push(name.to_string());
         }
     }
-    fn exit(&mut self, container: &str) {
+    pub(crate) fn exit(&mut self, container: &str) {
         if !container.starts_with("Enum:") {
             self.path.pop();
         }
+    }
+    /// Checkpoint name of the tensor at the current path.
+    pub(crate) fn name(&self) -> String {
+        leaf_name(&self.path).0
     }
 }
 

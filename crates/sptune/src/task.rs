@@ -24,6 +24,8 @@ pub struct DataConfig {
     pub resize: usize,
     /// Seed of the subset and split.
     pub seed: u64,
+    /// Evaluate on the first N test images (file order) only; `None` = all.
+    pub test_limit: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -35,6 +37,7 @@ impl Default for DataConfig {
             val_fraction: 0.0,
             resize: 32,
             seed: 0,
+            test_limit: None,
         }
     }
 }
@@ -113,6 +116,9 @@ pub fn select(splits: data::Splits, cfg: &DataConfig) -> Result<Task> {
                 format!("class {:?} has no training images left", train.classes[i]),
             ));
         }
+    }
+    if let Some(n) = cfg.test_limit {
+        test = data::take_first(&test, n);
     }
     Ok(Task { train, val, test })
 }

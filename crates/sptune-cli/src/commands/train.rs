@@ -92,6 +92,7 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
         val_fraction: a.val_fraction.unwrap_or(0.0),
         resize: a.resize.unwrap_or(d.resize),
         seed: a.seed.unwrap_or(0),
+        test_limit: None,
     };
     let t = TrainConfig::default();
     let reg = match &a.reg {
@@ -121,6 +122,10 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
             None => Anchor::All,
         },
         freeze: a.freeze,
+        bn: match &a.bn {
+            Some(s) => train::BnMode::parse(s)?,
+            None => train::BnMode::Train,
+        },
         augment: a.augment.unwrap_or(false),
         seed: a.seed.unwrap_or(0),
     };
@@ -259,7 +264,7 @@ fn print_outcome(o: &Outcome, g: &Global) -> anyhow::Result<ExitCode> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(o)?);
     } else {
-        if let Some(r) = &o.load {
+        if let Some(r) = o.load.as_ref().filter(|_| !g.quiet) {
             eprintln!("starting point: {}", r.summary());
         }
         println!(

@@ -33,10 +33,31 @@ pub fn forgetting(
     device: &Device,
 ) -> Result<Forgetting> {
     let spec = source.spec()?;
+    let device = device.clone().without_autodiff();
+    let (src_net, _) = load_into(spec.init(&device)?, &spec, source, false)?;
+    let source_acc = super::accuracy(&src_net.valid(), &spec, source_test, 256, &device)?;
+    let after_acc = source_head_accuracy(source, tuned, source_test, &device)?;
+    Ok(Forgetting {
+        source_acc,
+        after_acc,
+        drop_points: 100.0 * (source_acc - after_acc),
+    })
+}
+
+/// Source-task accuracy of the fine-tuned body (every non-head tensor of `tuned`, BatchNorm
+/// statistics included) carrying the source model's head.
+pub fn source_head_accuracy(
+    source: &Checkpoint,
+    tuned: &Checkpoint,
+    source_test: &Dataset,
+    device: &Device,
+) -> Result<f64> {
+    let spec = source.spec()?;
     let tuned_spec = tuned.spec()?;
     if tuned_spec.arch != spec.arch
         || tuned_spec.width != spec.width
         || tuned_spec.hidden != spec.hidden
+        || tuned_spec.input != spec.input
     {
         return Err(Error::Checkpoint {
             path: tuned.path.clone(),
@@ -49,23 +70,13 @@ pub fn forgetting(
         });
     }
     let device = device.clone().without_autodiff();
-    let (src_net, _) = load_into(spec.init(&device)?, &spec, source, false)?;
-    let src_acc = super::accuracy(&src_net.valid(), &spec, source_test, 256, &device)?;
-    // Body from the tuned model, head from the source model.
-    let heads = spec.head_names();
     let mut hybrid = tuned.clone();
-    hybrid.path = tuned.path.clone();
-    for h in &heads {
-        hybrid.tensors.remove(h);
-        if let Some(t) = source.tensors.get(h) {
+    for h in spec.head_names() {
+        hybrid.tensors.remove(&h);
+        if let Some(t) = source.tensors.get(&h) {
             hybrid.tensors.insert(h.clone(), t.clone());
         }
     }
     let (net, _) = load_into(spec.init(&device)?, &spec, &hybrid, false)?;
-    let after = super::accuracy(&net.valid(), &spec, source_test, 256, &device)?;
-    Ok(Forgetting {
-        source_acc: src_acc,
-        after_acc: after,
-        drop_points: 100.0 * (src_acc - after),
-    })
+    super::accuracy(&net.valid(), &spec, source_test, 256, &device)
 }

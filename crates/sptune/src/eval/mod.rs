@@ -12,7 +12,7 @@ use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
 
 pub use distance::{Distance, distance};
-pub use forgetting::{Forgetting, forgetting};
+pub use forgetting::{Forgetting, forgetting, source_head_accuracy};
 
 /// Top-1 accuracy of `net` (in eval mode: call `net.valid()` first when it was training) on
 /// `ds`, whose labels index the model's classes.

@@ -146,16 +146,16 @@ impl ModelSpec {
         if let Some(k) = first.strip_prefix("layer") {
             return k.parse().unwrap_or(usize::MAX);
         }
-        if self.arch == "mlp" {
-            if let Some(k) = first.strip_prefix("fc") {
-                return k.parse().unwrap_or(usize::MAX);
-            }
+        if let Some(k) = first.strip_prefix("fc").filter(|_| self.arch == "mlp") {
+            return k.parse().unwrap_or(usize::MAX);
         }
         0
     }
 }
 
 /// Any of the supported networks.
+// One network per process, moved by value through training: the size difference is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
     /// A torchvision-style ResNet.

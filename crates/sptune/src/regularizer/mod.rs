@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Which penalty is applied to the shared part `S`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// No penalty on `S` (β still applies to the new head).

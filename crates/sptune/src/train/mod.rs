@@ -66,6 +66,10 @@ pub struct TrainConfig {
     pub anchor: Anchor,
     /// Freeze the stem and the first K stages (no updates, BatchNorm statistics fixed).
     pub freeze: Option<usize>,
+    /// BatchNorm statistics during training: `train` (batch statistics, running averages
+    /// updated: PyTorch's `model.train()`) or `frozen` (running statistics of the starting point
+    /// used and kept; affine parameters still trained).
+    pub bn: BnMode,
     /// Random crop (padding 2) and horizontal flip on training batches.
     pub augment: bool,
     /// Seed of initialization, shuffling and augmentation.
@@ -86,6 +90,7 @@ impl Default for TrainConfig {
             beta: 0.01,
             anchor: Anchor::All,
             freeze: None,
+            bn: BnMode::Train,
             augment: false,
             seed: 0,
         }
@@ -124,6 +129,31 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// How BatchNorm layers behave while training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnMode {
+    /// Normalize with batch statistics and update the running averages.
+    #[default]
+    Train,
+    /// Normalize with the running statistics and never update them.
+    Frozen,
+}
+
+impl BnMode {
+    /// Parses `train` / `frozen`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "train" => Ok(BnMode::Train),
+            "frozen" => Ok(BnMode::Frozen),
+            _ => Err(Error::invalid(
+                "--bn",
+                format!("{s:?}; expected train or frozen"),
+            )),
+        }
     }
 }
 
@@ -175,45 +205,35 @@ pub fn frozen_predicate(spec: &ModelSpec, freeze: Option<usize>) -> impl Fn(&str
 }
 
 struct Freezer<'a, F: Fn(&str) -> bool> {
-    path: Vec<String>,
+    path: crate::params::PathTracker,
     frozen: &'a F,
+    bn_frozen: bool,
 }
 
 impl<F: Fn(&str) -> bool> Freezer<'_, F> {
-    fn current(&self) -> String {
-        // a stage is decided by the first path component; a placeholder leaf is enough
-        let mut p = self.path.clone();
-        p.push("weight".into());
-        let first = p[0].clone();
-        if first == "layers" && p.len() > 1 {
-            // MLP: layers.i -> fc{i+1}
-            let k: usize = p[1].parse().unwrap_or(0);
-            return format!("fc{}.weight", k + 1);
-        }
-        p.join(".")
+    /// Whether the tensor (or BatchNorm flag) at the current path is frozen; the stage is
+    /// decided by the first path component, so the flag's own name does not matter.
+    fn is_frozen(&self) -> bool {
+        (self.frozen)(&self.path.name())
     }
 }
 
 impl<F: Fn(&str) -> bool> ModuleMapper for Freezer<'_, F> {
     fn enter_module(&mut self, name: &str, container: &str) {
-        if !container.starts_with("Enum:") {
-            self.path.push(name.into());
-        }
+        self.path.enter(name, container);
     }
     fn exit_module(&mut self, _name: &str, container: &str) {
-        if !container.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.path.exit(container);
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if (self.frozen)(&self.current()) {
+        if self.is_frozen() {
             param.set_require_grad(false)
         } else {
             param
         }
     }
     fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
-        if (self.frozen)(&self.current()) {
+        if self.bn_frozen || self.is_frozen() {
             flag.with_value(false)
         } else {
             flag
@@ -221,11 +241,13 @@ impl<F: Fn(&str) -> bool> ModuleMapper for Freezer<'_, F> {
     }
 }
 
-/// Stops gradients and BatchNorm statistic updates for the frozen part of `net`.
-pub fn apply_freeze(net: Net, frozen: &impl Fn(&str) -> bool) -> Net {
+/// Stops gradients and BatchNorm statistic updates for the frozen part of `net`; with
+/// `bn_frozen` every BatchNorm uses and keeps its running statistics.
+pub fn apply_freeze(net: Net, frozen: &impl Fn(&str) -> bool, bn_frozen: bool) -> Net {
     let mut m = Freezer {
-        path: Vec::new(),
+        path: Default::default(),
         frozen,
+        bn_frozen,
     };
     net.map(&mut m)
 }
@@ -265,7 +287,7 @@ pub fn fit(
         return Err(Error::invalid("training set", "no images"));
     }
     let frozen = frozen_predicate(spec, cfg.freeze);
-    let mut net = apply_freeze(net, &frozen);
+    let mut net = apply_freeze(net, &frozen, cfg.bn == BnMode::Frozen);
     let mut opt = Sgd::new(
         &net,
         reference,

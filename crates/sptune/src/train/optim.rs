@@ -19,6 +19,7 @@ use crate::params::{self, Kind, ParamInfo};
 use crate::regularizer::{Anchor, Scheme, from_group_view, group_view};
 
 /// What the optimizer does with one tensor.
+#[allow(clippy::large_enum_variant)] // a tensor handle; one per parameter
 #[derive(Debug)]
 pub enum Role {
     /// In `S`: regularized by the scheme toward `w0` (group view), unless `w0` is `None`
