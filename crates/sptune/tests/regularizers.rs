@@ -33,6 +33,14 @@ fn run(s: Scheme, w: &[f64], w0: &[f64], g: usize) -> (f64, Vec<f64>) {
     let dev = Device::flex();
     let (v, gr) = s.value_and_grad(tensor(w, g, &dev), &tensor(w0, g, &dev));
     let gr: Vec<f32> = gr.into_data().convert::<f32>().try_into_vec().unwrap();
+    // the gradient-only path (what training steps use) must agree exactly
+    let g_only: Vec<f32> = s
+        .grad(tensor(w, g, &dev), &tensor(w0, g, &dev))
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    assert_eq!(g_only, gr, "{s:?}: grad() differs from value_and_grad()");
     (
         v.into_scalar::<f32>() as f64,
         gr.into_iter().map(f64::from).collect(),

@@ -9,16 +9,28 @@ use burn::tensor::Tensor;
 
 /// `(Σ_g √p ‖d_g‖, √p d_g/‖d_g‖)` for `d = w − w0` in group view `[g, p]`.
 pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
-    let [_, p] = w.dims();
-    let s = (p as f64).sqrt();
+    let s = (w.dims()[1] as f64).sqrt();
     let d = w - w0;
     let norms = d.clone().square().sum_dim(1).sqrt(); // [g, 1]
     let value = norms.clone().sum().mul_scalar(s);
+    (value, scaled_directions(d, norms, s))
+}
+
+/// `∇Ω = √p d_g/‖d_g‖` (0 for a group at `w0`).
+pub fn grad(w: Tensor<2>, w0: Tensor<2>) -> Tensor<2> {
+    let s = (w.dims()[1] as f64).sqrt();
+    let d = w - w0;
+    let norms = d.clone().square().sum_dim(1).sqrt();
+    scaled_directions(d, norms, s)
+}
+
+/// `s·d_g/‖d_g‖` where the norm is positive, 0 where the group sits exactly at `w0`.
+fn scaled_directions(d: Tensor<2>, norms: Tensor<2>, s: f64) -> Tensor<2> {
     let zero = norms.clone().equal_elem(0.0);
-    // 1/‖d_g‖ where the norm is positive, 0 where the group sits exactly at w0.
     let inv = norms
         .mask_fill(zero.clone(), 1.0)
         .recip()
+        .mul_scalar(s)
         .mask_fill(zero, 0.0);
-    (value, d * inv.mul_scalar(s))
+    d * inv
 }

@@ -5,6 +5,11 @@
 
 use burn::tensor::Tensor;
 
+/// `∇Ω = w − w0`.
+pub fn grad(w: Tensor<2>, w0: Tensor<2>) -> Tensor<2> {
+    w - w0
+}
+
 /// `(½ Σ (w − w0)², w − w0)`.
 pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
     let d = w - w0;

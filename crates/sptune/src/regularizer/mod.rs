@@ -78,6 +78,17 @@ impl Scheme {
         matches!(self, Scheme::L2Sp | Scheme::L1Sp | Scheme::GlSp)
     }
 
+    /// The gradient alone (α = 1), what a training step needs: no reduction for the value.
+    pub fn grad(self, w: Tensor<2>, w0: &Tensor<2>) -> Tensor<2> {
+        match self {
+            Scheme::None => w.zeros_like(),
+            Scheme::L2 => l2::grad(w),
+            Scheme::L2Sp => l2_sp::grad(w, w0.clone()),
+            Scheme::L1Sp => l1_sp::grad(w, w0.clone()),
+            Scheme::GlSp => gl_sp::grad(w, w0.clone()),
+        }
+    }
+
     /// Penalty value (α = 1) and its gradient for one tensor in group view `[g, p]`.
     /// `w0` is the reference in the same view (ignored by `None` and `L2`).
     pub fn value_and_grad(self, w: Tensor<2>, w0: &Tensor<2>) -> (Tensor<1>, Tensor<2>) {

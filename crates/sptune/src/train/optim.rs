@@ -192,11 +192,14 @@ impl ModuleMapper for StepMapper<'_> {
         let mut g = group_view(grad, slot.info.transposed);
         match &slot.role {
             Role::Shared(Some(w0)) if self.opt.scheme != Scheme::None && self.opt.alpha != 0.0 => {
-                let (v, pg) = self.opt.scheme.value_and_grad(w.clone(), w0);
-                g = g + pg.mul_scalar(self.opt.alpha);
-                if self.measure {
+                let pg = if self.measure {
+                    let (v, pg) = self.opt.scheme.value_and_grad(w.clone(), w0);
                     self.shared.push(v.mul_scalar(self.opt.alpha));
-                }
+                    pg
+                } else {
+                    self.opt.scheme.grad(w.clone(), w0)
+                };
+                g = g + pg.mul_scalar(self.opt.alpha);
             }
             Role::New if self.opt.beta != 0.0 => {
                 if self.measure {
