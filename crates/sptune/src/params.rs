@@ -44,8 +44,20 @@ impl ParamInfo {
     }
     /// A convolution or linear kernel (the tensors `--anchor weights` keeps).
     pub fn is_kernel(&self) -> bool {
-        self.kind == Kind::Param && self.shape.len() >= 2 && self.name.ends_with(".weight")
+        self.kind == Kind::Param && is_kernel(&self.name, &self.shape)
     }
+}
+
+/// A convolution or linear kernel by checkpoint name and shape (`--anchor weights` keeps these).
+pub fn is_kernel(name: &str, shape: &[usize]) -> bool {
+    shape.len() >= 2 && name.ends_with(".weight")
+}
+
+/// BatchNorm running statistics and counters, by checkpoint name: buffers, never regularized.
+pub fn is_buffer_name(name: &str) -> bool {
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
 }
 
 fn leaf_name(path: &[String]) -> (String, bool) {

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::models::checkpoint::Checkpoint;
+use crate::params;
 use crate::regularizer::{Anchor, Scheme};
 
 /// One tensor of `S`.
@@ -59,13 +60,6 @@ pub struct Distance {
     pub new: NewPart,
 }
 
-/// True for BatchNorm running statistics and counters.
-pub fn is_buffer_name(name: &str) -> bool {
-    name.ends_with("running_mean")
-        || name.ends_with("running_var")
-        || name.ends_with("num_batches_tracked")
-}
-
 fn view(shape: &[usize], vals: &[f32], device: &Device) -> Tensor<2> {
     let g = shape.first().copied().unwrap_or(1).max(1);
     let p = (vals.len() / g).max(1);
@@ -88,7 +82,7 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
         l2: 0.0,
     };
     for (name, (shape, vals)) in &w.tensors {
-        if is_buffer_name(name) {
+        if params::is_buffer_name(name) {
             continue;
         }
         match w0.tensors.get(name) {
@@ -107,8 +101,7 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
                     l2: d2.sqrt(),
                     rel: if n0 > 0.0 { (d2 / n0).sqrt() } else { 0.0 },
                 });
-                let kernel = shape.len() >= 2 && name.ends_with(".weight");
-                if anchor == Anchor::All || kernel {
+                if anchor == Anchor::All || params::is_kernel(name, shape) {
                     let (a, b) = (view(shape, vals, &device), view(s0, v0, &device));
                     let val =
                         |s: Scheme| s.value_and_grad(a.clone(), &b).0.into_scalar::<f32>() as f64;

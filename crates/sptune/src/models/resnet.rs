@@ -132,7 +132,7 @@ impl ResNet {
         let (conv1, maxpool) = if small_stem {
             (conv(in_channels, width, 3, 1, device), None)
         } else {
-            let pool = MaxPoolConfigExt::torchvision();
+            let pool = torchvision_max_pool();
             (conv(in_channels, width, 7, 2, device), Some(pool))
         };
         let mut cin = width;
@@ -182,12 +182,10 @@ impl ResNet {
     }
 }
 
-struct MaxPoolConfigExt;
-impl MaxPoolConfigExt {
-    fn torchvision() -> MaxPool2d {
-        MaxPool2dConfig::new([3, 3])
-            .with_strides([2, 2])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init()
-    }
+/// torchvision's stem pooling: 3x3, stride 2, padding 1.
+fn torchvision_max_pool() -> MaxPool2d {
+    MaxPool2dConfig::new([3, 3])
+        .with_strides([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init()
 }
