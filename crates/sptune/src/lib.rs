@@ -10,6 +10,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fisher;
 pub mod models;
 pub mod params;
 pub mod regularizer;

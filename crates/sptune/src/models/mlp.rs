@@ -9,6 +9,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::hook::{Hook, Plain};
+
 /// The MLP; `layers[i]` is saved as `fc{i+1}`.
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -31,10 +33,15 @@ impl Mlp {
 
     /// Logits for an image batch [b, c, h, w] (flattened).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, &mut Plain)
+    }
+
+    /// [`Mlp::forward`] with every layer applied through `h`.
+    pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
         let mut x: Tensor<2> = x.flatten(1, 3);
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            x = l.forward(x);
+            x = h.linear(l, x);
             if i < last {
                 x = relu(x);
             }

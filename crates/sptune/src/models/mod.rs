@@ -4,6 +4,7 @@
 //! enough to rebuild the network for inference ([`ModelSpec::init`]).
 
 pub mod checkpoint;
+pub mod hook;
 pub mod mlp;
 pub mod resnet;
 
@@ -12,6 +13,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use hook::{Hook, Plain};
 pub use mlp::Mlp;
 pub use resnet::ResNet;
 
@@ -170,6 +172,14 @@ impl Net {
         match self {
             Net::ResNet(m) => m.forward(x),
             Net::Mlp(m) => m.forward(x),
+        }
+    }
+
+    /// [`Net::forward`] with every parametrized layer applied through `h`.
+    pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        match self {
+            Net::ResNet(m) => m.forward_with(x, h),
+            Net::Mlp(m) => m.forward_with(x, h),
         }
     }
 }

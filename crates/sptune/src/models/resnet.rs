@@ -13,6 +13,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Pa
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::hook::{Hook, Plain};
+
 /// Block type and stage depths of the ResNet variants.
 pub fn layout(depth: usize) -> Option<(bool, [usize; 4])> {
     // (bottleneck, blocks per stage)
@@ -88,15 +90,21 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some((c, b)) => b.forward(c.forward(x.clone())),
+            Some((c, b)) => {
+                let z = h.conv2d(c, x.clone());
+                h.batch_norm(b, z)
+            }
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
-        y = self.bn2.forward(self.conv2.forward(y));
+        let z = h.conv2d(&self.conv1, x);
+        let mut y = relu(h.batch_norm(&self.bn1, z));
+        let z = h.conv2d(&self.conv2, y);
+        y = h.batch_norm(&self.bn2, z);
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            y = b3.forward(c3.forward(relu(y)));
+            let z = h.conv2d(c3, relu(y));
+            y = h.batch_norm(b3, z);
         }
         relu(y + identity)
     }
@@ -164,13 +172,19 @@ impl ResNet {
 
     /// Features before the head: [batch, channels].
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        self.features_with(x, &mut Plain)
+    }
+
+    /// [`ResNet::features`] with every layer applied through `h`.
+    pub fn features_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        let z = h.conv2d(&self.conv1, x);
+        let mut x = relu(h.batch_norm(&self.bn1, z));
         if let Some(p) = &self.maxpool {
             x = p.forward(x);
         }
         for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for b in stage {
-                x = b.forward(x);
+                x = b.forward(x, h);
             }
         }
         self.avgpool.forward(x).flatten(1, 3)
@@ -178,7 +192,13 @@ impl ResNet {
 
     /// Logits: [batch, classes].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.features(x))
+        self.forward_with(x, &mut Plain)
+    }
+
+    /// [`ResNet::forward`] with every layer applied through `h`.
+    pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        let f = self.features_with(x, h);
+        h.linear(&self.fc, f)
     }
 }
 

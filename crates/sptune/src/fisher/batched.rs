@@ -1,0 +1,286 @@
+//! Per-example squared gradients of a whole batch from one backward pass.
+//!
+//! The [`Probe`] hook records each layer's input `a_i` and adds a zero tensor `P` (requiring a
+//! gradient) to its output, so the backward pass returns `∂L/∂P`, i.e. each example's output
+//! gradient `g_i`, while the parameters themselves need no gradient. With the loss
+//! `L = Σ_i √ω_i log p_{y_i}(x_i)` every example's gradient is `√ω_i ∇ log p_{y_i}(x_i)`, and
+//! the per-example squares follow per layer type:
+//!
+//! - linear `W[o, k]`: `Σ_i g_io² a_ik²` = `(g²)ᵀ(a²)`, one matmul; bias `Σ_i g_io²`;
+//! - conv: per example `G_i Uᵢᵀ` with `U_i` the unfolded input patches `[c·kh·kw, positions]`
+//!   and `G_i` the output gradient `[out, positions]` (a batched matmul, per group), squared and
+//!   summed over the batch; bias `Σ_i (Σ_pos g_i)²`;
+//! - BatchNorm (eval): `γ_c`: `Σ_i (Σ_pos g_i x̂_i)²` with `x̂` the input normalized by the
+//!   running statistics; `β_c`: `Σ_i (Σ_pos g_i)²`.
+//!
+//! All sums are kept in the checkpoint group view `[out, rest]`.
+
+use std::collections::HashMap;
+
+use burn::module::ParamId;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::tensor::module::unfold4d;
+use burn::tensor::ops::UnfoldOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Fisher, FisherOptions, Pass};
+use crate::data::Dataset;
+use crate::models::{Hook, ModelSpec, Net};
+use crate::{Error, Result};
+
+/// Largest per-example gradient block `[examples, out, rest]` materialized at once (floats).
+const BLOCK: usize = 1 << 24;
+
+enum Tap {
+    Linear {
+        weight: ParamId,
+        bias: Option<ParamId>,
+        input: Tensor<2>,
+        probe: Tensor<2>,
+    },
+    Conv {
+        weight: ParamId,
+        bias: Option<ParamId>,
+        input: Tensor<4>,
+        probe: Tensor<4>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+        padding: [(usize, usize); 2],
+    },
+    Norm {
+        gamma: ParamId,
+        beta: ParamId,
+        normalized: Tensor<4>,
+        probe: Tensor<4>,
+    },
+}
+
+/// The hook: records layer inputs and adds probes to layer outputs.
+#[derive(Default)]
+struct Probe {
+    taps: Vec<Tap>,
+}
+
+fn probe_like<const D: usize>(y: &Tensor<D>) -> Tensor<D> {
+    Tensor::<D>::zeros(y.dims(), &y.device()).require_grad()
+}
+
+impl Hook for Probe {
+    fn conv2d(&mut self, m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let padding = conv_padding(m, h, w);
+        let y = m.forward(x.clone());
+        let probe = probe_like(&y);
+        self.taps.push(Tap::Conv {
+            weight: m.weight.id,
+            bias: m.bias.as_ref().map(|b| b.id),
+            input: x.inner(),
+            probe: probe.clone(),
+            kernel: m.kernel_size,
+            stride: m.stride,
+            dilation: m.dilation,
+            groups: m.groups,
+            padding,
+        });
+        y + probe
+    }
+
+    fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        let c = x.dims()[1];
+        let mean = m.running_mean.value().inner().reshape([1, c, 1, 1]);
+        let var = m.running_var.value().inner().reshape([1, c, 1, 1]);
+        let normalized = (x.clone().inner() - mean) / var.add_scalar(m.epsilon).sqrt();
+        let y = m.forward(x);
+        let probe = probe_like(&y);
+        self.taps.push(Tap::Norm {
+            gamma: m.gamma.id,
+            beta: m.beta.id,
+            normalized,
+            probe: probe.clone(),
+        });
+        y + probe
+    }
+
+    fn linear(&mut self, m: &Linear, x: Tensor<2>) -> Tensor<2> {
+        let y = m.forward(x.clone());
+        let probe = probe_like(&y);
+        self.taps.push(Tap::Linear {
+            weight: m.weight.id,
+            bias: m.bias.as_ref().map(|b| b.id),
+            input: x.inner(),
+            probe: probe.clone(),
+        });
+        y + probe
+    }
+}
+
+/// `((top, bottom), (left, right))` padding of a convolution, as burn's `Conv2d` computes it.
+fn conv_padding(m: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
+    let same = |k: usize, s: usize, n: usize| {
+        let out = n.div_ceil(s);
+        let total = ((out - 1) * s + k).saturating_sub(n);
+        (total / 2, total - total / 2)
+    };
+    match &m.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => [
+            same(m.kernel_size[0], m.stride[0], h),
+            same(m.kernel_size[1], m.stride[1], w),
+        ],
+        // burn's order: (top, left, bottom, right)
+        PaddingConfig2d::Explicit(t, l, b, r) => [(*t, *b), (*l, *r)],
+    }
+}
+
+/// Adds `t` (group view) to the running sum of parameter `id`.
+fn accumulate(sums: &mut HashMap<ParamId, Tensor<2>>, id: ParamId, t: Tensor<2>) {
+    let t = match sums.remove(&id) {
+        Some(s) => s + t,
+        None => t,
+    };
+    sums.insert(id, t);
+}
+
+/// Per-example squared gradients of one tap, summed over the batch, added to `sums`.
+fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<ParamId, Tensor<2>>) {
+    match tap {
+        Tap::Linear {
+            weight,
+            bias,
+            input,
+            probe,
+        } => {
+            let g = probe.grad(grads).expect("probe gradient").square(); // [n, out]
+            if let Some(b) = bias {
+                let [_, out] = g.dims();
+                accumulate(sums, b, g.clone().sum_dim(0).reshape([out, 1]));
+            }
+            accumulate(sums, weight, g.transpose().matmul(input.square()));
+        }
+        Tap::Conv {
+            weight,
+            bias,
+            input,
+            probe,
+            kernel,
+            stride,
+            dilation,
+            groups,
+            padding,
+        } => {
+            let g = probe.grad(grads).expect("probe gradient"); // [n, out, ho, wo]
+            let [n, out, ho, wo] = g.dims();
+            let l = ho * wo;
+            let g = g.reshape([n, out, l]);
+            if let Some(b) = bias {
+                let s = g.clone().sum_dim(2).square().sum_dim(0); // [1, out, 1]
+                accumulate(sums, b, s.reshape([out, 1]));
+            }
+            let x = if padding == [(0, 0), (0, 0)] {
+                input
+            } else {
+                input.pad(
+                    [padding[0], padding[1]],
+                    burn::tensor::ops::PadMode::Constant(0.0),
+                )
+            };
+            let cin = x.dims()[1];
+            let (cg, og) = (cin / groups, out / groups);
+            let kk = kernel[0] * kernel[1];
+            let patches = unfold4d(x, kernel, UnfoldOptions::new(stride, [0, 0], dilation)); // [n, cin·kk, l]
+            debug_assert_eq!(patches.dims()[2], l);
+            let patches = patches.reshape([n, groups, cg * kk, l]).swap_dims(2, 3);
+            let g = g.reshape([n, groups, og, l]);
+            let per = (BLOCK / (out * cg * kk).max(1)).clamp(1, n);
+            let mut total: Option<Tensor<2>> = None;
+            for start in (0..n).step_by(per) {
+                let len = per.min(n - start);
+                let gi = g.clone().narrow(0, start, len);
+                let pi = patches.clone().narrow(0, start, len);
+                let s = gi
+                    .matmul(pi) // [len, groups, og, cg·kk]
+                    .square()
+                    .sum_dim(0)
+                    .reshape([out, cg * kk]);
+                total = Some(match total {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+            accumulate(sums, weight, total.expect("a non-empty batch"));
+        }
+        Tap::Norm {
+            gamma,
+            beta,
+            normalized,
+            probe,
+        } => {
+            let g = probe.grad(grads).expect("probe gradient"); // [n, c, h, w]
+            let [n, c, h, w] = g.dims();
+            let gx = (g.clone() * normalized).reshape([n, c, h * w]).sum_dim(2);
+            accumulate(sums, gamma, gx.square().sum_dim(0).reshape([c, 1]));
+            let gb = g.reshape([n, c, h * w]).sum_dim(2);
+            accumulate(sums, beta, gb.square().sum_dim(0).reshape([c, 1]));
+        }
+    }
+}
+
+/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes),
+/// with per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
+/// one (`empirical`) for each batch. `progress(k)` is called after each batch with the number
+/// of examples done.
+pub fn compute(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    opts: &FisherOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Fisher> {
+    opts.validate()?;
+    super::check_inputs(spec, ds)?;
+    let ad = device.clone().autodiff();
+    let net = super::eval_mode(net, &ad, false);
+    let classes = spec.num_classes();
+    let passes = Pass::all(opts, classes);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xf15e_0000);
+    let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let mut done = 0;
+    for chunk in idx.chunks(opts.batch_size) {
+        let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
+        for &pass in &passes {
+            let mut hook = Probe::default();
+            let logits = net.forward_with(x.clone(), &mut hook);
+            let probs = super::softmax_rows(logits.clone());
+            if let Some(v) = probs.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Diverged(format!(
+                    "the model's probabilities hold {v} on the Fisher data"
+                )));
+            }
+            let rows = pass.rows(&probs, classes, &labels, &mut rng);
+            let mut sel = vec![0f32; chunk.len() * classes];
+            for (i, (y, w)) in rows.iter().enumerate() {
+                sel[i * classes + y] = w.sqrt() as f32;
+            }
+            let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
+            let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
+            let grads = loss.backward();
+            for tap in hook.taps {
+                square_sums(tap, &grads, &mut sums);
+            }
+        }
+        done += chunk.len();
+        progress(done);
+    }
+    let host = sums
+        .into_iter()
+        .map(|(id, t)| (id, super::host_f64(t)))
+        .collect();
+    Fisher::from_sums(&net, host, ds.len(), opts)
+}

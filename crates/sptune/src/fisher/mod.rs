@@ -1,0 +1,402 @@
+//! Diagonal Fisher information of a source model, on source inputs.
+//!
+//! `F_jj = 1/m Σ_i Σ_c f_c(x_i; w0) (∂ log f_c(x_i; w0) / ∂w_j)²` (the seed's formula, the
+//! "true" Fisher: every class, weighted by the model's own probabilities). Three estimators:
+//!
+//! | estimator | per example `i` | note |
+//! |---|---|---|
+//! | `exact` | `Σ_c p_c(x_i) g_{i,c}²` | the formula; one backward per class |
+//! | `mc` | `1/K Σ_k g_{i,y_k}²`, `y_k ~ p(x_i)` | unbiased for `exact`; K backwards |
+//! | `empirical` | `g_{i,y_i}²`, `y_i` the true label | biased ("empirical Fisher"); one backward |
+//!
+//! where `g_{i,c} = ∇_w log p_c(x_i)`. Squares are always **per example**: never the square of
+//! a batch-summed gradient. The model is in eval mode (BatchNorm uses its running statistics).
+//!
+//! [`compute`] gets every example's gradient from one backward pass per class (or sample) over
+//! a whole batch ([`batched`]); [`reference::compute`] loops over single examples and exists
+//! for the tests and the benchmark. Both accumulate `Σ_i ω_i g_{i,y}²` over *rows*
+//! `(example i, label y, weight ω)`: a [`Pass`] assigns one row to every example of a batch.
+
+pub mod batched;
+pub mod reference;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::models::checkpoint::{Checkpoint, to_bytes};
+use crate::models::{ModelSpec, Net};
+use crate::params::{self, Kind};
+use crate::{Error, Result, util};
+
+/// How the classes of the Fisher's expectation are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Estimator {
+    /// Every class, weighted by the model's probability (the seed's formula).
+    #[default]
+    Exact,
+    /// `K` labels sampled from the model's distribution per example.
+    Mc,
+    /// The true labels (biased; what many libraries call "Fisher").
+    Empirical,
+}
+
+impl Estimator {
+    /// CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Estimator::Exact => "exact",
+            Estimator::Mc => "mc",
+            Estimator::Empirical => "empirical",
+        }
+    }
+
+    /// Parses the CLI spelling.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "exact" => Ok(Estimator::Exact),
+            "mc" => Ok(Estimator::Mc),
+            "empirical" => Ok(Estimator::Empirical),
+            _ => Err(Error::invalid(
+                "--estimator",
+                format!("{s:?}; expected exact, mc or empirical"),
+            )),
+        }
+    }
+}
+
+/// Settings of a Fisher computation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FisherOptions {
+    /// The estimator.
+    pub estimator: Estimator,
+    /// Labels sampled per example (`mc` only, ≥ 1).
+    pub mc_samples: usize,
+    /// Examples per forward/backward pass.
+    pub batch_size: usize,
+    /// Seed of the `mc` label draws.
+    pub seed: u64,
+}
+
+impl Default for FisherOptions {
+    fn default() -> Self {
+        FisherOptions {
+            estimator: Estimator::Exact,
+            mc_samples: 1,
+            batch_size: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl FisherOptions {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch-size", "must be at least 1"));
+        }
+        if self.estimator == Estimator::Mc && self.mc_samples == 0 {
+            return Err(Error::invalid("--mc-samples", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Backward passes per batch.
+    pub fn passes(&self, classes: usize) -> usize {
+        match self.estimator {
+            Estimator::Exact => classes,
+            Estimator::Mc => self.mc_samples,
+            Estimator::Empirical => 1,
+        }
+    }
+}
+
+/// One backward pass over a batch: which class's log-probability each example contributes.
+#[derive(Clone, Copy, Debug)]
+pub enum Pass {
+    /// Class `c` for every example, weight `p_c(x_i)`.
+    Class(usize),
+    /// A label drawn from `p(x_i)`, weight `1/K`.
+    Sample(usize),
+    /// The true label, weight 1.
+    Label,
+}
+
+impl Pass {
+    /// The passes of an estimator, in order.
+    pub fn all(opts: &FisherOptions, classes: usize) -> Vec<Pass> {
+        match opts.estimator {
+            Estimator::Exact => (0..classes).map(Pass::Class).collect(),
+            Estimator::Mc => (0..opts.mc_samples)
+                .map(|_| Pass::Sample(opts.mc_samples))
+                .collect(),
+            Estimator::Empirical => vec![Pass::Label],
+        }
+    }
+
+    /// `(label, weight)` per example given the model's probabilities `probs` (row-major
+    /// `[n, classes]`) and the true labels.
+    pub fn rows(
+        self,
+        probs: &[f32],
+        classes: usize,
+        labels: &[usize],
+        rng: &mut impl Rng,
+    ) -> Vec<(usize, f64)> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| {
+                let p = &probs[i * classes..(i + 1) * classes];
+                match self {
+                    Pass::Class(c) => (c, p[c] as f64),
+                    Pass::Sample(k) => (sample(p, rng), 1.0 / k as f64),
+                    Pass::Label => (label, 1.0),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Draws a class from probabilities `p` (inverse CDF).
+fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
+    let u: f64 = rng.random::<f64>() * p.iter().map(|&v| v as f64).sum::<f64>();
+    let mut acc = 0.0;
+    for (c, &v) in p.iter().enumerate() {
+        acc += v as f64;
+        if u < acc {
+            return c;
+        }
+    }
+    p.len() - 1
+}
+
+/// Copies `net` onto the autodiff device `ad` with every BatchNorm in eval mode (running
+/// statistics) and the parameters requiring gradients or not.
+pub(crate) fn eval_mode(net: &Net, ad: &burn::tensor::Device, trainable: bool) -> Net {
+    struct M<'a>(&'a burn::tensor::Device, bool);
+    impl ModuleMapper for M<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, t, mapper) = param.consume();
+            let inner = self.0.clone().without_autodiff();
+            let t = t.inner().to_device(&inner).autodiff();
+            let t = if self.1 { t.require_grad() } else { t };
+            Param::from_mapped_value(id, t, mapper)
+        }
+        fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
+            flag.with_value(false)
+        }
+    }
+    net.clone().map(&mut M(ad, trainable))
+}
+
+/// Softmax probabilities `[n, classes]` (row-major, on the host) from logits.
+pub(crate) fn softmax_rows(logits: Tensor<2>) -> Vec<f32> {
+    burn::tensor::activation::softmax(logits.inner(), 1)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 logits")
+}
+
+/// A Fisher diagonal: one tensor per model parameter, checkpoint names and layout.
+#[derive(Clone, Debug)]
+pub struct Fisher {
+    /// Name -> (shape, values).
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The estimator that produced it.
+    pub estimator: Estimator,
+    /// Number of examples averaged (`m`).
+    pub samples: usize,
+    /// Labels drawn per example (`mc`), else 0.
+    pub mc_samples: usize,
+    /// The file it was read from, if any.
+    pub path: Option<PathBuf>,
+}
+
+impl Fisher {
+    /// Builds the tensors from per-parameter sums in group view (keyed by burn id), divided by
+    /// `m`. Every trainable parameter of `net` must have a sum.
+    pub(crate) fn from_sums(
+        net: &Net,
+        sums: HashMap<burn::module::ParamId, Vec<f64>>,
+        m: usize,
+        opts: &FisherOptions,
+    ) -> Result<Self> {
+        let mut tensors = BTreeMap::new();
+        for info in params::table(net) {
+            if info.kind == Kind::Buffer {
+                continue;
+            }
+            let s = sums.get(&info.id).ok_or_else(|| {
+                Error::Other(format!("no per-example gradient for {}", info.name))
+            })?;
+            if s.len() != info.numel() {
+                return Err(Error::Other(format!(
+                    "{}: {} Fisher values for {} parameters",
+                    info.name,
+                    s.len(),
+                    info.numel()
+                )));
+            }
+            let vals = s.iter().map(|v| (v / m as f64) as f32).collect();
+            tensors.insert(info.name.clone(), (info.shape.clone(), vals));
+        }
+        Ok(Fisher {
+            tensors,
+            estimator: opts.estimator,
+            samples: m,
+            mc_samples: if opts.estimator == Estimator::Mc {
+                opts.mc_samples
+            } else {
+                0
+            },
+            path: None,
+        })
+    }
+
+    /// Writes the Fisher as safetensors (temp file, then rename); the estimator, `m`, `K` and
+    /// the source model's spec go to `__metadata__`.
+    pub fn save(&self, path: &Path, spec: &ModelSpec) -> Result<()> {
+        let tensors: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|(n, (s, v))| (n.clone(), s.clone(), v.clone()))
+            .collect();
+        let mut meta = HashMap::new();
+        meta.insert("format".into(), "pt".into());
+        meta.insert("content".into(), "sptune-fisher".into());
+        meta.insert("estimator".into(), self.estimator.name().into());
+        meta.insert("samples".into(), self.samples.to_string());
+        meta.insert("mc_samples".into(), self.mc_samples.to_string());
+        meta.insert("arch".into(), spec.arch.clone());
+        meta.insert("spec".into(), serde_json::to_string(spec).unwrap());
+        let bytes = to_bytes(&tensors, &[], meta)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        util::write_atomic(path, &bytes)
+    }
+
+    /// Reads a Fisher file; every entry must be finite and non-negative.
+    pub fn read(path: &Path) -> Result<Self> {
+        let ck = Checkpoint::read(path)?;
+        for (name, (_, vals)) in &ck.tensors {
+            if let Some((j, v)) = vals
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+            {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "Fisher tensor {name} holds {v} at index {j}; a Fisher diagonal is finite and non-negative"
+                    ),
+                ));
+            }
+        }
+        let estimator = ck
+            .metadata
+            .get("estimator")
+            .map(|e| Estimator::parse(e))
+            .transpose()
+            .map_err(|e| Error::format(path, e.to_string()))?
+            .unwrap_or_default();
+        let num = |k: &str| ck.metadata.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(Fisher {
+            samples: num("samples"),
+            mc_samples: num("mc_samples"),
+            tensors: ck.tensors,
+            estimator,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    fn mismatch(&self, msg: String) -> Error {
+        Error::Checkpoint {
+            path: self.path.clone().unwrap_or_else(|| "Fisher".into()),
+            msg,
+        }
+    }
+
+    /// Checks that the Fisher has exactly the parameters of the source checkpoint `w0` (same
+    /// names and shapes; buffers excluded); the error names the file and the tensor.
+    pub fn check_against(&self, w0: &Checkpoint) -> Result<()> {
+        for (name, (shape, _)) in &w0.tensors {
+            if params::is_buffer_name(name) {
+                continue;
+            }
+            match self.tensors.get(name) {
+                None => {
+                    return Err(self.mismatch(format!(
+                        "no Fisher tensor for parameter {name} of {}",
+                        w0.path.display()
+                    )));
+                }
+                Some((s, _)) if s != shape => {
+                    return Err(self.mismatch(format!(
+                        "Fisher tensor {name} has shape {s:?}, the model's is {shape:?} ({})",
+                        w0.path.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if let Some(extra) = self.tensors.keys().find(|n| !w0.tensors.contains_key(*n)) {
+            return Err(self.mismatch(format!(
+                "Fisher tensor {extra} names no parameter of {}",
+                w0.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The batch of examples `idx` as a normalized tensor plus labels (host), in eval layout.
+pub(crate) fn batch(
+    ds: &crate::data::Dataset,
+    spec: &ModelSpec,
+    idx: &[usize],
+    device: &burn::tensor::Device,
+) -> Result<(Tensor<4>, Vec<usize>)> {
+    let opts = crate::train::batch_options(spec, false);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (x, _) = crate::data::make_batch(ds, idx, &opts, &mut rng, device)?;
+    Ok((x, idx.iter().map(|&i| ds.labels[i]).collect()))
+}
+
+/// Checks the data set against the model before a Fisher computation.
+pub(crate) fn check_inputs(spec: &ModelSpec, ds: &crate::data::Dataset) -> Result<()> {
+    if ds.is_empty() {
+        return Err(Error::invalid("Fisher data", "no images"));
+    }
+    if let Some(&l) = ds.labels.iter().find(|&&l| l >= spec.num_classes()) {
+        return Err(Error::invalid(
+            "Fisher data",
+            format!(
+                "label {l} is not one of the model's {} classes",
+                spec.num_classes()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Host values of a tensor as f64.
+pub(crate) fn host_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 tensor")
+        .into_iter()
+        .map(|v| v as f64)
+        .collect()
+}
+
+/// The batched computation (the default); see [`batched::compute`].
+pub use batched::compute;
