@@ -43,6 +43,9 @@ pub enum Command {
     /// How far fine-tuning moved the weights from the starting point.
     #[command(args_override_self = true)]
     Distance(DistanceArgs),
+    /// Diagonal Fisher information of a source model on its training inputs.
+    #[command(args_override_self = true)]
+    Fisher(FisherArgs),
     /// The main job: pretrain on Fashion-MNIST 0-4, fine-tune on 5-9 with few images per
     /// class with every scheme, print target accuracy and source forgetting.
     #[command(args_override_self = true)]
@@ -117,12 +120,23 @@ pub struct TrainArgs {
     /// Step-schedule factor.
     #[arg(long)]
     pub gamma: Option<f64>,
-    /// Regularizer on the shared part: none, l2, l2-sp, l1-sp, gl-sp.
+    /// Regularizer on the shared part: none, l2, l2-sp, l1-sp, gl-sp, l2-sp-fisher,
+    /// gl-sp-fisher.
     #[arg(long)]
     pub reg: Option<String>,
     /// Weight of the regularizer on the shared part S.
     #[arg(long)]
     pub alpha: Option<f64>,
+    /// Fisher file of the source model (`sptune fisher`), for l2-sp-fisher / gl-sp-fisher.
+    #[arg(long)]
+    pub fisher: Option<PathBuf>,
+    /// Fisher scaling: mean (divide by the mean over the regularized part of S, so alpha is
+    /// on L2-SP's scale; default) or none.
+    #[arg(long)]
+    pub fisher_normalize: Option<String>,
+    /// Added to every (scaled) Fisher weight (default 0).
+    #[arg(long)]
+    pub fisher_floor: Option<f64>,
     /// Weight of plain L2 on the new head S̄ (pretrain: on everything).
     #[arg(long)]
     pub beta: Option<f64>,
@@ -161,7 +175,7 @@ impl TrainArgs {
         let f = file;
         merge_fields!(self, f; out, run_dir, init, init_arch, data, classes, per_class,
             val_fraction, resize, arch, width, small_stem, hidden, epochs, batch_size, lr,
-            momentum, schedule, gamma, reg, alpha, beta, anchor, freeze, bn, augment, seed);
+            momentum, schedule, gamma, reg, alpha, fisher, fisher_normalize, fisher_floor, beta, anchor, freeze, bn, augment, seed);
         Ok(self)
     }
 }
@@ -198,6 +212,48 @@ pub struct DistanceArgs {
     /// Penalties over all of S, or kernels only: all | weights.
     #[arg(long, default_value = "all")]
     pub anchor: String,
+    /// Fisher file of w0: adds the L2-SP-Fisher and GL-SP-Fisher penalties (raw F).
+    #[arg(long)]
+    pub fisher: Option<PathBuf>,
+}
+
+/// `sptune fisher`.
+#[derive(Args, Debug)]
+pub struct FisherArgs {
+    /// The source model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture, for a checkpoint without sptune metadata.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Data (default fashion-mnist).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// The source task's classes (default: the model's own class names).
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Use the first N training examples in file order (after class selection); 0 = all.
+    #[arg(long, default_value_t = 0)]
+    pub samples: usize,
+    /// exact (every class, weighted by the model's probabilities), mc (sampled labels) or
+    /// empirical (true labels; biased).
+    #[arg(long, default_value = "exact")]
+    pub estimator: String,
+    /// Labels drawn per example for mc.
+    #[arg(long, default_value_t = 1)]
+    pub mc_samples: usize,
+    /// Examples per backward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seed of the mc draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Image side for ImageFolder data.
+    #[arg(long, default_value_t = 32)]
+    pub resize: usize,
+    /// Output file (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `sptune demo`.

@@ -23,11 +23,9 @@ impl Bar {
             ProgressBar::new(0)
         };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{bar:30}] {pos}/{len} steps {elapsed} eta {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
         );
         bar.set_message(what.to_string());
         Bar {
@@ -50,6 +48,11 @@ impl Bar {
                 self.lines.push(line);
             }
         }
+    }
+
+    /// Moves the bar to `n` (for counts other than training steps).
+    pub fn set_position(&self, n: u64) {
+        self.bar.set_position(n);
     }
 
     /// Removes the bar; returns the epoch lines (for the log file).

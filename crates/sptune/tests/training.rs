@@ -103,8 +103,9 @@ fn sgd_momentum_with_l2_sp_matches_pytorch_semantics() {
         alpha,
         beta: 0.0,
         anchor: Anchor::All,
+        ..Default::default()
     };
-    let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev);
+    let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
     let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 1, k]), &dev);
     let yt = Tensor::<1, Int>::from_data(
         TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n]),
@@ -146,6 +147,106 @@ fn sgd_momentum_with_l2_sp_matches_pytorch_semantics() {
             );
         }
     }
+}
+
+/// One SGD step with L2-SP-Fisher: w1 = w − lr (∇CE + α F̃ ⊙ (w − w0)) with
+/// F̃ = F / mean_S(F) + ε (`--fisher-normalize mean`) or F + ε (`none`); the mean runs over
+/// every regularized entry of S (here weight and bias), computed by hand below.
+#[test]
+fn sgd_with_l2_sp_fisher_uses_normalized_weights_and_floor() {
+    use sptune::fisher::{Estimator, Fisher};
+    use sptune::regularizer::FisherNormalize;
+    let (c, k, n) = (3usize, 2usize, 4usize);
+    let (lr, alpha, eps) = (0.2, 0.7, 0.05);
+    let spec = linear_spec(k, c);
+    let w_init: Vec<f32> = vec![0.3, -0.2, 0.1, 0.4, -0.5, 0.2];
+    let b_init: Vec<f32> = vec![0.1, -0.1, 0.0];
+    let w0: Vec<f32> = vec![0.0, 0.1, -0.1, 0.2, 0.0, 0.3];
+    let b0: Vec<f32> = vec![0.2, 0.0, -0.2];
+    let fw: Vec<f32> = vec![0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+    let fb: Vec<f32> = vec![2.0, 0.0, 1.0];
+    let x: Vec<f32> = vec![1.0, 0.5, -0.3, 0.8, 0.2, -1.0, 0.0, 0.4];
+    let y = vec![0usize, 1, 2, 1];
+    let dev = Device::flex().autodiff();
+    let start = ckpt(vec![
+        ("fc1.weight", vec![c, k], w_init.clone()),
+        ("fc1.bias", vec![c], b_init.clone()),
+    ]);
+    let reference = ckpt(vec![
+        ("fc1.weight", vec![c, k], w0.clone()),
+        ("fc1.bias", vec![c], b0.clone()),
+    ]);
+    let fisher = std::sync::Arc::new(Fisher {
+        tensors: [
+            ("fc1.weight".to_string(), (vec![c, k], fw.clone())),
+            ("fc1.bias".to_string(), (vec![c], fb.clone())),
+        ]
+        .into_iter()
+        .collect(),
+        estimator: Estimator::Exact,
+        samples: 1,
+        mc_samples: 0,
+        path: None,
+    });
+    let mean = (fw.iter().chain(&fb).map(|v| *v as f64).sum::<f64>()) / 9.0;
+    for (how, scale) in [
+        (FisherNormalize::Mean, 1.0 / mean),
+        (FisherNormalize::None, 1.0),
+    ] {
+        let (net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
+        let opts = SgdOptions {
+            momentum: 0.9,
+            scheme: Scheme::L2SpFisher,
+            alpha,
+            anchor: Anchor::All,
+            fisher: Some(fisher.clone()),
+            fisher_normalize: how,
+            fisher_floor: eps,
+            ..Default::default()
+        };
+        let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
+        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 1, k]), &dev);
+        let yt = Tensor::<1, Int>::from_data(
+            TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n]),
+            &dev,
+        );
+        let loss = CrossEntropyLossConfig::new()
+            .init(&dev)
+            .forward(net.forward(xt), yt);
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let net = opt.step(lr, net, grads, false).0;
+        let f = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+        let (gw, gb) = ce_grad(&f(&w_init), &f(&b_init), &f(&x), &y, c, k);
+        let got: BTreeMap<String, Vec<f32>> = params::values(&net)
+            .into_iter()
+            .map(|(i, v)| (i.name, v))
+            .collect();
+        for (name, w, w0, fi, g) in [
+            ("fc1.weight", &w_init, &w0, &fw, &gw),
+            ("fc1.bias", &b_init, &b0, &fb, &gb),
+        ] {
+            for j in 0..w.len() {
+                let ft = fi[j] as f64 * scale + eps;
+                let want = w[j] as f64 - lr * (g[j] + alpha * ft * (w[j] - w0[j]) as f64);
+                let v = got[name][j] as f64;
+                assert!(
+                    (v - want).abs() < 1e-5,
+                    "{how:?} {name}[{j}]: {v} vs {want}"
+                );
+            }
+        }
+    }
+    // a Fisher scheme without Fisher weights is refused
+    let (net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
+    let opts = SgdOptions {
+        scheme: Scheme::GlSpFisher,
+        ..Default::default()
+    };
+    let e = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--fisher"), "{e}");
 }
 
 fn tiny_resnet(classes: usize) -> ModelSpec {
@@ -264,8 +365,9 @@ fn roles_follow_reference_anchor_and_head() {
             alpha: 1.0,
             beta: 0.01,
             anchor,
+            ..Default::default()
         };
-        let opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev);
+        let opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
         let roles: BTreeMap<String, &str> = opt.roles().into_iter().collect();
         assert_eq!(roles["fc.weight"], "new");
         assert_eq!(roles["fc.bias"], "new");

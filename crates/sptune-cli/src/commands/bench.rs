@@ -13,6 +13,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde_json::json;
+use sptune::fisher::{Estimator, Fisher};
 use sptune::models::ModelSpec;
 use sptune::models::checkpoint::Checkpoint;
 use sptune::params;
@@ -70,7 +71,26 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         ("l2-sp", Scheme::L2Sp, 0.01),
         ("l1-sp", Scheme::L1Sp, 0.01),
         ("gl-sp", Scheme::GlSp, 0.01),
+        ("l2-sp-fisher", Scheme::L2SpFisher, 0.01),
+        ("gl-sp-fisher", Scheme::GlSpFisher, 0.01),
     ];
+    // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
+    let fisher = std::sync::Arc::new(Fisher {
+        tensors: reference
+            .tensors
+            .iter()
+            .map(|(n, (s, v))| {
+                (
+                    n.clone(),
+                    (s.clone(), v.iter().map(|x| x * x + 1e-3).collect()),
+                )
+            })
+            .collect(),
+        estimator: Estimator::Exact,
+        samples: 0,
+        mc_samples: 0,
+        path: None,
+    });
     let mut state: Vec<_> = variants
         .iter()
         .map(|(_, scheme, beta)| {
@@ -80,11 +100,13 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 alpha: 0.01,
                 beta: *beta,
                 anchor: Anchor::All,
+                fisher: Some(fisher.clone()),
+                ..Default::default()
             };
-            let opt = Sgd::new(&base, Some(&reference), &opts, &|_| false, &ad);
-            (base.clone(), opt, Vec::new(), Vec::new())
+            let opt = Sgd::new(&base, Some(&reference), &opts, &|_| false, &ad)?;
+            Ok((base.clone(), opt, Vec::new(), Vec::new()))
         })
-        .collect();
+        .collect::<sptune::Result<_>>()?;
     if !g.quiet {
         eprintln!(
             "ResNet-18 width {} small stem, batch {} @ {} px, {} timed steps per variant (+1 warm-up), round-robin",
@@ -115,7 +137,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut rows = vec![];
     if !g.json {
         println!(
-            "{:<8} {:>10} {:>8} {:>12} {:>10}",
+            "{:<13} {:>10} {:>8} {:>12} {:>10}",
             "variant", "step (ms)", "ratio", "update (ms)", "overhead"
         );
     }
@@ -127,7 +149,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         let overhead = (u - plain_upd) / plain_full;
         if !g.json {
             println!(
-                "{:<8} {:>10.1} {:>8.3} {:>12.2} {:>9.2}%",
+                "{:<13} {:>10.1} {:>8.3} {:>12.2} {:>9.2}%",
                 name,
                 1e3 * f,
                 f / plain_full,

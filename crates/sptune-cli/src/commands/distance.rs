@@ -15,7 +15,15 @@ pub fn run(a: DistanceArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let anchor = Anchor::parse(&a.anchor)?;
     let w0 = Checkpoint::read(&a.from)?;
     let w = Checkpoint::read(&a.to)?;
-    let d = sptune::eval::distance(&w0, &w, anchor);
+    let fisher = match &a.fisher {
+        Some(p) => {
+            let f = sptune::fisher::Fisher::read(p)?;
+            f.check_against(&w0)?;
+            Some(f)
+        }
+        None => None,
+    };
+    let d = sptune::eval::distance(&w0, &w, anchor, fisher.as_ref());
     if g.json {
         let v = json!({
             "tensors": d.tensors,
@@ -40,6 +48,9 @@ pub fn run(a: DistanceArgs, g: &Global) -> anyhow::Result<ExitCode> {
             "penalties at alpha=1: l2-sp {:.5}  l1-sp {:.5}  gl-sp {:.5}",
             d.penalty.l2_sp, d.penalty.l1_sp, d.penalty.gl_sp
         );
+        if let (Some(l2f), Some(glf)) = (d.penalty.l2_sp_fisher, d.penalty.gl_sp_fisher) {
+            println!("with raw Fisher weights: l2-sp-fisher {l2f:.5}  gl-sp-fisher {glf:.5}");
+        }
         println!(
             "new part: {} ({} tensors), 1/2|w|^2 = {:.5}",
             d.new.names.join(", "),

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod distance;
 mod eval;
+pub mod fisher;
 pub mod train;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Finetune(a) => train::finetune(a, &g),
         Command::Eval(a) => eval::run(a, &g),
         Command::Distance(a) => distance::run(a, &g),
+        Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),
     }

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use burn::module::Module;
 use serde::Serialize;
+use sptune::fisher::Fisher;
 use sptune::models::ModelSpec;
 use sptune::models::checkpoint::{Checkpoint, LoadReport, load_into, save_model};
-use sptune::regularizer::{Anchor, Scheme};
+use sptune::regularizer::{Anchor, FisherNormalize, Scheme};
 use sptune::task::{self, DataConfig};
 use sptune::train::{self, EpochLog, Schedule, TrainConfig};
 
@@ -115,6 +116,12 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
         gamma: a.gamma.unwrap_or(t.gamma),
         reg,
         alpha: a.alpha.unwrap_or(t.alpha),
+        fisher: a.fisher.clone(),
+        fisher_normalize: match &a.fisher_normalize {
+            Some(s) => FisherNormalize::parse(s)?,
+            None => t.fisher_normalize,
+        },
+        fisher_floor: a.fisher_floor.unwrap_or(t.fisher_floor),
         // pretraining: β is ordinary weight decay on every parameter
         beta: a.beta.unwrap_or(if finetune { t.beta } else { 5e-4 }),
         anchor: match &a.anchor {
@@ -170,6 +177,10 @@ pub fn execute(plan: &Plan, g: &Global, label: &str) -> anyhow::Result<Outcome> 
         Some(c) => Some(c.spec_or_infer(plan.init_arch.as_deref())?),
         None => None,
     };
+    if let (Some(path), Some(src)) = (&plan.train.fisher, &source) {
+        // fail before any data is loaded: the Fisher must describe exactly this source model
+        Fisher::read(path)?.check_against(src)?;
+    }
     let channels = source_spec.as_ref().map(|s| s.input[0]).unwrap_or(3);
     let task = task::load(&plan.data, channels)?;
     let spec = match &source_spec {

@@ -3,14 +3,16 @@
 //! `S` = parameter tensors present in both `w0` and `w` with equal shapes (buffers excluded),
 //! `S̄` = parameters only in `w`. Per tensor of `S`: `‖w − w0‖₂` and its ratio to `‖w0‖₂`;
 //! the -SP penalties at α = 1 with the same code the optimizer uses
-//! ([`crate::regularizer::Scheme::value_and_grad`]); for `S̄` the plain `½‖w‖²`.
+//! ([`crate::regularizer::Scheme::value_and_grad`]); with a Fisher file also L2-SP-Fisher and
+//! GL-SP-Fisher with the raw `F`; for `S̄` the plain `½‖w‖²`.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use serde::Serialize;
 
+use crate::fisher::Fisher;
 use crate::models::checkpoint::Checkpoint;
 use crate::params;
-use crate::regularizer::{Anchor, Scheme};
+use crate::regularizer::{Anchor, Reference, Scheme, group_tensor};
 
 /// One tensor of `S`.
 #[derive(Clone, Debug, Serialize)]
@@ -34,6 +36,12 @@ pub struct PenaltyValues {
     pub l1_sp: f64,
     /// `Σ_g √p_g ‖w_g − w0_g‖₂`.
     pub gl_sp: f64,
+    /// `½ Σ F (w − w0)²` (raw `F`; with `--fisher` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l2_sp_fisher: Option<f64>,
+    /// `Σ_g √p_g (Σ_{j∈g} F_j (w_j − w0_j)²)^½` (raw `F`; with `--fisher` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gl_sp_fisher: Option<f64>,
 }
 
 /// The new part `S̄`.
@@ -60,15 +68,15 @@ pub struct Distance {
     pub new: NewPart,
 }
 
-fn view(shape: &[usize], vals: &[f32], device: &Device) -> Tensor<2> {
-    let g = shape.first().copied().unwrap_or(1).max(1);
-    let p = (vals.len() / g).max(1);
-    Tensor::from_data(TensorData::new(vals.to_vec(), [g, p]), device)
-}
-
 /// Distance from `w0` to `w`. With [`Anchor::Weights`] the penalties cover kernels only
-/// (per-tensor distances are listed for all of `S`).
-pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
+/// (per-tensor distances are listed for all of `S`). `fisher` (checked against `w0` by the
+/// caller) adds the Fisher penalties.
+pub fn distance(
+    w0: &Checkpoint,
+    w: &Checkpoint,
+    anchor: Anchor,
+    fisher: Option<&Fisher>,
+) -> Distance {
     let device = Device::flex();
     let mut tensors = Vec::new();
     let (mut sq, mut sq0) = (0.0f64, 0.0f64);
@@ -76,6 +84,8 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
         l2_sp: 0.0,
         l1_sp: 0.0,
         gl_sp: 0.0,
+        l2_sp_fisher: fisher.map(|_| 0.0),
+        gl_sp_fisher: fisher.map(|_| 0.0),
     };
     let mut new = NewPart {
         names: vec![],
@@ -102,12 +112,19 @@ pub fn distance(w0: &Checkpoint, w: &Checkpoint, anchor: Anchor) -> Distance {
                     rel: if n0 > 0.0 { (d2 / n0).sqrt() } else { 0.0 },
                 });
                 if anchor == Anchor::All || params::is_kernel(name, shape) {
-                    let (a, b) = (view(shape, vals, &device), view(s0, v0, &device));
-                    let val =
-                        |s: Scheme| s.value_and_grad(a.clone(), &b).0.into_scalar::<f32>() as f64;
-                    pen.l2_sp += val(Scheme::L2Sp);
-                    pen.l1_sp += val(Scheme::L1Sp);
-                    pen.gl_sp += val(Scheme::GlSp);
+                    let a = group_tensor(shape, vals.clone(), &device);
+                    let mut r = Reference::new(group_tensor(s0, v0.clone(), &device));
+                    let val = |s: Scheme, r: &Reference| {
+                        s.value_and_grad(a.clone(), r).0.into_scalar::<f32>() as f64
+                    };
+                    pen.l2_sp += val(Scheme::L2Sp, &r);
+                    pen.l1_sp += val(Scheme::L1Sp, &r);
+                    pen.gl_sp += val(Scheme::GlSp, &r);
+                    if let Some((fs, fv)) = fisher.and_then(|f| f.tensors.get(name)) {
+                        r.fisher = Some(group_tensor(fs, fv.clone(), &device));
+                        *pen.l2_sp_fisher.get_or_insert(0.0) += val(Scheme::L2SpFisher, &r);
+                        *pen.gl_sp_fisher.get_or_insert(0.0) += val(Scheme::GlSpFisher, &r);
+                    }
                 }
             }
             _ => {

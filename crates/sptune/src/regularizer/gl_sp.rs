@@ -24,8 +24,9 @@ pub fn grad(w: Tensor<2>, w0: Tensor<2>) -> Tensor<2> {
     scaled_directions(d, norms, s)
 }
 
-/// `s·d_g/‖d_g‖` where the norm is positive, 0 where the group sits exactly at `w0`.
-fn scaled_directions(d: Tensor<2>, norms: Tensor<2>, s: f64) -> Tensor<2> {
+/// `s·d_g/‖d_g‖` where the norm is positive, 0 where the group sits exactly at `w0` (also
+/// used by GL-SP-Fisher with `F ⊙ d` and the Fisher-weighted norm).
+pub(crate) fn scaled_directions(d: Tensor<2>, norms: Tensor<2>, s: f64) -> Tensor<2> {
     let zero = norms.clone().equal_elem(0.0);
     let inv = norms
         .mask_fill(zero.clone(), 1.0)

@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{self, BatchOptions, Dataset, Normalize};
 use crate::eval;
+use crate::fisher::Fisher;
 use crate::models::checkpoint::Checkpoint;
 use crate::models::{ModelSpec, Net};
-use crate::regularizer::{Anchor, Scheme};
+use crate::regularizer::{Anchor, FisherNormalize, Scheme};
 use crate::{Error, Result};
 
 pub use optim::{Penalties, Sgd, SgdOptions};
@@ -36,8 +37,11 @@ pub use schedule::Schedule;
 /// | `momentum` | 0.9 | [0, 1) |
 /// | `schedule` | step | constant, step, cosine |
 /// | `gamma` | 0.1 | (0, 1] |
-/// | `reg` | l2 | none, l2, l2-sp, l1-sp, gl-sp |
+/// | `reg` | l2 | none, l2, l2-sp, l1-sp, gl-sp, l2-sp-fisher, gl-sp-fisher |
 /// | `alpha` | 0.01 | ≥ 0 |
+/// | `fisher` | none | a Fisher file (the Fisher schemes need one) |
+/// | `fisher_normalize` | mean | none, mean |
+/// | `fisher_floor` | 0 | ≥ 0 |
 /// | `beta` | 0.01 | ≥ 0 |
 /// | `anchor` | all | all, weights |
 /// | `freeze` | none | stem + first K stages |
@@ -60,6 +64,13 @@ pub struct TrainConfig {
     pub reg: Scheme,
     /// Weight of the penalty on `S`.
     pub alpha: f64,
+    /// Fisher file of the source model (`sptune fisher`), for the Fisher schemes.
+    pub fisher: Option<std::path::PathBuf>,
+    /// Scaling of the Fisher weights: `mean` divides by their mean over the regularized part
+    /// of `S` (α then means what it means for L2-SP), `none` keeps them raw.
+    pub fisher_normalize: FisherNormalize,
+    /// Added to every (scaled) Fisher weight, so no parameter of `S` is left entirely free.
+    pub fisher_floor: f64,
     /// Weight of plain L2 on the new part `S̄`.
     pub beta: f64,
     /// Which tensors of `S` are regularized.
@@ -87,6 +98,9 @@ impl Default for TrainConfig {
             gamma: 0.1,
             reg: Scheme::L2,
             alpha: 0.01,
+            fisher: None,
+            fisher_normalize: FisherNormalize::Mean,
+            fisher_floor: 0.0,
             beta: 0.01,
             anchor: Anchor::All,
             freeze: None,
@@ -120,6 +134,30 @@ impl TrainConfig {
             return bad(
                 "--alpha",
                 format!("{} is not a non-negative number", self.alpha),
+            );
+        }
+        if !(self.fisher_floor.is_finite() && self.fisher_floor >= 0.0) {
+            return bad(
+                "--fisher-floor",
+                format!("{} is not a non-negative number", self.fisher_floor),
+            );
+        }
+        if self.reg.needs_fisher() && self.fisher.is_none() {
+            return bad(
+                "--reg",
+                format!(
+                    "{} needs --fisher FILE (see `sptune fisher`)",
+                    self.reg.name()
+                ),
+            );
+        }
+        if !self.reg.needs_fisher() && self.fisher.is_some() {
+            return bad(
+                "--fisher",
+                format!(
+                    "only l2-sp-fisher and gl-sp-fisher use it, not {}",
+                    self.reg.name()
+                ),
             );
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
@@ -286,6 +324,11 @@ pub fn fit(
     if train.is_empty() {
         return Err(Error::invalid("training set", "no images"));
     }
+    // Sgd::new checks that every regularized tensor has a Fisher tensor of its shape.
+    let fisher = match &cfg.fisher {
+        Some(path) => Some(std::sync::Arc::new(Fisher::read(path)?)),
+        None => None,
+    };
     let frozen = frozen_predicate(spec, cfg.freeze);
     let mut net = apply_freeze(net, &frozen, cfg.bn == BnMode::Frozen);
     let mut opt = Sgd::new(
@@ -297,10 +340,13 @@ pub fn fit(
             alpha: cfg.alpha,
             beta: cfg.beta,
             anchor: cfg.anchor,
+            fisher,
+            fisher_normalize: cfg.fisher_normalize,
+            fisher_floor: cfg.fisher_floor,
         },
         &frozen,
         device,
-    );
+    )?;
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = batch_options(spec, cfg.augment);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);

@@ -11,20 +11,24 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
+use crate::fisher::Fisher;
 use crate::models::Net;
 use crate::models::checkpoint::Checkpoint;
 use crate::params::{self, Kind, ParamInfo};
-use crate::regularizer::{Anchor, Scheme, from_group_view, group_view};
+use crate::regularizer::{
+    Anchor, FisherNormalize, Reference, Scheme, from_group_view, group_tensor, group_view,
+};
+use crate::{Error, Result};
 
 /// What the optimizer does with one tensor.
 #[allow(clippy::large_enum_variant)] // a tensor handle; one per parameter
 #[derive(Debug)]
 pub enum Role {
-    /// In `S`: regularized by the scheme toward `w0` (group view), unless `w0` is `None`
-    /// because `--anchor weights` leaves this tensor free.
-    Shared(Option<Tensor<2>>),
+    /// In `S`: regularized by the scheme toward `w0` (group view, with the Fisher weights of
+    /// the Fisher schemes), unless `None` because `--anchor weights` leaves this tensor free.
+    Shared(Option<Reference>),
     /// In `S̄` (no counterpart in the reference): plain L2 with weight β.
     New,
     /// Receives no update.
@@ -56,7 +60,7 @@ pub struct Sgd {
 }
 
 /// Options of [`Sgd::new`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SgdOptions {
     /// Momentum μ (0.9 in the paper).
     pub momentum: f64,
@@ -68,21 +72,44 @@ pub struct SgdOptions {
     pub beta: f64,
     /// Which tensors of `S` are regularized.
     pub anchor: Anchor,
+    /// Fisher weights of the Fisher schemes (checked against the reference by the caller).
+    pub fisher: Option<std::sync::Arc<Fisher>>,
+    /// Scaling of the Fisher weights.
+    pub fisher_normalize: FisherNormalize,
+    /// Added to every (scaled) Fisher weight.
+    pub fisher_floor: f64,
 }
 
 impl Sgd {
     /// Builds the optimizer for `net`. `reference` is the starting point `w0` (the source
     /// checkpoint); without it every parameter is in `S̄`. `frozen(name)` says which tensors get
-    /// no update.
+    /// no update. The Fisher schemes need `opts.fisher`; its weights are scaled over the
+    /// regularized tensors of `S` (`--fisher-normalize mean`), then the floor is added.
     pub fn new(
         net: &Net,
         reference: Option<&Checkpoint>,
         opts: &SgdOptions,
         frozen: &dyn Fn(&str) -> bool,
         device: &Device,
-    ) -> Self {
+    ) -> Result<Self> {
         let inner = device.clone().without_autodiff();
+        let fisher = if opts.scheme.needs_fisher() {
+            let f = opts.fisher.as_deref().ok_or_else(|| {
+                Error::invalid(
+                    "--reg",
+                    format!(
+                        "{} needs Fisher weights (--fisher FILE)",
+                        opts.scheme.name()
+                    ),
+                )
+            })?;
+            Some(f)
+        } else {
+            None
+        };
         let mut slots = HashMap::new();
+        // (id, name) of the regularized tensors, for the Fisher normalization
+        let mut regularized = Vec::new();
         for info in params::table(net) {
             if info.kind == Kind::Buffer {
                 continue;
@@ -93,25 +120,53 @@ impl Sgd {
                 match reference.and_then(|r| r.tensors.get(&info.name)) {
                     Some((shape, vals)) if *shape == info.shape => {
                         let keep = opts.anchor == Anchor::All || info.is_kernel();
-                        Role::Shared(keep.then(|| {
-                            let g = shape[0];
-                            let p = (vals.len() / g.max(1)).max(1);
-                            Tensor::<2>::from_data(TensorData::new(vals.clone(), [g, p]), &inner)
-                        }))
+                        if keep {
+                            regularized.push(info.name.clone());
+                        }
+                        Role::Shared(
+                            keep.then(|| Reference::new(group_tensor(shape, vals.clone(), &inner))),
+                        )
                     }
                     _ => Role::New,
                 }
             };
             slots.insert(info.id, Slot { info, role });
         }
-        Sgd {
+        if let Some(f) = fisher {
+            let scale = fisher_scale(f, &regularized, opts.fisher_normalize)?;
+            for slot in slots.values_mut() {
+                if let Role::Shared(Some(r)) = &mut slot.role {
+                    let (shape, vals) = f.tensors.get(&slot.info.name).ok_or_else(|| {
+                        Error::invalid(
+                            "--fisher",
+                            format!("no Fisher tensor for {}", slot.info.name),
+                        )
+                    })?;
+                    if *shape != slot.info.shape {
+                        return Err(Error::invalid(
+                            "--fisher",
+                            format!(
+                                "Fisher tensor {} has shape {shape:?}, the model's is {:?}",
+                                slot.info.name, slot.info.shape
+                            ),
+                        ));
+                    }
+                    let w: Vec<f32> = vals
+                        .iter()
+                        .map(|v| (*v as f64 * scale + opts.fisher_floor) as f32)
+                        .collect();
+                    r.fisher = Some(group_tensor(shape, w, &inner));
+                }
+            }
+        }
+        Ok(Sgd {
             slots,
             momentum: opts.momentum,
             scheme: opts.scheme,
             alpha: opts.alpha,
             beta: opts.beta,
             buffers: HashMap::new(),
-        }
+        })
     }
 
     /// The role of each named tensor (for logs and tests).
@@ -166,6 +221,31 @@ impl Sgd {
     }
 }
 
+/// The factor applied to the Fisher weights: `1 / mean` over the regularized tensors, or 1.
+fn fisher_scale(f: &Fisher, regularized: &[String], how: FisherNormalize) -> Result<f64> {
+    if how == FisherNormalize::None {
+        return Ok(1.0);
+    }
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for name in regularized {
+        if let Some((_, v)) = f.tensors.get(name) {
+            sum += v.iter().map(|x| *x as f64).sum::<f64>();
+            n += v.len();
+        }
+    }
+    let mean = sum / n.max(1) as f64;
+    if !(mean.is_finite() && mean > 0.0) {
+        return Err(Error::invalid(
+            "--fisher",
+            format!(
+                "the Fisher weights of the regularized tensors have mean {mean}; \
+                 --fisher-normalize mean needs a positive mean"
+            ),
+        ));
+    }
+    Ok(1.0 / mean)
+}
+
 struct StepMapper<'a> {
     opt: &'a mut Sgd,
     grads: GradientsParams,
@@ -191,13 +271,13 @@ impl ModuleMapper for StepMapper<'_> {
         let w = group_view(tensor.inner(), slot.info.transposed);
         let mut g = group_view(grad, slot.info.transposed);
         match &slot.role {
-            Role::Shared(Some(w0)) if self.opt.scheme != Scheme::None && self.opt.alpha != 0.0 => {
+            Role::Shared(Some(r)) if self.opt.scheme != Scheme::None && self.opt.alpha != 0.0 => {
                 let pg = if self.measure {
-                    let (v, pg) = self.opt.scheme.value_and_grad(w.clone(), w0);
+                    let (v, pg) = self.opt.scheme.value_and_grad(w.clone(), r);
                     self.shared.push(v.mul_scalar(self.opt.alpha));
                     pg
                 } else {
-                    self.opt.scheme.grad(w.clone(), w0)
+                    self.opt.scheme.grad(w.clone(), r)
                 };
                 g = g + pg.mul_scalar(self.opt.alpha);
             }
