@@ -299,3 +299,201 @@ fn pretrain_finetune_eval_distance_on_a_tiny_task() {
         "{half_sq} vs {l2sp}"
     );
 }
+
+/// `sptune fisher` -> `finetune --reg l2-sp-fisher` -> `distance --fisher`, and the Fisher
+/// file's failure modes.
+#[test]
+fn fisher_then_fisher_finetune_and_distance() {
+    use sptune::fisher::{Estimator, Fisher, FisherOptions, reference};
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 6, 40, None);
+    let src = d.path().join("src.safetensors");
+    let mut a = pretrain_args(s(d.path()), s(&src));
+    a.extend(["--classes", "0-2", "--json"]);
+    json(&run(&a));
+    let fpath = d.path().join("fisher.safetensors");
+    let r = json(&run(&[
+        "fisher",
+        "--model",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--samples",
+        "7",
+        "--batch-size",
+        "3",
+        "--out",
+        s(&fpath),
+        "--json",
+    ]));
+    assert_eq!(r["samples"], 7);
+    assert_eq!(r["estimator"], "exact");
+    let f = Fisher::read(&fpath).unwrap();
+    assert_eq!(
+        f.tensors.keys().collect::<Vec<_>>(),
+        vec!["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"],
+        "one tensor per parameter, no buffers"
+    );
+    assert_eq!((f.estimator, f.samples), (Estimator::Exact, 7));
+
+    // `--samples 7` = the first 7 training images of classes 0-2 in file order: rebuilt here
+    // from tiny_idx's formula (image i has class i % 6) and fed to the batch-1 reference
+    let (mut images, mut labels) = (vec![], vec![]);
+    for i in (0..240usize).filter(|i| i % 6 < 3).take(7) {
+        let c = i % 6;
+        for p in 0..64usize {
+            let v = if p / 8 == c {
+                200
+            } else {
+                (i * 7 + p * 13) % 40
+            };
+            images.push(v as f32 / 255.0);
+        }
+        labels.push(c);
+    }
+    let (net, spec) =
+        sptune::models::checkpoint::load_model(&src, None, &burn::tensor::Device::flex()).unwrap();
+    let ds = sptune::data::Dataset::new(images, labels, spec.classes.clone(), 1, 8, 8).unwrap();
+    let want = reference::compute(
+        &net,
+        &spec,
+        &ds,
+        &FisherOptions::default(),
+        &burn::tensor::Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
+    for (name, (_, v)) in &want.tensors {
+        let max = v.iter().fold(0f32, |m, x| m.max(*x));
+        for (x, y) in f.tensors[name].1.iter().zip(v) {
+            assert!((x - y).abs() <= 1e-5 * max, "{name}: {x} vs {y}");
+        }
+    }
+
+    let tuned = d.path().join("tuned.safetensors");
+    let ft_args = |fisher: &str, out: &str| -> Vec<String> {
+        [
+            "finetune",
+            "--init",
+            s(&src),
+            "--data",
+            s(d.path()),
+            "--classes",
+            "3,4",
+            "--per-class",
+            "10",
+            "--epochs",
+            "2",
+            "--reg",
+            "l2-sp-fisher",
+            "--alpha",
+            "2",
+            "--fisher",
+            fisher,
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+    };
+    let ft = ft_args(s(&fpath), s(&tuned));
+    json(&run(&ft
+        .iter()
+        .map(|x| x.as_str())
+        .chain(["--json"])
+        .collect::<Vec<_>>()));
+    let cfg = std::fs::read_to_string(d.path().join("tuned.run/config.toml")).unwrap();
+    assert!(
+        cfg.contains("fisher = ") && cfg.contains("fisher_normalize = \"mean\""),
+        "{cfg}"
+    );
+
+    // distance --fisher: ½ Σ F (w − w0)² over S, recomputed from the files
+    let dist = json(&run(&[
+        "distance",
+        "--from",
+        s(&src),
+        "--to",
+        s(&tuned),
+        "--fisher",
+        s(&fpath),
+        "--json",
+    ]));
+    let w0 = sptune::models::checkpoint::Checkpoint::read(&src).unwrap();
+    let w = sptune::models::checkpoint::Checkpoint::read(&tuned).unwrap();
+    let mut want = 0.0f64;
+    for name in ["fc1.weight", "fc1.bias"] {
+        let (a, b, fv) = (&w.tensors[name].1, &w0.tensors[name].1, &f.tensors[name].1);
+        for j in 0..a.len() {
+            want += 0.5 * fv[j] as f64 * ((a[j] - b[j]) as f64).powi(2);
+        }
+    }
+    let got = dist["penalty"]["l2_sp_fisher"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() <= 1e-4 * want.max(1e-9),
+        "{got} vs {want}"
+    );
+    assert!(dist["penalty"]["gl_sp_fisher"].as_f64().unwrap() > 0.0);
+
+    // a Fisher of another model: named file and tensor, nothing written
+    let other = d.path().join("other.safetensors");
+    let mut a = pretrain_args(s(d.path()), s(&other));
+    a.extend(["--classes", "0-2", "--hidden", "8", "--json"]);
+    json(&run(&a));
+    let other_f = d.path().join("other-fisher.safetensors");
+    json(&run(&[
+        "fisher",
+        "--model",
+        s(&other),
+        "--data",
+        s(d.path()),
+        "--samples",
+        "4",
+        "--out",
+        s(&other_f),
+        "--json",
+    ]));
+    let out = d.path().join("bad.safetensors");
+    let ft = ft_args(s(&other_f), s(&out));
+    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    assert_clean_failure(&r, &["other-fisher.safetensors", "fc1.bias", "[8]"], &out);
+
+    // a negative Fisher entry
+    let mut neg = f.clone();
+    neg.tensors.get_mut("fc1.weight").unwrap().1[3] = -0.5;
+    let neg_path = d.path().join("neg.safetensors");
+    neg.save(&neg_path, &spec).unwrap();
+    let ft = ft_args(s(&neg_path), s(&out));
+    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    assert_clean_failure(&r, &["neg.safetensors", "fc1.weight", "-0.5"], &out);
+
+    // unknown estimator; Fisher scheme without a file
+    let fout = d.path().join("f2.safetensors");
+    let r = run(&[
+        "fisher",
+        "--model",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--estimator",
+        "diag",
+        "--out",
+        s(&fout),
+    ]);
+    assert_clean_failure(&r, &["--estimator", "diag"], &fout);
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--classes",
+        "3,4",
+        "--reg",
+        "gl-sp-fisher",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["gl-sp-fisher", "--fisher"], &out);
+}
