@@ -53,6 +53,9 @@ pub enum Command {
     /// Train-step time of plain fine-tuning and of each scheme on ResNet-18.
     #[command(args_override_self = true)]
     Bench(BenchArgs),
+    /// Time and peak memory of the batched Fisher against the batch-1 loop.
+    #[command(args_override_self = true)]
+    BenchFisher(BenchFisherArgs),
 }
 
 /// Flags shared by `pretrain` and `finetune` (also accepted in the `--config` TOML file).
@@ -314,5 +317,25 @@ pub struct BenchArgs {
     pub size: usize,
     /// ResNet base width (64 = ResNet-18 as in torchvision).
     #[arg(long, default_value_t = 64)]
+    pub width: usize,
+}
+
+/// `sptune bench-fisher`.
+#[derive(Args, Debug)]
+pub struct BenchFisherArgs {
+    /// Examples the Fisher is averaged over.
+    #[arg(long, default_value_t = 512)]
+    pub examples: usize,
+    /// Classes of the model's head.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Examples per batched backward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Image side (one channel).
+    #[arg(long, default_value_t = 28)]
+    pub size: usize,
+    /// ResNet-18 base width (64 = torchvision's).
+    #[arg(long, default_value_t = 16)]
     pub width: usize,
 }

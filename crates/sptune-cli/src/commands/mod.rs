@@ -1,6 +1,7 @@
 //! One file per command; each takes its parsed arguments and returns an exit code.
 
 mod bench;
+mod bench_fisher;
 mod demo;
 mod distance;
 mod eval;
@@ -37,5 +38,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),
+        Command::BenchFisher(a) => bench_fisher::run(a, &g),
     }
 }

@@ -31,8 +31,10 @@ use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
 use crate::{Error, Result};
 
-/// Largest per-example gradient block `[examples, out, rest]` materialized at once (floats).
-const BLOCK: usize = 1 << 24;
+/// Largest per-example gradient block `[examples, out, rest]` materialized at once (floats):
+/// 4 MiB, small enough to stay in cache while it is squared and summed (`sptune bench-fisher`:
+/// conv squares took 0.30 s per pass with 2^24, 0.13 s with 2^20, 0.17 s with 2^22).
+const BLOCK: usize = 1 << 20;
 
 enum Tap {
     Linear {

@@ -1,0 +1,159 @@
+//! `sptune bench-fisher`: the batched Fisher against the batch-1 loop it replaces.
+//!
+//! One model (ResNet-18, small stem, 10 classes, seeded random weights) and one set of
+//! examples (seeded random 28x28 images); timed in one run: `exact` batched, `exact` by the
+//! batch-1 loop, `mc` with K = 1 batched, plus each path's peak resident memory (Linux
+//! `VmHWM`, reset before each path through `/proc/self/clear_refs`). The batched and loop
+//! results are compared, so the speed-up is for the same numbers.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde_json::json;
+use sptune::data::Dataset;
+use sptune::fisher::{self, Estimator, Fisher, FisherOptions, reference};
+use sptune::models::ModelSpec;
+
+use super::Global;
+use crate::args::BenchFisherArgs;
+
+/// Resets the peak-RSS counter; false where the kernel does not allow it.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// `(VmRSS, VmHWM)` in MiB, if readable.
+fn rss() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |k: &str| -> Option<f64> {
+        let line = s.lines().find(|l| l.starts_with(k))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+struct Timed {
+    name: &'static str,
+    seconds: f64,
+    rss_before: Option<f64>,
+    peak: Option<f64>,
+    fisher: Fisher,
+}
+
+fn timed(name: &'static str, f: impl FnOnce() -> sptune::Result<Fisher>) -> anyhow::Result<Timed> {
+    let can_reset = reset_peak();
+    let before = rss().map(|r| r.0);
+    let t0 = Instant::now();
+    let fisher = f()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let peak = if can_reset { rss().map(|r| r.1) } else { None };
+    Ok(Timed {
+        name,
+        seconds,
+        rss_before: before,
+        peak,
+        fisher,
+    })
+}
+
+/// Largest `|a − b| / max|b|` over tensors.
+fn max_rel_diff(a: &Fisher, b: &Fisher) -> f64 {
+    let mut worst = 0.0f64;
+    for (name, (_, vb)) in &b.tensors {
+        let va = &a.tensors[name].1;
+        let m = vb.iter().fold(0f64, |m, x| m.max(*x as f64)).max(1e-30);
+        for (x, y) in va.iter().zip(vb) {
+            worst = worst.max((*x as f64 - *y as f64).abs() / m);
+        }
+    }
+    worst
+}
+
+/// Runs the benchmark.
+pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let device = g.device.clone();
+    let spec = ModelSpec {
+        arch: "resnet18".into(),
+        classes: (0..a.classes).map(|i| i.to_string()).collect(),
+        input: [1, a.size, a.size],
+        width: a.width,
+        small_stem: true,
+        hidden: vec![],
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
+    device.seed(11);
+    let net = spec.init(&device)?;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let images: Vec<f32> = (0..a.examples * a.size * a.size)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (x >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    let labels = (0..a.examples).map(|i| i % a.classes).collect();
+    let ds = Dataset::new(images, labels, spec.classes.clone(), 1, a.size, a.size)?;
+    let opts = |estimator| FisherOptions {
+        estimator,
+        mc_samples: 1,
+        batch_size: a.batch_size,
+        seed: 0,
+    };
+    if !g.quiet {
+        eprintln!(
+            "ResNet-18 width {} small stem, {} classes, {} examples of 1x{}x{} px, batch {}",
+            a.width, a.classes, a.examples, a.size, a.size, a.batch_size
+        );
+    }
+    let quiet = &mut |_| {};
+    let batched = timed("exact batched", || {
+        fisher::compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
+    })?;
+    let mc = timed("mc K=1 batched", || {
+        fisher::compute(&net, &spec, &ds, &opts(Estimator::Mc), &device, quiet)
+    })?;
+    let looped = timed("exact batch-1 loop", || {
+        reference::compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
+    })?;
+    let agreement = max_rel_diff(&batched.fisher, &looped.fisher);
+    let rows: Vec<&Timed> = vec![&batched, &looped, &mc];
+    let mib = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    if g.json {
+        let r: Vec<_> = rows
+            .iter()
+            .map(|t| {
+                json!({"path": t.name, "seconds": t.seconds,
+                "speedup_vs_loop": looped.seconds / t.seconds,
+                "rss_before_mib": t.rss_before, "peak_rss_mib": t.peak})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "width": a.width, "classes": a.classes, "examples": a.examples,
+                "size": a.size, "batch": a.batch_size, "rows": r,
+                "batched_vs_loop_max_rel_diff": agreement,
+            }))?
+        );
+    } else {
+        println!(
+            "{:<20} {:>10} {:>14} {:>14} {:>14}",
+            "path", "seconds", "loop / this", "RSS before", "peak RSS (MiB)"
+        );
+        for t in rows {
+            println!(
+                "{:<20} {:>10.2} {:>14.1} {:>14} {:>14}",
+                t.name,
+                t.seconds,
+                looped.seconds / t.seconds,
+                mib(t.rss_before),
+                mib(t.peak)
+            );
+        }
+        println!(
+            "batched exact vs loop: largest difference {agreement:.1e} of the tensor's largest entry; goal: batched exact >= 10x the loop"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
