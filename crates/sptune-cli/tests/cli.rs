@@ -139,7 +139,7 @@ fn unknown_class_and_empty_class_are_clear_errors() {
 }
 
 #[test]
-fn nan_loss_stops_with_an_error_and_no_checkpoint() {
+fn divergence_stops_with_an_error_and_no_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     tiny_idx(d.path(), 3, 10, None);
     let out = d.path().join("m.safetensors");
@@ -467,6 +467,12 @@ fn fisher_then_fisher_finetune_and_distance() {
     let ft = ft_args(s(&neg_path), s(&out));
     let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
     assert_clean_failure(&r, &["neg.safetensors", "fc1.weight", "-0.5"], &out);
+
+    // an alpha at which the explicit step diverges on the Fisher penalty
+    let mut ft = ft_args(s(&fpath), s(&out));
+    ft.extend(["--alpha".to_string(), "1e6".to_string()]);
+    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    assert_clean_failure(&r, &["diverge", "--fisher-max"], &out);
 
     // unknown estimator; Fisher scheme without a file
     let fout = d.path().join("f2.safetensors");

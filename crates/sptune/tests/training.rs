@@ -388,16 +388,30 @@ fn divergence_is_reported_not_saved() {
         ..linear_spec(64, 3)
     };
     let dev = Device::flex().autodiff();
-    let net = spec.init(&dev).unwrap();
-    let ds = random_dataset(12, 3);
+    // lr·β ≥ 2(1 + μ): refused before the first step (the β-L2 alone would diverge)
     let cfg = TrainConfig {
         epochs: 50,
         batch_size: 4,
         lr: 1e30,
         ..Default::default()
     };
+    let net = spec.init(&dev).unwrap();
+    let ds = random_dataset(12, 3);
     let err = train::fit(net, &spec, None, &ds, None, &cfg, &dev, &mut |_| {}).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("diverged") && msg.contains("--lr"), "{msg}");
+    assert!(msg.contains("diverge") && msg.contains("--lr"), "{msg}");
+    assert!(!msg.contains('\n'));
+    // a non-finite loss during training (an infinite pixel) stops with the step named
+    let mut ds = random_dataset(12, 3);
+    ds.images[5] = f32::INFINITY;
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 4,
+        ..Default::default()
+    };
+    let net = spec.init(&dev).unwrap();
+    let err = train::fit(net, &spec, None, &ds, None, &cfg, &dev, &mut |_| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("diverged") && msg.contains("loss is"), "{msg}");
     assert!(!msg.contains('\n'));
 }

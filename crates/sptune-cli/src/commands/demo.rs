@@ -1,6 +1,7 @@
 //! `sptune demo`: the main job on the embedded default data set.
 //!
-//! 1. pretrain a narrow ResNet-18 (small stem) on Fashion-MNIST classes 0-4 (the source task);
+//! 1. pretrain a narrow ResNet-18 (small stem) on Fashion-MNIST classes 0-4 (the source task)
+//!    and, for the Fisher schemes, compute its exact diagonal Fisher on source training images;
 //! 2. fine-tune it on classes 5-9 with `--per-class` images per class, once per scheme and seed
 //!    (same seeds for every scheme, so the comparison is paired);
 //! 3. measure target test accuracy and the forgetting of the source task;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
+use sptune::fisher::FisherOptions;
 use sptune::models::checkpoint::Checkpoint;
 use sptune::regularizer::Scheme;
 use sptune::task::{self, DataConfig};
@@ -112,6 +114,34 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     .test;
     // the source model's own accuracy on these images, measured once by the pretrain run
     let source_acc = 100.0 * src.test_acc;
+    let fisher_path = a.out_dir.join("source.fisher.safetensors");
+    let mut fisher_note = String::new();
+    if schemes.iter().any(|s| s.needs_fisher()) {
+        if !g.quiet {
+            eprintln!(
+                "[1/2] exact Fisher of the source model on {} source training images ...",
+                a.fisher_samples
+            );
+        }
+        let c = super::fisher::compute_file(
+            &source_path,
+            None,
+            DataConfig {
+                data: a.data.clone(),
+                classes: "0-4".into(),
+                ..DataConfig::default()
+            },
+            a.fisher_samples,
+            &FisherOptions::default(),
+            &fisher_path,
+            g,
+        )?;
+        fisher_note = format!(
+            "Fisher: exact, on the first {} source training images ({:.0} s), normalized to mean 1 over S, capped at {}; \
+             the Fisher schemes use the alpha of their plain counterpart.\n",
+            c.fisher.samples, c.seconds, a.fisher_max
+        );
+    }
     let mut rows = Vec::new();
     for scheme in &schemes {
         let (mut accs, mut drops) = (vec![], vec![]);
@@ -136,6 +166,8 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     lr: a.lr,
                     reg: *scheme,
                     alpha: alpha_of(scheme)?,
+                    fisher: scheme.needs_fisher().then(|| fisher_path.clone()),
+                    fisher_max: scheme.needs_fisher().then_some(a.fisher_max),
                     beta: 0.01,
                     seed,
                     ..Default::default()
@@ -168,7 +200,7 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut md = format!(
         "Source: ResNet-18 (width {}, small stem) on Fashion-MNIST 0-4, test accuracy {:.2}%.\n\
          Target: classes 5-9, {} training images per class, {} epochs, lr {}, beta 0.01; {} seeds.\n\
-         Test sets: {}.\n\n\
+         Test sets: {}.\n{}\n\
          | scheme | alpha | target accuracy (%) | source forgetting (points) | forgetting minus L2's, same seed |\n|---|---|---|---|---|\n",
         a.width,
         100.0 * src.test_acc,
@@ -180,7 +212,8 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
             format!("first {} test images of each task", a.test_limit)
         } else {
             "full".into()
-        }
+        },
+        fisher_note
     );
     let mut js = vec![];
     let l2_drops = rows.iter().find(|r| r.0 == "l2").map(|r| r.3.clone());

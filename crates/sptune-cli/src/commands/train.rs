@@ -122,6 +122,7 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
             None => t.fisher_normalize,
         },
         fisher_floor: a.fisher_floor.unwrap_or(t.fisher_floor),
+        fisher_max: a.fisher_max,
         // pretraining: β is ordinary weight decay on every parameter
         beta: a.beta.unwrap_or(if finetune { t.beta } else { 5e-4 }),
         anchor: match &a.anchor {

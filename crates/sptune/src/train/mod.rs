@@ -42,6 +42,7 @@ pub use schedule::Schedule;
 /// | `fisher` | none | a Fisher file (the Fisher schemes need one) |
 /// | `fisher_normalize` | mean | none, mean |
 /// | `fisher_floor` | 0 | ≥ 0 |
+/// | `fisher_max` | none | > 0 |
 /// | `beta` | 0.01 | ≥ 0 |
 /// | `anchor` | all | all, weights |
 /// | `freeze` | none | stem + first K stages |
@@ -71,6 +72,10 @@ pub struct TrainConfig {
     pub fisher_normalize: FisherNormalize,
     /// Added to every (scaled) Fisher weight, so no parameter of `S` is left entirely free.
     pub fisher_floor: f64,
+    /// Upper bound on every (scaled) Fisher weight, applied before the floor: the Fisher is
+    /// heavy-tailed (the largest weight is often 1000x the mean), and the explicit SGD step
+    /// needs `lr·α·max F < 2(1 + μ)`.
+    pub fisher_max: Option<f64>,
     /// Weight of plain L2 on the new part `S̄`.
     pub beta: f64,
     /// Which tensors of `S` are regularized.
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             fisher: None,
             fisher_normalize: FisherNormalize::Mean,
             fisher_floor: 0.0,
+            fisher_max: None,
             beta: 0.01,
             anchor: Anchor::All,
             freeze: None,
@@ -141,6 +147,9 @@ impl TrainConfig {
                 "--fisher-floor",
                 format!("{} is not a non-negative number", self.fisher_floor),
             );
+        }
+        if let Some(m) = self.fisher_max.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            return bad("--fisher-max", format!("{m} is not a positive number"));
         }
         if self.reg.needs_fisher() && self.fisher.is_none() {
             return bad(
@@ -343,10 +352,29 @@ pub fn fit(
             fisher,
             fisher_normalize: cfg.fisher_normalize,
             fisher_floor: cfg.fisher_floor,
+            fisher_max: cfg.fisher_max,
         },
         &frozen,
         device,
     )?;
+    // heavy-ball SGD on a quadratic of curvature h alone diverges when lr·h ≥ 2(1 + μ)
+    let h = opt.penalty_curvature();
+    let limit = 2.0 * (1.0 + cfg.momentum);
+    if cfg.lr * h >= limit {
+        let hint = if cfg.reg.needs_fisher() {
+            "lower --lr or --alpha, or cap the Fisher weights with --fisher-max"
+        } else {
+            "lower --lr, --alpha or --beta"
+        };
+        return Err(Error::Diverged(format!(
+            "lr × penalty curvature = {:e} × {h:.4e} ≥ 2(1 + momentum) = {limit}: SGD would \
+             diverge on the penalty alone ({}, alpha {}, beta {}); {hint}",
+            cfg.lr,
+            cfg.reg.name(),
+            cfg.alpha,
+            cfg.beta
+        )));
+    }
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = batch_options(spec, cfg.augment);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);

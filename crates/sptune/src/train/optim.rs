@@ -57,6 +57,7 @@ pub struct Sgd {
     alpha: f64,
     beta: f64,
     buffers: HashMap<ParamId, Tensor<2>>,
+    curvature: f64,
 }
 
 /// Options of [`Sgd::new`].
@@ -78,6 +79,8 @@ pub struct SgdOptions {
     pub fisher_normalize: FisherNormalize,
     /// Added to every (scaled) Fisher weight.
     pub fisher_floor: f64,
+    /// Upper bound on every (scaled) Fisher weight, applied before the floor.
+    pub fisher_max: Option<f64>,
 }
 
 impl Sgd {
@@ -132,6 +135,7 @@ impl Sgd {
             };
             slots.insert(info.id, Slot { info, role });
         }
+        let mut fisher_max = 0.0f64;
         if let Some(f) = fisher {
             let scale = fisher_scale(f, &regularized, opts.fisher_normalize)?;
             for slot in slots.values_mut() {
@@ -153,10 +157,28 @@ impl Sgd {
                     }
                     let w: Vec<f32> = vals
                         .iter()
-                        .map(|v| (*v as f64 * scale + opts.fisher_floor) as f32)
+                        .map(|v| {
+                            let f = *v as f64 * scale;
+                            (opts.fisher_max.map_or(f, |m| f.min(m)) + opts.fisher_floor) as f32
+                        })
                         .collect();
+                    fisher_max = vals_max(&w).max(fisher_max);
                     r.fisher = Some(group_tensor(shape, w, &inner));
                 }
+            }
+        }
+        // largest curvature of the penalties: α·h on the regularized part of S, β on S̄
+        let h = match opts.scheme {
+            Scheme::L2 | Scheme::L2Sp => 1.0,
+            Scheme::L2SpFisher => fisher_max,
+            _ => 0.0, // not quadratic
+        };
+        let mut curvature = 0.0f64;
+        for slot in slots.values() {
+            match slot.role {
+                Role::Shared(Some(_)) => curvature = curvature.max(opts.alpha * h),
+                Role::New => curvature = curvature.max(opts.beta),
+                _ => {}
             }
         }
         Ok(Sgd {
@@ -166,7 +188,16 @@ impl Sgd {
             alpha: opts.alpha,
             beta: opts.beta,
             buffers: HashMap::new(),
+            curvature,
         })
+    }
+
+    /// The largest curvature of the quadratic penalties, weights included: `α` for L2 and
+    /// L2-SP, `α·max F` for L2-SP-Fisher, `β` on the new part (L1-SP and the group schemes
+    /// are not quadratic and count 0). SGD with momentum μ diverges on the penalties alone when
+    /// `lr·curvature ≥ 2(1 + μ)`.
+    pub fn penalty_curvature(&self) -> f64 {
+        self.curvature
     }
 
     /// The role of each named tensor (for logs and tests).
@@ -219,6 +250,10 @@ impl Sgd {
         });
         (net, pen)
     }
+}
+
+fn vals_max(v: &[f32]) -> f64 {
+    v.iter().fold(0f32, |m, x| m.max(*x)) as f64
 }
 
 /// The factor applied to the Fisher weights: `1 / mean` over the regularized tensors, or 1.
