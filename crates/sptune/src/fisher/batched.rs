@@ -31,9 +31,10 @@ use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
 use crate::{Error, Result};
 
-/// Largest per-example gradient block `[examples, out, rest]` materialized at once (floats):
+/// Largest block of unfolded patches or per-example gradients materialized at once (floats):
 /// 4 MiB, small enough to stay in cache while it is squared and summed (`sptune bench-fisher`:
-/// conv squares took 0.30 s per pass with 2^24, 0.13 s with 2^20, 0.17 s with 2^22).
+/// conv squares took 0.30 s per pass with 2^24, 0.13 s with 2^20, 0.17 s with 2^22), and a
+/// bound on the extra memory of large inputs.
 const BLOCK: usize = 1 << 20;
 
 enum Tap {
@@ -194,18 +195,24 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
             let cin = x.dims()[1];
             let (cg, og) = (cin / groups, out / groups);
             let kk = kernel[0] * kernel[1];
-            let patches = unfold4d(x, kernel, UnfoldOptions::new(stride, [0, 0], dilation)); // [n, cin·kk, l]
-            debug_assert_eq!(patches.dims()[2], l);
-            let patches = patches.reshape([n, groups, cg * kk, l]).swap_dims(2, 3);
             let g = g.reshape([n, groups, og, l]);
-            let per = (BLOCK / (out * cg * kk).max(1)).clamp(1, n);
+            // examples per block: both the unfolded patches [len, cin·kk, l] and the
+            // per-example gradients [len, out, cg·kk] stay within BLOCK floats
+            let per = (BLOCK / (out * cg * kk).max(cin * kk * l).max(1)).clamp(1, n);
             let mut total: Option<Tensor<2>> = None;
             for start in (0..n).step_by(per) {
                 let len = per.min(n - start);
-                let gi = g.clone().narrow(0, start, len);
-                let pi = patches.clone().narrow(0, start, len);
-                let s = gi
-                    .matmul(pi) // [len, groups, og, cg·kk]
+                let patches = unfold4d(
+                    x.clone().narrow(0, start, len),
+                    kernel,
+                    UnfoldOptions::new(stride, [0, 0], dilation),
+                ); // [len, cin·kk, l]
+                debug_assert_eq!(patches.dims()[2], l);
+                let patches = patches.reshape([len, groups, cg * kk, l]).swap_dims(2, 3);
+                let s = g
+                    .clone()
+                    .narrow(0, start, len)
+                    .matmul(patches) // [len, groups, og, cg·kk]
                     .square()
                     .sum_dim(0)
                     .reshape([out, cg * kk]);

@@ -178,7 +178,7 @@ fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
 
 /// Copies `net` onto the autodiff device `ad` with every BatchNorm in eval mode (running
 /// statistics) and the parameters requiring gradients or not.
-pub(crate) fn eval_mode(net: &Net, ad: &burn::tensor::Device, trainable: bool) -> Net {
+pub fn eval_mode(net: &Net, ad: &burn::tensor::Device, trainable: bool) -> Net {
     struct M<'a>(&'a burn::tensor::Device, bool);
     impl ModuleMapper for M<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
