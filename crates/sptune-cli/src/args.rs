@@ -43,6 +43,9 @@ pub enum Command {
     /// How far fine-tuning moved the weights from the starting point.
     #[command(args_override_self = true)]
     Distance(DistanceArgs),
+    /// Convert a checkpoint (PyTorch .pth/.pt or safetensors) to an sptune checkpoint.
+    #[command(args_override_self = true)]
+    Convert(ConvertArgs),
     /// Diagonal Fisher information of a source model on its training inputs.
     #[command(args_override_self = true)]
     Fisher(FisherArgs),
@@ -221,6 +224,18 @@ pub struct DistanceArgs {
     /// Fisher file of w0: adds the L2-SP-Fisher and GL-SP-Fisher penalties (raw F).
     #[arg(long)]
     pub fisher: Option<PathBuf>,
+}
+
+/// `sptune convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The checkpoint to convert (.pth, .pt or .safetensors).
+    pub input: PathBuf,
+    /// The sptune checkpoint to write (.safetensors).
+    pub output: PathBuf,
+    /// Architecture (needed when the input has no sptune metadata, e.g. any .pth).
+    #[arg(long)]
+    pub arch: Option<String>,
 }
 
 /// `sptune fisher`.

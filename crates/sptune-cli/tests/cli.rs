@@ -503,3 +503,42 @@ fn fisher_then_fisher_finetune_and_distance() {
     ]);
     assert_clean_failure(&r, &["gl-sp-fisher", "--fisher"], &out);
 }
+
+/// `sptune convert` of a `torch.save` file: same tensors under the same names, now with
+/// metadata; a hostile pickle and a missing `--arch` are one-line errors with nothing written.
+#[test]
+fn convert_pytorch_checkpoint() {
+    use sptune::models::checkpoint::Checkpoint;
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sptune/tests/fixtures/pytorch");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("r18.safetensors");
+    let src = fx.join("resnet18_w2_legacy.pth");
+    let r = json(&run(&[
+        "convert",
+        s(&src),
+        s(&out),
+        "--arch",
+        "resnet18",
+        "--json",
+    ]));
+    assert_eq!(r["report"]["applied"].as_array().unwrap().len(), 102, "{r}");
+    assert_eq!(r["spec"]["width"], 2);
+    let a = Checkpoint::read(&src).unwrap();
+    let b = Checkpoint::read(&out).unwrap();
+    assert_eq!(b.spec().unwrap().arch, "resnet18");
+    for (name, (shape, vals)) in &a.tensors {
+        let (s2, v2) = &b.tensors[name];
+        assert_eq!((shape, vals), (s2, v2), "{name}");
+    }
+    let bad = d.path().join("bad.safetensors");
+    let r = run(&[
+        "convert",
+        s(&fx.join("evil_zip.pth")),
+        s(&bad),
+        "--arch",
+        "resnet18",
+    ]);
+    assert_clean_failure(&r, &["evil_zip.pth", "posix.system"], &bad);
+    let r = run(&["convert", s(&fx.join("resnet18_w2.pth")), s(&bad)]);
+    assert_clean_failure(&r, &["resnet18_w2.pth", "--arch"], &bad);
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_fisher;
+mod convert;
 mod demo;
 mod distance;
 mod eval;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Finetune(a) => train::finetune(a, &g),
         Command::Eval(a) => eval::run(a, &g),
         Command::Distance(a) => distance::run(a, &g),
+        Command::Convert(a) => convert::run(a, &g),
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),

@@ -57,7 +57,7 @@ impl LoadReport {
     }
 }
 
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let frac = (h & 0x3ff) as u32;
@@ -108,8 +108,12 @@ fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
 }
 
 impl Checkpoint {
-    /// Reads a safetensors file.
+    /// Reads a checkpoint: safetensors, or a PyTorch `.pth` / `.pt` file (see
+    /// [`super::pytorch`]), told apart by extension and signature.
     pub fn read(path: &Path) -> Result<Self> {
+        if super::pytorch::is_pytorch_file(path) {
+            return super::pytorch::read(path);
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod hook;
 pub mod mlp;
+pub mod pytorch;
 pub mod resnet;
 
 use crate::{Error, Result};

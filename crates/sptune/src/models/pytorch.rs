@@ -1,0 +1,168 @@
+//! PyTorch checkpoints (`torch.save` files, `.pth` / `.pt`), read with burn's own reader
+//! (burn-store's `PytorchReader`): the zip container (PyTorch ≥ 1.6) and the legacy one,
+//! strided and offset views gathered by the reader. There is no second pickle parser here. The
+//! reader is a parser, not an interpreter: it never calls what a pickle names. A file whose
+//! pickle names any global other than PyTorch's, `collections`' or numpy's (e.g. `os.system`,
+//! which a hostile pickle uses to run a command under `torch.load(weights_only=False)`) is
+//! refused outright, as `torch.load(weights_only=True)` does.
+//!
+//! A state dict nested under `state_dict` or `model` (training checkpoints) is unwrapped, and a
+//! `module.` prefix (`nn.DataParallel`) is stripped, when every tensor carries it. Values are
+//! converted to f32 like the safetensors reader's; the file carries no sptune metadata, so the
+//! architecture comes from `--arch` and [`Checkpoint::infer_spec`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use burn_store::pytorch::PytorchReader;
+use burn_store::pytorch_reader::{DType, PickleValue};
+
+use super::checkpoint::Checkpoint;
+use crate::{Error, Result};
+
+/// Wrappers that training scripts put around a state dict, outermost first.
+const WRAPPERS: &[&str] = &["state_dict", "model", "module"];
+
+/// Whether `path` looks like a PyTorch checkpoint: a `.pth`/`.pt`/`.bin`/`.ckpt` extension, or
+/// (for other names) a zip or pickle signature where a safetensors header is not.
+pub fn is_pytorch_file(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("pth" | "pt" | "bin" | "ckpt") => return true,
+        Some("safetensors") => return false,
+        _ => {}
+    }
+    let mut head = [0u8; 9];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    // safetensors: u64 little-endian header length, then '{'; its low byte may be 0x80
+    if n == 9 && head[8] == b'{' {
+        return false;
+    }
+    // zip local header, or a pickle PROTO opcode (0x80) as legacy torch.save files start
+    (n >= 4 && head[..4] == *b"PK\x03\x04") || (n >= 2 && head[0] == 0x80 && head[1] <= 5)
+}
+
+/// Globals a state dict may name besides tensors and containers.
+fn allowed_global(name: &str) -> bool {
+    ["torch.", "collections.", "numpy.", "_codecs."]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The first value (dotted path, Python name) that is an object of a foreign global.
+fn foreign_global(v: &PickleValue, at: &str) -> Option<(String, String)> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        PickleValue::Unsupported(name) if !allowed_global(name) => {
+            Some((at.to_string(), name.clone()))
+        }
+        PickleValue::Dict(d) => {
+            let mut keys: Vec<&String> = d.keys().collect();
+            keys.sort();
+            keys.into_iter()
+                .find_map(|k| foreign_global(&d[k], &join(k)))
+        }
+        PickleValue::List(l) => l
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| foreign_global(x, &join(&i.to_string()))),
+        _ => None,
+    }
+}
+
+fn to_f32(path: &Path, name: &str, dtype: DType, b: &[u8]) -> Result<Vec<f32>> {
+    // the reader returns native-endian bytes
+    let chunks = |n: usize| b.chunks_exact(n);
+    Ok(match dtype {
+        DType::F32 => chunks(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect(),
+        DType::F64 => chunks(8)
+            .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        DType::F16 => chunks(2)
+            .map(|c| super::checkpoint::f16_to_f32(u16::from_ne_bytes([c[0], c[1]])))
+            .collect(),
+        DType::BF16 => chunks(2)
+            .map(|c| f32::from_bits((u16::from_ne_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        DType::I64 => chunks(8)
+            .map(|c| i64::from_ne_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        DType::I32 => chunks(4)
+            .map(|c| i32::from_ne_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        DType::U8 | DType::Bool => b.iter().map(|v| *v as f32).collect(),
+        DType::I8 => b.iter().map(|v| *v as i8 as f32).collect(),
+        other => {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} has unsupported dtype {other:?}"),
+            ));
+        }
+    })
+}
+
+/// Strips a wrapper prefix (`state_dict.`, `model.`, `module.`) shared by every name.
+fn unwrap_names(mut names: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    loop {
+        let Some(w) = WRAPPERS.iter().find(|w| {
+            let p = format!("{w}.");
+            !names.is_empty() && names.values().all(|n| n.starts_with(&p))
+        }) else {
+            return names;
+        };
+        let cut = w.len() + 1;
+        names = names
+            .into_iter()
+            .map(|(orig, n)| (orig, n[cut..].to_string()))
+            .collect();
+    }
+}
+
+/// Reads a PyTorch checkpoint into a [`Checkpoint`] (no metadata).
+pub fn read(path: &Path) -> Result<Checkpoint> {
+    if let Ok(v) = PytorchReader::read_pickle_data(path, None)
+        && let Some((at, name)) = foreign_global(&v, "")
+    {
+        return Err(Error::format(
+            path,
+            format!(
+                "refused: the pickle names the global {name} (at {:?}), which is not a tensor or \
+                 container; nothing was run",
+                if at.is_empty() { "<root>" } else { at.as_str() }
+            ),
+        ));
+    }
+    let reader = PytorchReader::new(path)
+        .map_err(|e| Error::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    let tensors = reader.into_tensors();
+    if tensors.is_empty() {
+        return Err(Error::format(path, "holds no tensors"));
+    }
+    let names = unwrap_names(tensors.keys().map(|k| (k.clone(), k.clone())).collect());
+    let mut out = BTreeMap::new();
+    for (orig, name) in names {
+        let t = &tensors[&orig];
+        let bytes = t.read().map_err(|e| Error::format(path, e.to_string()))?;
+        let vals = to_f32(path, &name, t.dtype(), &bytes)?;
+        out.insert(name, (t.shape().to_vec(), vals));
+    }
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        tensors: out,
+        metadata: HashMap::new(),
+    })
+}
