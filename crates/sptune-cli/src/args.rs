@@ -46,6 +46,8 @@ pub enum Command {
     /// Convert a checkpoint (PyTorch .pth/.pt or safetensors) to an sptune checkpoint.
     #[command(args_override_self = true)]
     Convert(ConvertArgs),
+    /// Known pretrained weights: list them, fetch one into the cache.
+    Weights(WeightsArgs),
     /// Diagonal Fisher information of a source model on its training inputs.
     #[command(args_override_self = true)]
     Fisher(FisherArgs),
@@ -224,6 +226,27 @@ pub struct DistanceArgs {
     /// Fisher file of w0: adds the L2-SP-Fisher and GL-SP-Fisher penalties (raw F).
     #[arg(long)]
     pub fisher: Option<PathBuf>,
+}
+
+/// `sptune weights`.
+#[derive(Args, Debug)]
+pub struct WeightsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: WeightsCommand,
+}
+
+/// `sptune weights list|fetch`.
+#[derive(Subcommand, Debug)]
+pub enum WeightsCommand {
+    /// The known weights and whether they are cached.
+    List,
+    /// Download a known checkpoint into the cache ($SPTUNE_CACHE, default ~/.cache/sptune),
+    /// checking its SHA-256.
+    Fetch {
+        /// e.g. efficientnet-lite0
+        name: String,
+    },
 }
 
 /// `sptune convert`.

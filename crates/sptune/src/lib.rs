@@ -18,5 +18,6 @@ pub mod runtime;
 pub mod task;
 pub mod train;
 pub mod util;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ mod distance;
 mod eval;
 pub mod fisher;
 pub mod train;
+mod weights;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a, &g),
         Command::Distance(a) => distance::run(a, &g),
         Command::Convert(a) => convert::run(a, &g),
+        Command::Weights(a) => weights::run(a, &g),
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),

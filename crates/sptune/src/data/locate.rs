@@ -124,7 +124,7 @@ fn download_idx(dir: &Path, base_url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn fetch(url: &str, to: &Path) -> std::result::Result<(), String> {
+pub(crate) fn fetch(url: &str, to: &Path) -> std::result::Result<(), String> {
     let out = Command::new("curl")
         .args(["--fail", "--silent", "--show-error", "--location"])
         .args(["--connect-timeout", "20", "--retry", "2", "--output"])

@@ -7,7 +7,7 @@
 mod batcher;
 mod idx;
 mod image_folder;
-mod locate;
+pub(crate) mod locate;
 mod subsets;
 mod transforms;
 

@@ -109,8 +109,20 @@ fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
 
 impl Checkpoint {
     /// Reads a checkpoint: safetensors, or a PyTorch `.pth` / `.pt` file (see
-    /// [`super::pytorch`]), told apart by extension and signature.
+    /// [`super::pytorch`]), told apart by extension and signature. A known weights name
+    /// (`efficientnet-lite0`, see [`crate::weights`]) that is not a file reads the cached file,
+    /// with its architecture recorded as metadata `arch`.
     pub fn read(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            let (cached, arch) = crate::weights::resolve(path)?;
+            if let Some(arch) = arch {
+                let mut c = Self::read(&cached)?;
+                c.metadata
+                    .entry("arch".into())
+                    .or_insert_with(|| arch.to_string());
+                return Ok(c);
+            }
+        }
         if super::pytorch::is_pytorch_file(path) {
             return super::pytorch::read(path);
         }
@@ -163,7 +175,16 @@ impl Checkpoint {
         };
         let missing =
             |n: &str| Error::format(&self.path, format!("no tensor {n} for --arch {arch}"));
-        if arch == "mlp" {
+        if arch.starts_with("efficientnet") {
+            let stem = shape("_conv_stem.weight").ok_or_else(|| missing("_conv_stem.weight"))?;
+            let fc = shape("_fc.weight").ok_or_else(|| missing("_fc.weight"))?;
+            spec.input[0] = stem[1];
+            if stem[1] != 3 {
+                spec.mean = vec![0.5; stem[1]];
+                spec.std = vec![0.5; stem[1]];
+            }
+            spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
+        } else if arch == "mlp" {
             let mut k = 1;
             let mut outs = vec![];
             let mut first_in = 0;
@@ -196,12 +217,16 @@ impl Checkpoint {
         Ok(spec)
     }
 
-    /// The spec from metadata, or inferred with `arch` when the file has none.
+    /// The spec from metadata, or inferred with `arch` (else the metadata's `arch`, which known
+    /// weights carry) when the file has none.
     pub fn spec_or_infer(&self, arch: Option<&str>) -> Result<ModelSpec> {
         match (self.metadata.contains_key("spec"), arch) {
             (true, _) => self.spec(),
             (false, Some(a)) => self.infer_spec(a),
-            (false, None) => self.spec(),
+            (false, None) => match self.metadata.get("arch") {
+                Some(a) => self.infer_spec(a),
+                None => self.spec(),
+            },
         }
     }
 }

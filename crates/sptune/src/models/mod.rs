@@ -4,6 +4,7 @@
 //! enough to rebuild the network for inference ([`ModelSpec::init`]).
 
 pub mod checkpoint;
+pub mod efficientnet;
 pub mod hook;
 pub mod mlp;
 pub mod pytorch;
@@ -14,6 +15,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use efficientnet::EfficientNetLite;
 pub use hook::{Hook, Plain};
 pub use mlp::Mlp;
 pub use resnet::ResNet;
@@ -21,7 +23,7 @@ pub use resnet::ResNet;
 /// Everything needed to rebuild a network: architecture, sizes, classes and input normalization.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {
-    /// `resnet18`, `resnet34`, `resnet50`, `resnet101` or `mlp`.
+    /// `resnet18`, `resnet34`, `resnet50`, `resnet101`, `efficientnet-lite0` or `mlp`.
     pub arch: String,
     /// Names of the output classes; the head's output i is `classes[i]`.
     pub classes: Vec<String>,
@@ -47,7 +49,14 @@ fn default_width() -> usize {
 }
 
 /// The known architecture names.
-pub const ARCHS: &[&str] = &["resnet18", "resnet34", "resnet50", "resnet101", "mlp"];
+pub const ARCHS: &[&str] = &[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "efficientnet-lite0",
+    "mlp",
+];
 
 impl ModelSpec {
     /// Checks the spec for consistency (known arch, sizes, normalization lengths).
@@ -91,7 +100,7 @@ impl ModelSpec {
                 format!("{s} is not a positive number"),
             ));
         }
-        if self.arch != "mlp" && self.width == 0 {
+        if self.arch.starts_with("resnet") && self.width == 0 {
             return Err(Error::invalid("--width", "must be positive"));
         }
         Ok(())
@@ -113,6 +122,9 @@ impl ModelSpec {
                 self.num_classes(),
                 device,
             )),
+            "efficientnet-lite0" => {
+                Net::EfficientNet(EfficientNetLite::new(c, self.num_classes(), device))
+            }
             a => {
                 let depth: usize = a.trim_start_matches("resnet").parse().unwrap_or(0);
                 let net = ResNet::new(
@@ -134,17 +146,33 @@ impl ModelSpec {
         if self.arch == "mlp" {
             let k = self.hidden.len() + 1;
             vec![format!("fc{k}.weight"), format!("fc{k}.bias")]
+        } else if self.arch.starts_with("efficientnet") {
+            vec!["_fc.weight".into(), "_fc.bias".into()]
         } else {
             vec!["fc.weight".into(), "fc.bias".into()]
         }
     }
 
     /// The stage a checkpoint name belongs to, for `--freeze K`: the stem is 0, ResNet
-    /// `layerK` is K, the head is `usize::MAX`. For an MLP, `fcK` is stage K (no stem).
+    /// `layerK` is K, the head is `usize::MAX`. For an MLP, `fcK` is stage K (no stem). For
+    /// EfficientNet-Lite0 the blocks of stage K (see [`efficientnet::STAGES`]) are K and the
+    /// final 1x1 conv with its BatchNorm is 8.
     pub fn stage_of(&self, name: &str) -> usize {
         let first = name.split('.').next().unwrap_or("");
         if self.head_names().iter().any(|h| h == name) {
             return usize::MAX;
+        }
+        if self.arch.starts_with("efficientnet") {
+            return match first {
+                "_blocks" => name
+                    .split('.')
+                    .nth(1)
+                    .and_then(|i| i.parse().ok())
+                    .map(efficientnet::stage_of_block)
+                    .unwrap_or(usize::MAX),
+                "_conv_head" | "_bn1" => efficientnet::STAGES.len() + 1,
+                _ => 0,
+            };
         }
         if let Some(k) = first.strip_prefix("layer") {
             return k.parse().unwrap_or(usize::MAX);
@@ -165,6 +193,8 @@ pub enum Net {
     ResNet(ResNet),
     /// A multi-layer perceptron.
     Mlp(Mlp),
+    /// EfficientNet-Lite0.
+    EfficientNet(EfficientNetLite),
 }
 
 impl Net {
@@ -173,6 +203,7 @@ impl Net {
         match self {
             Net::ResNet(m) => m.forward(x),
             Net::Mlp(m) => m.forward(x),
+            Net::EfficientNet(m) => m.forward(x),
         }
     }
 
@@ -181,6 +212,7 @@ impl Net {
         match self {
             Net::ResNet(m) => m.forward_with(x, h),
             Net::Mlp(m) => m.forward_with(x, h),
+            Net::EfficientNet(m) => m.forward_with(x, h),
         }
     }
 }

@@ -1,0 +1,180 @@
+//! EfficientNet-Lite0 with the parameter names of the `efficientnet-lite-pytorch` package
+//! (lukemelas' EfficientNet-PyTorch layout): `_conv_stem`, `_bn0`, `_blocks.N._expand_conv`,
+//! `_blocks.N._bn0`, `_blocks.N._depthwise_conv`, `_blocks.N._bn1`, `_blocks.N._project_conv`,
+//! `_blocks.N._bn2`, `_conv_head`, `_bn1`, `_fc`.
+//!
+//! The Lite variant: ReLU6 instead of swish, no squeeze-excitation, stem and head not scaled.
+//! Convolutions use TensorFlow's "SAME" padding (for a stride-2 conv on an even size the extra
+//! row/column goes at the bottom/right), BatchNorm eps is 1e-3 (TensorFlow's), momentum 0.01.
+//! Blocks (repeats, kernel, stride, expansion, in, out), from the package's
+//! `efficientnet_lite()`:
+//!
+//! | stage | r | k | s | e | in | out |
+//! |---|---|---|---|---|---|---|
+//! | 1 | 1 | 3 | 1 | 1 | 32 | 16 |
+//! | 2 | 2 | 3 | 2 | 6 | 16 | 24 |
+//! | 3 | 2 | 5 | 2 | 6 | 24 | 40 |
+//! | 4 | 3 | 3 | 2 | 6 | 40 | 80 |
+//! | 5 | 3 | 5 | 1 | 6 | 80 | 112 |
+//! | 6 | 4 | 5 | 2 | 6 | 112 | 192 |
+//! | 7 | 1 | 3 | 1 | 6 | 192 | 320 |
+//!
+//! A block adds its input back when its stride is 1 and its channel count unchanged. Dropout
+//! before `_fc` (0.2) is the identity in eval mode and is left out.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+use super::hook::{Hook, Plain};
+
+/// (repeats, kernel, stride, expansion, in, out) per stage.
+pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+
+/// The stage (1-7) of block `i`.
+pub fn stage_of_block(i: usize) -> usize {
+    let mut end = 0;
+    for (s, st) in STAGES.iter().enumerate() {
+        end += st.0;
+        if i < end {
+            return s + 1;
+        }
+    }
+    STAGES.len()
+}
+
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false)
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(c)
+        .with_epsilon(1e-3)
+        .with_momentum(0.01)
+        .init(device)
+}
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+/// Mobile inverted bottleneck without squeeze-excitation.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    _expand_conv: Option<Conv2d>,
+    _bn0: Option<BatchNorm>,
+    _depthwise_conv: Conv2d,
+    _bn1: BatchNorm,
+    _project_conv: Conv2d,
+    _bn2: BatchNorm,
+    skip: bool,
+}
+
+impl MbConv {
+    fn new(cin: usize, cout: usize, k: usize, stride: usize, e: usize, device: &Device) -> Self {
+        let mid = cin * e;
+        let (expand, bn0) = if e != 1 {
+            (Some(conv(cin, mid, 1, 1, 1, device)), Some(bn(mid, device)))
+        } else {
+            (None, None)
+        };
+        MbConv {
+            _expand_conv: expand,
+            _bn0: bn0,
+            _depthwise_conv: conv(mid, mid, k, stride, mid, device),
+            _bn1: bn(mid, device),
+            _project_conv: conv(mid, cout, 1, 1, 1, device),
+            _bn2: bn(cout, device),
+            skip: stride == 1 && cin == cout,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
+        let mut y = x.clone();
+        if let (Some(c), Some(b)) = (&self._expand_conv, &self._bn0) {
+            let z = h.conv2d(c, y);
+            y = relu6(h.batch_norm(b, z));
+        }
+        let z = h.conv2d(&self._depthwise_conv, y);
+        let y = relu6(h.batch_norm(&self._bn1, z));
+        let z = h.conv2d(&self._project_conv, y);
+        let y = h.batch_norm(&self._bn2, z);
+        if self.skip { y + x } else { y }
+    }
+}
+
+/// EfficientNet-Lite0.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    _conv_stem: Conv2d,
+    _bn0: BatchNorm,
+    _blocks: Vec<MbConv>,
+    _conv_head: Conv2d,
+    _bn1: BatchNorm,
+    /// The classification head (`_fc.weight`, `_fc.bias`).
+    pub _fc: Linear,
+}
+
+impl EfficientNetLite {
+    /// A freshly initialized EfficientNet-Lite0 for `in_channels` inputs.
+    pub fn new(in_channels: usize, num_classes: usize, device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        for &(r, k, s, e, cin, cout) in &STAGES {
+            for i in 0..r {
+                let (cin, s) = if i == 0 { (cin, s) } else { (cout, 1) };
+                blocks.push(MbConv::new(cin, cout, k, s, e, device));
+            }
+        }
+        EfficientNetLite {
+            _conv_stem: conv(in_channels, 32, 3, 2, 1, device),
+            _bn0: bn(32, device),
+            _blocks: blocks,
+            _conv_head: conv(320, 1280, 1, 1, 1, device),
+            _bn1: bn(1280, device),
+            _fc: LinearConfig::new(1280, num_classes).init(device),
+        }
+    }
+
+    /// Logits [batch, classes].
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, &mut Plain)
+    }
+
+    /// [`EfficientNetLite::forward`] with every layer applied through `h`.
+    pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        let z = h.conv2d(&self._conv_stem, x);
+        let mut x = relu6(h.batch_norm(&self._bn0, z));
+        for b in &self._blocks {
+            x = b.forward(x, h);
+        }
+        let z = h.conv2d(&self._conv_head, x);
+        let x = relu6(h.batch_norm(&self._bn1, z));
+        let f: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3);
+        h.linear(&self._fc, f)
+    }
+}
