@@ -115,6 +115,16 @@ fn assert_close(a: &Fisher, b: &Fisher, rel: f64) {
 }
 
 fn batched_equals_reference(spec: &ModelSpec, n: usize, batch: usize, est: Estimator) {
+    batched_equals_reference_within(spec, n, batch, est, 1e-5);
+}
+
+fn batched_equals_reference_within(
+    spec: &ModelSpec,
+    n: usize,
+    batch: usize,
+    est: Estimator,
+    rel: f64,
+) {
     let dev = Device::flex();
     let net = random_net(spec, 11, 1.0);
     let ds = dataset(spec, n, 5);
@@ -130,7 +140,7 @@ fn batched_equals_reference(spec: &ModelSpec, n: usize, batch: usize, est: Estim
         .collect();
     assert_eq!(fast.tensors.len(), names.len());
     assert!(!fast.tensors.keys().any(|k| k.contains("running")));
-    assert_close(&fast, &slow, 1e-5);
+    assert_close(&fast, &slow, rel);
 }
 
 #[test]
@@ -394,4 +404,17 @@ fn labels_outside_the_model_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("label 2"), "{e}");
+}
+
+#[test]
+fn exact_matches_batch1_loop_on_efficientnet_lite0() {
+    // depthwise convolutions (groups = channels) and TF "SAME" padding, asymmetric at stride 2;
+    // 16 blocks of float32 on both paths: 1e-4 (1.1e-5 was seen on an entry near 1e-3 of its
+    // tensor's largest)
+    let s = ModelSpec {
+        mean: vec![0.3; 3],
+        std: vec![0.5; 3],
+        ..spec("efficientnet-lite0", [3, 32, 32], vec![], 3, false)
+    };
+    batched_equals_reference_within(&s, 2, 2, Estimator::Exact, 1e-4);
 }
