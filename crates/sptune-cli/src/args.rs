@@ -46,6 +46,9 @@ pub enum Command {
     /// Convert a checkpoint (PyTorch .pth/.pt or safetensors) to an sptune checkpoint.
     #[command(args_override_self = true)]
     Convert(ConvertArgs),
+    /// Top-5 classes of images.
+    #[command(args_override_self = true)]
+    Predict(PredictArgs),
     /// Known pretrained weights: list them, fetch one into the cache.
     Weights(WeightsArgs),
     /// Diagonal Fisher information of a source model on its training inputs.
@@ -226,6 +229,23 @@ pub struct DistanceArgs {
     /// Fisher file of w0: adds the L2-SP-Fisher and GL-SP-Fisher penalties (raw F).
     #[arg(long)]
     pub fisher: Option<PathBuf>,
+}
+
+/// `sptune predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The model (a checkpoint path or a known name such as efficientnet-lite0).
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Architecture, for a checkpoint without sptune metadata.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// PNG or JPEG files.
+    #[arg(required = true)]
+    pub images: Vec<std::path::PathBuf>,
 }
 
 /// `sptune weights`.

@@ -542,3 +542,40 @@ fn convert_pytorch_checkpoint() {
     let r = run(&["convert", s(&fx.join("resnet18_w2.pth")), s(&bad)]);
     assert_clean_failure(&r, &["resnet18_w2.pth", "--arch"], &bad);
 }
+
+/// `sptune predict` with the known name `efficientnet-lite0` gives PyTorch's top-5 and
+/// probabilities for `pattern.png` (320x256, so no resampling; see
+/// `sptune/tests/fixtures/efficientnet_lite0/make_fixture.py`, which records torchvision's
+/// CenterCrop(224) + Normalize(ImageNet) softmax). Needs the cached weights (`.ci/run`
+/// fetches them).
+#[test]
+fn predict_matches_pytorch_top5() {
+    let fx_dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sptune/tests/fixtures/efficientnet_lite0");
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx_dir.join("fixture.json")).unwrap())
+            .unwrap();
+    let img = fx_dir.join("pattern.png");
+    let r = json(&run(&[
+        "predict",
+        "--model",
+        "efficientnet-lite0",
+        "--json",
+        s(&img),
+    ]));
+    let top = r[0]["top"].as_array().unwrap();
+    assert_eq!(r[0]["image"].as_str().unwrap(), s(&img));
+    let want = fx["predict"]["top5"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    for (g, w) in top.iter().zip(want) {
+        assert_eq!(g["class"], w[0], "{r}");
+        let (p, q) = (g["prob"].as_f64().unwrap(), w[1].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-4, "{p} vs PyTorch {q}");
+    }
+    // an unreadable image is a one-line error naming it
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let r = run(&["predict", "--model", "efficientnet-lite0", s(&bad)]);
+    assert_clean_failure(&r, &["bad.png"], &d.path().join("nothing"));
+}

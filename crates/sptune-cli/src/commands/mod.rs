@@ -7,6 +7,7 @@ mod demo;
 mod distance;
 mod eval;
 pub mod fisher;
+mod predict;
 pub mod train;
 mod weights;
 
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a, &g),
         Command::Distance(a) => distance::run(a, &g),
         Command::Convert(a) => convert::run(a, &g),
+        Command::Predict(a) => predict::run(a, &g),
         Command::Weights(a) => weights::run(a, &g),
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),

@@ -211,3 +211,35 @@ pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Resul
     }
     Ok(convert_channels(&chw, src_c, channels, plane))
 }
+
+/// The side images are stored at before a center crop to a model input of `side` pixels:
+/// ImageNet's "resize the shorter side to 256, crop 224" ratio (8/7) from 128 px up, the side
+/// itself below (small-image models see the whole image).
+pub fn stored_side(side: usize) -> usize {
+    if side >= 128 {
+        (side * 256).div_ceil(224)
+    } else {
+        side
+    }
+}
+
+/// Single image files as a data set (label 0 each) for prediction: decoded and resized as
+/// [`load_image_folder`] does with `resize` (shorter side to `resize`, center crop; an image
+/// whose shorter side is already `resize` is not resampled).
+pub fn load_images(paths: &[PathBuf], channels: usize, resize: usize) -> Result<Dataset> {
+    if paths.is_empty() {
+        return Err(Error::invalid("IMAGE", "no image given"));
+    }
+    let mut images = Vec::with_capacity(paths.len() * channels * resize * resize);
+    for p in paths {
+        images.extend(decode_image(p, channels, resize)?);
+    }
+    Dataset::new(
+        images,
+        vec![0; paths.len()],
+        vec!["?".into()],
+        channels,
+        resize,
+        resize,
+    )
+}

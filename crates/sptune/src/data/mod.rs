@@ -13,7 +13,7 @@ mod transforms;
 
 pub use batcher::{BatchOptions, epoch_order, make_batch};
 pub use idx::{load_idx_dir, write_idx};
-pub use image_folder::load_image_folder;
+pub use image_folder::{load_image_folder, load_images, stored_side};
 pub use locate::{DataSource, resolve_data};
 pub use subsets::{channel_stats, parse_classes, per_class, select_classes, split_val, take_first};
 pub use transforms::Normalize;
