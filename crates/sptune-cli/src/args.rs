@@ -98,9 +98,14 @@ pub struct TrainArgs {
     /// Fraction of training images held out for validation.
     #[arg(long)]
     pub val_fraction: Option<f64>,
-    /// Image side for ImageFolder data (resize + center crop).
+    /// Side ImageFolder images are stored at before the center crop to the model's input
+    /// (default: for finetune the source model's input side, 8/7 of it from 128 px up, i.e. 256
+    /// for 224; for pretrain 32).
     #[arg(long)]
     pub resize: Option<usize>,
+    /// Evaluate on the first N test images (file order) only; 0 or absent = all.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// Architecture (pretrain): resnet18, resnet34, resnet50, resnet101, mlp.
     #[arg(long)]
     pub arch: Option<String>,
@@ -161,7 +166,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub freeze: Option<usize>,
     /// BatchNorm statistics while training: train (batch statistics, running averages
-    /// updated) or frozen (the starting point's running statistics, kept).
+    /// updated), frozen (the starting point's running statistics, kept) or auto (finetune's
+    /// default: frozen for EfficientNet-Lite, whose BatchNorm momentum 0.01 cannot follow a
+    /// short fine-tune, train otherwise).
     #[arg(long)]
     pub bn: Option<String>,
     /// Random crop + horizontal flip on training batches.
@@ -188,7 +195,7 @@ impl TrainArgs {
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
         let f = file;
         merge_fields!(self, f; out, run_dir, init, init_arch, data, classes, per_class,
-            val_fraction, resize, arch, width, small_stem, hidden, epochs, batch_size, lr,
+            val_fraction, resize, test_limit, arch, width, small_stem, hidden, epochs, batch_size, lr,
             momentum, schedule, gamma, reg, alpha, fisher, fisher_normalize, fisher_floor, fisher_max, beta, anchor, freeze, bn, augment, seed);
         Ok(self)
     }
@@ -209,8 +216,9 @@ pub struct EvalArgs {
     /// Data (default fashion-mnist).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
-    /// Image side for ImageFolder data.
-    #[arg(long, default_value_t = 32)]
+    /// Side ImageFolder images are stored at before the center crop to the model's input;
+    /// 0 = automatic (the input side, 8/7 of it from 128 px up: 256 for 224).
+    #[arg(long, default_value_t = 0)]
     pub resize: usize,
 }
 
@@ -312,8 +320,9 @@ pub struct FisherArgs {
     /// Seed of the mc draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Image side for ImageFolder data.
-    #[arg(long, default_value_t = 32)]
+    /// Side ImageFolder images are stored at before the center crop to the model's input;
+    /// 0 = automatic (the input side, 8/7 of it from 128 px up: 256 for 224).
+    #[arg(long, default_value_t = 0)]
     pub resize: usize,
     /// Output file (.safetensors).
     #[arg(long)]
@@ -390,6 +399,9 @@ pub struct BenchArgs {
     /// ResNet base width (64 = ResNet-18 as in torchvision).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
+    /// Architecture (resnet18, ..., efficientnet-lite0); small stem for sizes up to 64 px.
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
 }
 
 /// `sptune bench-fisher`.

@@ -33,11 +33,11 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let device = g.device.clone();
     let ad = device.clone().autodiff();
     let spec = ModelSpec {
-        arch: "resnet18".into(),
+        arch: a.arch.clone(),
         classes: (0..10).map(|i| i.to_string()).collect(),
         input: [3, a.size, a.size],
         width: a.width,
-        small_stem: true,
+        small_stem: a.size <= 64,
         hidden: vec![],
         mean: vec![0.0; 3],
         std: vec![1.0; 3],
@@ -109,8 +109,8 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .collect::<sptune::Result<_>>()?;
     if !g.quiet {
         eprintln!(
-            "ResNet-18 width {} small stem, batch {} @ {} px, {} timed steps per variant (+1 warm-up), round-robin",
-            a.width, a.batch_size, a.size, a.steps
+            "{} (width {}, small stem {}), batch {} @ {} px, {} timed steps per variant (+1 warm-up), round-robin",
+            a.arch, a.width, spec.small_stem, a.batch_size, a.size, a.steps
         );
     }
     for round in 0..=a.steps {
@@ -159,7 +159,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
         rows.push(
             json!({"variant": name, "step_ms": 1e3 * f, "step_ratio": f / plain_full,
-            "update_ms": 1e3 * u, "overhead": overhead}),
+            "update_ms": 1e3 * u, "overhead": overhead, "images_per_s": a.batch_size as f64 / f}),
         );
     }
     if g.json {
@@ -171,7 +171,8 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "ratio = median step / median plain step (noisy); overhead = (update - plain update) / plain step (goal <= 2 %)"
+            "ratio = median step / median plain step (noisy); overhead = (update - plain update) / plain step (goal <= 2 %); plain: {:.1} images/s",
+            a.batch_size as f64 / plain_full
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -12,11 +12,14 @@ use sptune::task::{self, DataConfig};
 use super::Global;
 use crate::args::EvalArgs;
 
-fn data_for(a: &EvalArgs, classes: &[String]) -> DataConfig {
+fn data_for(a: &EvalArgs, spec: &sptune::models::ModelSpec) -> DataConfig {
     DataConfig {
         data: a.data.clone(),
-        classes: classes.join(","),
-        resize: a.resize,
+        classes: spec.classes.join(","),
+        resize: match a.resize {
+            0 => sptune::data::stored_side(spec.input[1]),
+            r => r,
+        },
         ..DataConfig::default()
     }
 }
@@ -27,7 +30,7 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let ckpt = Checkpoint::read(&a.model)?;
     let spec = ckpt.spec_or_infer(a.arch.as_deref())?;
     let (net, _) = load_into(spec.init(&device)?, &spec, &ckpt, false)?;
-    let t = task::load(&data_for(&a, &spec.classes), spec.input[0])?;
+    let t = task::load(&data_for(&a, &spec), spec.input[0])?;
     let acc = sptune::eval::accuracy(&net.valid(), &spec, &t.test, 256, &device)?;
     let mut out = json!({
         "model": a.model, "classes": spec.classes, "test_images": t.test.len(), "test_acc": acc,
@@ -35,7 +38,7 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if let Some(src) = &a.source {
         let s = Checkpoint::read(src)?;
         let sspec = s.spec()?;
-        let st = task::load(&data_for(&a, &sspec.classes), sspec.input[0])?;
+        let st = task::load(&data_for(&a, &sspec), sspec.input[0])?;
         let f = sptune::eval::forgetting(&s, &ckpt, &st.test, &device)?;
         out["source"] = json!(src);
         out["forgetting"] = serde_json::to_value(&f)?;

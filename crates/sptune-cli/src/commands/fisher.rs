@@ -36,6 +36,9 @@ pub fn compute_file(
     let ckpt = Checkpoint::read(model)?;
     let spec = ckpt.spec_or_infer(arch)?;
     let (net, _) = load_into(spec.init(&g.device)?, &spec, &ckpt, false)?;
+    if data.resize == 0 {
+        data.resize = sptune::data::stored_side(spec.input[1]);
+    }
     if data.classes.trim().is_empty() {
         data.classes = spec.classes.join(",");
     }

@@ -91,9 +91,9 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
         classes: a.classes.clone().unwrap_or_default(),
         per_class: a.per_class,
         val_fraction: a.val_fraction.unwrap_or(0.0),
-        resize: a.resize.unwrap_or(d.resize),
+        resize: a.resize.unwrap_or(if finetune { 0 } else { d.resize }),
         seed: a.seed.unwrap_or(0),
-        test_limit: None,
+        test_limit: a.test_limit.filter(|n| *n > 0),
     };
     let t = TrainConfig::default();
     let reg = match &a.reg {
@@ -132,6 +132,7 @@ pub fn resolve(a: TrainArgs, command: &str) -> anyhow::Result<Plan> {
         freeze: a.freeze,
         bn: match &a.bn {
             Some(s) => train::BnMode::parse(s)?,
+            None if finetune => train::BnMode::Auto,
             None => train::BnMode::Train,
         },
         augment: a.augment.unwrap_or(false),
@@ -183,7 +184,15 @@ pub fn execute(plan: &Plan, g: &Global, label: &str) -> anyhow::Result<Outcome> 
         Fisher::read(path)?.check_against(src)?;
     }
     let channels = source_spec.as_ref().map(|s| s.input[0]).unwrap_or(3);
-    let task = task::load(&plan.data, channels)?;
+    let mut data = plan.data.clone();
+    if data.resize == 0 {
+        // automatic: what the source model's input needs (ImageNet's 256 -> 224 from 128 px)
+        data.resize = source_spec
+            .as_ref()
+            .map(|s| sptune::data::stored_side(s.input[1]))
+            .unwrap_or(DataConfig::default().resize);
+    }
+    let task = task::load(&data, channels)?;
     let spec = match &source_spec {
         Some(s) => ModelSpec {
             classes: task.classes().to_vec(),
@@ -236,6 +245,11 @@ pub fn execute(plan: &Plan, g: &Global, label: &str) -> anyhow::Result<Outcome> 
         &mut |p| bar.event(p),
     )?;
     let mut lines = bar.finish();
+    let bn = plan.train.bn.resolve(&spec, reference.is_some());
+    lines.insert(
+        0,
+        format!("BatchNorm statistics: {bn:?} (--bn {:?})", plan.train.bn),
+    );
     let net = net.valid();
     let test_acc = sptune::eval::accuracy(&net, &spec, &task.test, 256, &device)?;
     let mut meta = vec![("sptune_command", plan.command.clone())];

@@ -106,6 +106,15 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// The BatchNorm momentum of the architecture (PyTorch convention), if it has BatchNorm.
+    pub fn bn_momentum(&self) -> Option<f64> {
+        match self.arch.as_str() {
+            "mlp" => None,
+            a if a.starts_with("efficientnet") => Some(0.01),
+            _ => Some(0.1),
+        }
+    }
+
     /// Number of output classes.
     pub fn num_classes(&self) -> usize {
         self.classes.len()
