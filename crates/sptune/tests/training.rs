@@ -415,3 +415,24 @@ fn divergence_is_reported_not_saved() {
     assert!(msg.contains("diverged") && msg.contains("loss is"), "{msg}");
     assert!(!msg.contains('\n'));
 }
+
+/// `--bn auto`: frozen only when fine-tuning an architecture whose BatchNorm momentum is below
+/// 0.05 (EfficientNet-Lite's is 0.01, torchvision ResNets' 0.1); explicit modes pass through.
+#[test]
+fn bn_auto_freezes_only_low_momentum_finetuning() {
+    use sptune::train::BnMode;
+    let eff = ModelSpec {
+        arch: "efficientnet-lite0".into(),
+        ..tiny_resnet(3)
+    };
+    let res = tiny_resnet(3);
+    assert_eq!(BnMode::Auto.resolve(&eff, true), BnMode::Frozen);
+    assert_eq!(BnMode::Auto.resolve(&eff, false), BnMode::Train);
+    assert_eq!(BnMode::Auto.resolve(&res, true), BnMode::Train);
+    assert_eq!(BnMode::Train.resolve(&eff, true), BnMode::Train);
+    assert_eq!(BnMode::Frozen.resolve(&res, false), BnMode::Frozen);
+    // the stored side before the center crop: ImageNet's 256 for 224, the side below 128 px
+    assert_eq!(sptune::data::stored_side(224), 256);
+    assert_eq!(sptune::data::stored_side(32), 32);
+    assert_eq!(sptune::data::stored_side(28), 28);
+}

@@ -23,8 +23,8 @@
 //! before `_fc` (0.2) is the identity in eval mode and is left out.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::hook::{Hook, Plain};
@@ -60,16 +60,14 @@ fn conv(
     groups: usize,
     device: &Device,
 ) -> Conv2d {
-    Conv2dConfig::new([cin, cout], [k, k])
-        .with_stride([stride, stride])
-        .with_groups(groups)
-        .with_padding(PaddingConfig2d::Same)
-        .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: std::f64::consts::SQRT_2,
-            fan_out_only: true,
-        })
-        .init(device)
+    super::kaiming_conv(
+        [cin, cout],
+        k,
+        stride,
+        groups,
+        PaddingConfig2d::Same,
+        device,
+    )
 }
 
 fn bn(c: usize, device: &Device) -> BatchNorm {

@@ -20,6 +20,28 @@ pub use hook::{Hook, Plain};
 pub use mlp::Mlp;
 pub use resnet::ResNet;
 
+/// A bias-free convolution initialized as torchvision does (`kaiming_normal_`, fan-out, ReLU
+/// gain), shared by the architectures.
+pub(crate) fn kaiming_conv(
+    channels: [usize; 2],
+    k: usize,
+    stride: usize,
+    groups: usize,
+    padding: burn::nn::PaddingConfig2d,
+    device: &Device,
+) -> burn::nn::conv::Conv2d {
+    burn::nn::conv::Conv2dConfig::new(channels, [k, k])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(padding)
+        .with_bias(false)
+        .with_initializer(burn::nn::Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
 /// Everything needed to rebuild a network: architecture, sizes, classes and input normalization.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {

@@ -7,9 +7,9 @@
 //! 28-32 px inputs.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
@@ -29,16 +29,8 @@ pub fn layout(depth: usize) -> Option<(bool, [usize; 4])> {
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let pad = k / 2;
-    Conv2dConfig::new([cin, cout], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_bias(false)
-        // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu")
-        .with_initializer(Initializer::KaimingNormal {
-            gain: std::f64::consts::SQRT_2,
-            fan_out_only: true,
-        })
-        .init(device)
+    let padding = PaddingConfig2d::Explicit(pad, pad, pad, pad);
+    super::kaiming_conv([cin, cout], k, stride, 1, padding, device)
 }
 
 fn bn(c: usize, device: &Device) -> BatchNorm {
