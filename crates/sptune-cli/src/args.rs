@@ -168,7 +168,8 @@ pub struct TrainArgs {
     /// BatchNorm statistics while training: train (batch statistics, running averages
     /// updated), frozen (the starting point's running statistics, kept) or auto (finetune's
     /// default: frozen for EfficientNet-Lite, whose BatchNorm momentum 0.01 cannot follow a
-    /// short fine-tune, train otherwise).
+    /// short fine-tune, train otherwise) or recalibrate (train, then one pass over the training
+    /// images sets the statistics to their average).
     #[arg(long)]
     pub bn: Option<String>,
     /// Random crop + horizontal flip on training batches.

@@ -436,3 +436,104 @@ fn bn_auto_freezes_only_low_momentum_finetuning() {
     assert_eq!(sptune::data::stored_side(32), 32);
     assert_eq!(sptune::data::stored_side(28), 28);
 }
+
+/// `recalibrate_bn`: the stem BatchNorm's running mean / variance become the average over the
+/// batches (file order, 4 + 4 + 2 images) of the per-channel mean / biased variance of its
+/// input, recomputed here from the stem convolution's output captured by a forward hook; a
+/// frozen stem keeps its statistics.
+#[test]
+fn recalibration_averages_batch_statistics() {
+    use burn::nn::BatchNorm;
+    use burn::nn::conv::Conv2d;
+    use sptune::models::Hook;
+
+    /// Records the input of the first BatchNorm of each forward pass.
+    struct FirstBn(Vec<Vec<f32>>, bool);
+    impl Hook for FirstBn {
+        fn conv2d(&mut self, m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+            m.forward(x)
+        }
+        fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+            if !self.1 {
+                self.0.push(
+                    x.clone()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec()
+                        .unwrap(),
+                );
+                self.1 = true;
+            }
+            m.forward(x)
+        }
+        fn linear(&mut self, m: &burn::nn::Linear, x: Tensor<2>) -> Tensor<2> {
+            m.forward(x)
+        }
+    }
+
+    let spec = tiny_resnet(3);
+    let ds = random_dataset(10, 3);
+    let dev = Device::flex().autodiff();
+    let net = spec.init(&dev).unwrap();
+    // materialize every (lazily initialized) tensor once, so each copy below has the same
+    let vals: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = params::values(&net)
+        .into_iter()
+        .map(|(i, v)| (i.name, (i.shape, v)))
+        .collect();
+    let net = params::assign(net, &vals);
+    // expected: per batch, per channel (width 4) mean and biased variance of conv1's output
+    let opts = train::batch_options(&spec, false);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let eval = net.valid();
+    let (mut mean, mut var) = (vec![0f64; 4], vec![0f64; 4]);
+    let chunks: Vec<Vec<usize>> = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]];
+    for idx in &chunks {
+        let (x, _) = sptune::data::make_batch(&ds, idx, &opts, &mut rng, &Device::flex()).unwrap();
+        let mut h = FirstBn(Vec::new(), false);
+        eval.forward_with(x, &mut h);
+        let v = &h.0[0];
+        let per = v.len() / (idx.len() * 4); // h*w
+        for c in 0..4 {
+            let vals: Vec<f64> = (0..idx.len())
+                .flat_map(|n| v[(n * 4 + c) * per..(n * 4 + c + 1) * per].iter())
+                .map(|x| *x as f64)
+                .collect();
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let s = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / vals.len() as f64;
+            mean[c] += m / chunks.len() as f64;
+            var[c] += s / chunks.len() as f64;
+        }
+    }
+    let stats = |net: &sptune::models::Net| -> (Vec<f32>, Vec<f32>) {
+        let v: BTreeMap<String, Vec<f32>> = params::values(net)
+            .into_iter()
+            .map(|(i, v)| (i.name, v))
+            .collect();
+        (v["bn1.running_mean"].clone(), v["bn1.running_var"].clone())
+    };
+    let before = stats(&net);
+    // (clones share BatchNorm running-state storage: rebuild a second copy from `vals`)
+    let net2 = params::assign(spec.init(&dev).unwrap(), &vals);
+    let tuned = train::recalibrate_bn(net, &spec, &ds, 4, &dev).unwrap();
+    let (rm, rv) = stats(&tuned);
+    for c in 0..4 {
+        assert!(
+            (rm[c] as f64 - mean[c]).abs() < 1e-4 * (1.0 + mean[c].abs()),
+            "mean {c}: {} vs {}",
+            rm[c],
+            mean[c]
+        );
+        assert!(
+            (rv[c] as f64 - var[c]).abs() < 1e-4 * (1.0 + var[c]),
+            "var {c}: {} vs {}",
+            rv[c],
+            var[c]
+        );
+    }
+    assert_ne!(rm, before.0, "statistics moved");
+    // a frozen stem keeps its statistics
+    let frozen = train::frozen_predicate(&spec, Some(0));
+    let net = train::apply_freeze(net2, &frozen, false);
+    let tuned = train::recalibrate_bn(net, &spec, &ds, 4, &dev).unwrap();
+    assert_eq!(stats(&tuned), before);
+}

@@ -139,6 +139,18 @@ pub struct EfficientNetLite {
 }
 
 impl EfficientNetLite {
+    /// Every BatchNorm, stem first.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self._bn0];
+        for b in self._blocks.iter_mut() {
+            v.extend(b._bn0.as_mut());
+            v.push(&mut b._bn1);
+            v.push(&mut b._bn2);
+        }
+        v.push(&mut self._bn1);
+        v
+    }
+
     /// A freshly initialized EfficientNet-Lite0 for `in_channels` inputs.
     pub fn new(in_channels: usize, num_classes: usize, device: &Device) -> Self {
         let mut blocks = Vec::new();

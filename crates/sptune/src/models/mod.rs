@@ -238,6 +238,15 @@ impl Net {
         }
     }
 
+    /// Every BatchNorm of the network, stem first (none for an MLP).
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut burn::nn::BatchNorm> {
+        match self {
+            Net::ResNet(m) => m.batch_norms_mut(),
+            Net::Mlp(_) => Vec::new(),
+            Net::EfficientNet(m) => m.batch_norms_mut(),
+        }
+    }
+
     /// [`Net::forward`] with every parametrized layer applied through `h`.
     pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
         match self {

@@ -54,6 +54,13 @@ pub struct Block {
 }
 
 impl Block {
+    fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self.bn1, &mut self.bn2];
+        v.extend(self.bn3.as_mut());
+        v.extend(self.downsample.as_mut().map(|(_, b)| b));
+        v
+    }
+
     fn new(cin: usize, planes: usize, stride: usize, bottleneck: bool, device: &Device) -> Self {
         let expansion = if bottleneck { 4 } else { 1 };
         let cout = planes * expansion;
@@ -118,6 +125,22 @@ pub struct ResNet {
 }
 
 impl ResNet {
+    /// Every BatchNorm, stem first.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self.bn1];
+        for stage in [
+            &mut self.layer1,
+            &mut self.layer2,
+            &mut self.layer3,
+            &mut self.layer4,
+        ] {
+            for b in stage.iter_mut() {
+                v.extend(b.batch_norms_mut());
+            }
+        }
+        v
+    }
+
     /// Builds a freshly initialized ResNet of the given depth (18, 34, 50, 101).
     pub fn new(
         depth: usize,

@@ -195,6 +195,10 @@ pub enum BnMode {
     /// (measured: 84-88 % train, 25-33 % test on Fashion-MNIST; 57 % test with `frozen`).
     /// ResNets (momentum 0.1) keep `Train`, PyTorch's default.
     Auto,
+    /// `Train` during training, then one pass over the training images (no augmentation, file
+    /// order) that replaces every trainable BatchNorm's running statistics by the average of
+    /// the batch statistics ([`recalibrate_bn`], PyTorch's `momentum=None`).
+    Recalibrate,
 }
 
 impl BnMode {
@@ -204,9 +208,10 @@ impl BnMode {
             "train" => Ok(BnMode::Train),
             "frozen" => Ok(BnMode::Frozen),
             "auto" => Ok(BnMode::Auto),
+            "recalibrate" => Ok(BnMode::Recalibrate),
             _ => Err(Error::invalid(
                 "--bn",
-                format!("{s:?}; expected train, frozen or auto"),
+                format!("{s:?}; expected train, frozen, auto or recalibrate"),
             )),
         }
     }
@@ -221,6 +226,53 @@ impl BnMode {
             m => m,
         }
     }
+}
+
+/// Merges every BatchNorm's pending running-statistics update into its stored value.
+///
+/// burn's `RunningState::update` keeps the newest value in a per-thread slot that is merged
+/// only by the next update or by `value_sync`; `value()` (eval-mode BatchNorm), module
+/// visitors (checkpoint saving) and mappers read the stored value. Without this, a model
+/// evaluated or saved after training would carry the statistics from one step earlier.
+pub fn sync_running_stats(mut net: Net) -> Net {
+    for b in net.batch_norms_mut() {
+        let _ = b.running_mean.value_sync();
+        let _ = b.running_var.value_sync();
+    }
+    net
+}
+
+/// Replaces the running statistics of every BatchNorm still in training mode (frozen stages
+/// keep theirs) by the average over `ds`'s batches, taken in file order with `batch` images each
+/// and no augmentation: batch k is blended in with momentum 1/(k+1), so after the pass the
+/// running mean is the mean of the batch means and the running variance the mean of the batch
+/// variances (burn's batch variance is the biased one). `net` must be on an autodiff device;
+/// nothing is back-propagated.
+pub fn recalibrate_bn(
+    mut net: Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<Net> {
+    if ds.is_empty() {
+        return Err(Error::invalid("training set", "no images"));
+    }
+    let saved: Vec<f64> = net.batch_norms_mut().iter().map(|b| b.momentum).collect();
+    let opts = batch_options(spec, false);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for (k, chunk) in idx.chunks(batch.max(1)).enumerate() {
+        for b in net.batch_norms_mut() {
+            b.momentum = 1.0 / (k + 1) as f64;
+        }
+        let (x, _) = data::make_batch(ds, chunk, &opts, &mut rng, device)?;
+        drop(net.forward(x));
+    }
+    for (b, m) in net.batch_norms_mut().into_iter().zip(saved) {
+        b.momentum = m;
+    }
+    Ok(sync_running_stats(net))
 }
 
 /// One epoch's figures.
@@ -436,6 +488,7 @@ pub fn fit(
             }
             progress(Progress::Step);
         }
+        net = sync_running_stats(net);
         let val_acc = match val {
             Some(v) if !v.is_empty() => Some(eval::accuracy(&net.valid(), spec, v, 256, device)?),
             _ => None,
@@ -461,5 +514,10 @@ pub fn fit(
         progress(Progress::Epoch(log.clone()));
         logs.push(log);
     }
+    let net = if bn == BnMode::Recalibrate {
+        recalibrate_bn(net, spec, train, cfg.batch_size, device)?
+    } else {
+        net
+    };
     Ok((net, logs))
 }
