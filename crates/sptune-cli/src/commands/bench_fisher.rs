@@ -88,15 +88,10 @@ fn batching_gain(
     let ad = device.clone().autodiff();
     let net = fisher::eval_mode(net, &ad, true);
     let n = batch.min(ds.len());
-    let [c, h, w] = spec.input;
-    let pixels: Vec<f32> = ds.images[..n * c * h * w]
-        .iter()
-        .map(|v| (v - spec.mean[0]) / spec.std[0])
-        .collect();
-    let x = burn::tensor::Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(pixels, [n, c, h, w]),
-        &ad,
-    );
+    let idx: Vec<usize> = (0..n).collect();
+    let opts = sptune::train::batch_options(spec, false);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let (x, _) = sptune::data::make_batch(ds, &idx, &opts, &mut rng, &ad)?;
     let step = |x: burn::tensor::Tensor<4>| drop(net.forward(x).sum().backward());
     step(x.clone()); // warm-up
     let t0 = Instant::now();

@@ -73,9 +73,12 @@ fn conv(
 fn bn(c: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(c)
         .with_epsilon(1e-3)
-        .with_momentum(0.01)
+        .with_momentum(BN_MOMENTUM)
         .init(device)
 }
+
+/// The package's BatchNorm momentum in PyTorch's convention (1 − TensorFlow's 0.99).
+pub const BN_MOMENTUM: f64 = 0.01;
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
     x.clamp(0.0, 6.0)

@@ -132,8 +132,8 @@ impl ModelSpec {
     pub fn bn_momentum(&self) -> Option<f64> {
         match self.arch.as_str() {
             "mlp" => None,
-            a if a.starts_with("efficientnet") => Some(0.01),
-            _ => Some(0.1),
+            a if a.starts_with("efficientnet") => Some(efficientnet::BN_MOMENTUM),
+            _ => Some(resnet::BN_MOMENTUM),
         }
     }
 

@@ -33,10 +33,13 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
     super::kaiming_conv([cin, cout], k, stride, 1, padding, device)
 }
 
+/// torchvision's BatchNorm momentum (PyTorch convention).
+pub const BN_MOMENTUM: f64 = 0.1;
+
 fn bn(c: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(c)
         .with_epsilon(1e-5)
-        .with_momentum(0.1)
+        .with_momentum(BN_MOMENTUM)
         .init(device)
 }
 
