@@ -129,18 +129,47 @@ fn batched_equals_reference_within(
     let net = random_net(spec, 11, 1.0);
     let ds = dataset(spec, n, 5);
     let o = opts(est, batch);
-    let fast = fisher::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
     let slow = reference::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
-    assert_eq!(fast.samples, n);
     // every parameter, no buffer
     let names: Vec<_> = params::table(&net)
         .into_iter()
         .filter(|i| i.kind == Kind::Param)
         .map(|i| i.name)
         .collect();
-    assert_eq!(fast.tensors.len(), names.len());
-    assert!(!fast.tensors.keys().any(|k| k.contains("running")));
-    assert_close(&fast, &slow, rel);
+    for (path, fast) in fast_paths(&net, spec, &ds, &o) {
+        eprintln!("{path}:");
+        assert_eq!(fast.samples, n);
+        assert_eq!(fast.tensors.len(), names.len());
+        assert!(!fast.tensors.keys().any(|k| k.contains("running")));
+        assert_close(&fast, &slow, rel);
+    }
+}
+
+/// The Fisher by each batched path that takes `net`: burn's probe path always, the CPU engine
+/// for ResNets and MLPs (asserted, so these tests cannot silently skip it).
+fn fast_paths(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    o: &FisherOptions,
+) -> Vec<(&'static str, Fisher)> {
+    let dev = Device::flex();
+    let mut v = vec![(
+        "burn probe path",
+        fisher::batched::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
+    )];
+    let engine = fisher::host::supports(net, &dev);
+    assert_eq!(
+        engine,
+        !spec.arch.starts_with("efficientnet"),
+        "{}",
+        spec.arch
+    );
+    if engine {
+        let f = fisher::host::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
+        v.push(("CPU engine", f));
+    }
+    v
 }
 
 #[test]
@@ -227,6 +256,30 @@ fn exact_matches_closed_form_on_linear_softmax() {
             );
         }
     }
+}
+
+/// `mc` draws its labels example by example from one generator, so they depend on the seed only:
+/// burn's probe path at batch 2 (one backward pass per draw) and the CPU engine at batch 5
+/// (repeated labels of an example merged into one row) give the same Fisher.
+#[test]
+fn mc_draws_do_not_depend_on_the_path_or_the_batch_size() {
+    let s = spec("resnet18", [1, 8, 8], vec![], 3, true);
+    let net = random_net(&s, 11, 1.0);
+    let ds = dataset(&s, 5, 5);
+    let dev = Device::flex();
+    let o = FisherOptions {
+        estimator: Estimator::Mc,
+        mc_samples: 6,
+        batch_size: 2,
+        seed: 4,
+    };
+    let probe = fisher::batched::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let o5 = FisherOptions {
+        batch_size: 5,
+        ..o.clone()
+    };
+    let engine = fisher::host::compute(&net, &s, &ds, &o5, &dev, &mut |_| {}).unwrap();
+    assert_close(&engine, &probe, 1e-5);
 }
 
 /// `mc` with K labels per example is unbiased for `exact`, with variance

@@ -23,13 +23,11 @@ use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::module::unfold4d;
 use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use super::{Fisher, FisherOptions, Pass};
+use super::{Fisher, FisherOptions};
+use crate::Result;
 use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
-use crate::{Error, Result};
 
 /// Largest block of unfolded patches or per-example gradients materialized at once (floats):
 /// 4 MiB, small enough to stay in cache while it is squared and summed (`sptune bench-fisher`:
@@ -123,18 +121,26 @@ impl Hook for Probe {
 }
 
 /// `((top, bottom), (left, right))` padding of a convolution, as burn's `Conv2d` computes it.
-fn conv_padding(m: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
+pub(super) fn conv_padding(m: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
+    resolve_padding(&m.padding, m.kernel_size, m.stride, h, w)
+}
+
+/// `((top, bottom), (left, right))` of a padding configuration (burn's rules).
+pub(super) fn resolve_padding(
+    padding: &PaddingConfig2d,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    h: usize,
+    w: usize,
+) -> [(usize, usize); 2] {
     let same = |k: usize, s: usize, n: usize| {
         let out = n.div_ceil(s);
         let total = ((out - 1) * s + k).saturating_sub(n);
         (total / 2, total - total / 2)
     };
-    match &m.padding {
+    match padding {
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => [
-            same(m.kernel_size[0], m.stride[0], h),
-            same(m.kernel_size[1], m.stride[1], w),
-        ],
+        PaddingConfig2d::Same => [same(kernel[0], stride[0], h), same(kernel[1], stride[1], w)],
         // burn's order: (top, left, bottom, right)
         PaddingConfig2d::Explicit(t, l, b, r) => [(*t, *b), (*l, *r)],
     }
@@ -256,25 +262,28 @@ pub fn compute(
     let ad = device.clone().autodiff();
     let net = super::eval_mode(net, &ad, false);
     let classes = spec.num_classes();
-    let passes = Pass::all(opts, classes);
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xf15e_0000);
+    let passes = opts.passes(classes);
+    let mut rng = super::draw_rng(opts);
     let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut done = 0;
     for chunk in idx.chunks(opts.batch_size) {
         let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
-        for &pass in &passes {
+        let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
+        for pass in 0..passes {
             let mut hook = Probe::default();
             let logits = net.forward_with(x.clone(), &mut hook);
-            let probs = super::softmax_rows(logits.clone());
-            if let Some(v) = probs.iter().find(|v| !v.is_finite()) {
-                return Err(Error::Diverged(format!(
-                    "the model's probabilities hold {v} on the Fisher data"
-                )));
-            }
-            let rows = pass.rows(&probs, classes, &labels, &mut rng);
+            let rows = match &rows {
+                Some(r) => r,
+                None => {
+                    let probs = super::softmax_rows(logits.clone());
+                    super::check_probs(&probs)?;
+                    rows.insert(super::batch_rows(opts, &probs, classes, &labels, &mut rng))
+                }
+            };
             let mut sel = vec![0f32; chunk.len() * classes];
-            for (i, (y, w)) in rows.iter().enumerate() {
+            for (i, r) in rows.iter().enumerate() {
+                let (y, w) = r[pass];
                 sel[i * classes + y] = w.sqrt() as f32;
             }
             let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);

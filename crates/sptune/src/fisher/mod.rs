@@ -18,6 +18,7 @@
 //! `(example i, label y, weight ω)`: a [`Pass`] assigns one row to every example of a batch.
 
 pub mod batched;
+pub mod host;
 pub mod reference;
 
 use std::collections::{BTreeMap, HashMap};
@@ -116,51 +117,55 @@ impl FisherOptions {
     }
 }
 
-/// One backward pass over a batch: which class's log-probability each example contributes.
-#[derive(Clone, Copy, Debug)]
-pub enum Pass {
-    /// Class `c` for every example, weight `p_c(x_i)`.
-    Class(usize),
-    /// A label drawn from `p(x_i)`, weight `1/K`.
-    Sample(usize),
-    /// The true label, weight 1.
-    Label,
+/// The `(label, weight)` rows of every example of a batch, example-major: `rows[i]` holds one
+/// row per backward pass of example `i` given the model's probabilities `probs` (row-major
+/// `[n, classes]`) and the true labels:
+///
+/// - `exact`: every class `c`, weight `p_c(x_i)`;
+/// - `mc`: `K` labels drawn from `p(x_i)`, weight `1/K` each;
+/// - `empirical`: the true label, weight 1.
+///
+/// The draws depend on the seed and the order of the examples only, not on the batch size.
+pub(crate) fn batch_rows(
+    opts: &FisherOptions,
+    probs: &[f32],
+    classes: usize,
+    labels: &[usize],
+    rng: &mut impl Rng,
+) -> Vec<Vec<(usize, f64)>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            let p = &probs[i * classes..(i + 1) * classes];
+            match opts.estimator {
+                Estimator::Exact => (0..classes).map(|c| (c, p[c] as f64)).collect(),
+                Estimator::Mc => {
+                    let k = opts.mc_samples;
+                    (0..k).map(|_| (sample(p, rng), 1.0 / k as f64)).collect()
+                }
+                Estimator::Empirical => vec![(label, 1.0)],
+            }
+        })
+        .collect()
 }
 
-impl Pass {
-    /// The passes of an estimator, in order.
-    pub fn all(opts: &FisherOptions, classes: usize) -> Vec<Pass> {
-        match opts.estimator {
-            Estimator::Exact => (0..classes).map(Pass::Class).collect(),
-            Estimator::Mc => (0..opts.mc_samples)
-                .map(|_| Pass::Sample(opts.mc_samples))
-                .collect(),
-            Estimator::Empirical => vec![Pass::Label],
-        }
+/// Refuses non-finite model probabilities (a diverged or corrupt source model).
+pub(crate) fn check_probs(probs: &[f32]) -> Result<()> {
+    match probs.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(Error::Diverged(format!(
+            "the model's probabilities hold {v} on the Fisher data"
+        ))),
+        None => Ok(()),
     }
+}
 
-    /// `(label, weight)` per example given the model's probabilities `probs` (row-major
-    /// `[n, classes]`) and the true labels.
-    pub fn rows(
-        self,
-        probs: &[f32],
-        classes: usize,
-        labels: &[usize],
-        rng: &mut impl Rng,
-    ) -> Vec<(usize, f64)> {
-        labels
-            .iter()
-            .enumerate()
-            .map(|(i, &label)| {
-                let p = &probs[i * classes..(i + 1) * classes];
-                match self {
-                    Pass::Class(c) => (c, p[c] as f64),
-                    Pass::Sample(k) => (sample(p, rng), 1.0 / k as f64),
-                    Pass::Label => (label, 1.0),
-                }
-            })
-            .collect()
-    }
+/// Seed offset of the `mc` label draws (shared by the batched paths).
+const DRAW_SEED: u64 = 0xf15e_0000;
+
+/// The generator of the `mc` label draws of a computation.
+pub(crate) fn draw_rng(opts: &FisherOptions) -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed ^ DRAW_SEED)
 }
 
 /// Draws a class from probabilities `p` (inverse CDF).
@@ -398,5 +403,21 @@ pub(crate) fn host_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .collect()
 }
 
-/// The batched computation (the default); see [`batched::compute`].
-pub use batched::compute;
+/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes):
+/// the CPU engine ([`host`]) for ResNets and MLPs on the CPU, otherwise one burn backward pass
+/// per class or sample over whole batches ([`batched`]). `progress(k)` is called after each
+/// batch with the number of examples done.
+pub fn compute(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &crate::data::Dataset,
+    opts: &FisherOptions,
+    device: &burn::tensor::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Fisher> {
+    if host::supports(net, device) {
+        host::compute(net, spec, ds, opts, device, progress)
+    } else {
+        batched::compute(net, spec, ds, opts, device, progress)
+    }
+}

@@ -47,13 +47,13 @@ fn bn(c: usize, device: &Device) -> BatchNorm {
 /// as in torchvision's "ResNet v1.5").
 #[derive(Module, Debug)]
 pub struct Block {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
-    conv3: Option<Conv2d>,
-    bn3: Option<BatchNorm>,
-    downsample: Option<(Conv2d, BatchNorm)>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm,
+    pub(crate) conv3: Option<Conv2d>,
+    pub(crate) bn3: Option<BatchNorm>,
+    pub(crate) downsample: Option<(Conv2d, BatchNorm)>,
 }
 
 impl Block {
@@ -115,13 +115,13 @@ impl Block {
 /// torchvision-compatible ResNet.
 #[derive(Module, Debug)]
 pub struct ResNet {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    maxpool: Option<MaxPool2d>,
-    layer1: Vec<Block>,
-    layer2: Vec<Block>,
-    layer3: Vec<Block>,
-    layer4: Vec<Block>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) maxpool: Option<MaxPool2d>,
+    pub(crate) layer1: Vec<Block>,
+    pub(crate) layer2: Vec<Block>,
+    pub(crate) layer3: Vec<Block>,
+    pub(crate) layer4: Vec<Block>,
     avgpool: AdaptiveAvgPool2d,
     /// The classification head (`fc.weight`, `fc.bias`).
     pub fc: Linear,

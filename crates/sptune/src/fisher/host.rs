@@ -1,0 +1,897 @@
+//! The CPU engine: one forward pass per batch, then every row of an example carried through one
+//! hand-written backward pass.
+//!
+//! [`batched`](super::batched) runs a forward and a backward pass through burn's autodiff for
+//! each class (burn cannot keep a graph for a second backward pass), at the speed of burn's
+//! batched CPU kernels. For the architectures whose eval-mode backward pass is a chain of
+//! linear maps (ResNet, MLP), this engine runs burn's forward pass once per batch, records
+//! each layer's input (and BatchNorm's output), and then computes, for every example on the
+//! host:
+//!
+//! - the logit cotangents of all its rows at once, `√ω_r (e_{y_r} − p)` for `r = 1..R` (`exact`:
+//!   the `C` classes with weight `p_c`; rows with the same label are merged, since
+//!   `ω₁ g² + ω₂ g² = (ω₁ + ω₂) g²`, and rows of weight 0 dropped);
+//! - the backward pass of those `R` cotangents together, in the layout
+//!   `[channel][row][position]`, so that a convolution's data gradient `Wᵀ G` and its per-row
+//!   weight gradients `G Uᵀ` (`U` the unfolded input patches, built once per example, not once
+//!   per class) are each one matrix product (the `gemm` crate, which burn's CPU backend uses
+//!   too);
+//! - the squares of the per-row weight gradients, summed over the rows.
+//!
+//! In eval mode BatchNorm scales channel `c` by `γ_c/√(var_c+ε)`, ReLU passes the gradient
+//! where its output is positive, max-pooling routes it to the window's maximum and global
+//! average pooling spreads it evenly. Examples run in parallel, one slice per thread, each with
+//! its own sums; per batch the sums are added in f64. The tests compare this engine with the
+//! batch-1 loop on ResNet-18, ResNet-50 (strided stem, max-pool, bottlenecks) and MLPs.
+
+use std::collections::HashMap;
+
+use burn::module::ParamId;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::{Device, Tensor};
+use rayon::prelude::*;
+
+use super::batched::{conv_padding, resolve_padding};
+use super::{Fisher, FisherOptions};
+use crate::data::Dataset;
+use crate::models::resnet::{Block, ResNet};
+use crate::models::{Hook, ModelSpec, Net};
+use crate::{Error, Result};
+
+/// Recorded floats per batch (every layer's input, all examples) the engine stays under when it
+/// picks its batch size: 2^28 floats, 1 GiB.
+const RECORD_BUDGET: usize = 1 << 28;
+
+/// Largest block of per-row weight gradients materialized at once (floats): 256 KiB, so a block
+/// is squared while it is still in the core's L2 cache.
+const BLOCK: usize = 1 << 16;
+
+/// Whether the engine handles `net` on `device`: ResNets (ungrouped convolutions) and MLPs, on
+/// the CPU backend.
+pub fn supports(net: &Net, device: &Device) -> bool {
+    if device.clone().without_autodiff() != Device::flex() {
+        return false;
+    }
+    match net {
+        Net::Mlp(_) => true,
+        Net::ResNet(m) => {
+            let mut ok = m.conv1.groups == 1 && m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode);
+            for b in blocks(m) {
+                ok &= convs(b).all(|(c, _)| c.groups == 1);
+            }
+            ok
+        }
+        Net::EfficientNet(_) => false,
+    }
+}
+
+fn blocks(m: &ResNet) -> impl Iterator<Item = &Block> {
+    [&m.layer1, &m.layer2, &m.layer3, &m.layer4]
+        .into_iter()
+        .flatten()
+}
+
+/// A block's (conv, BatchNorm) pairs in forward order: downsample first, then the main branch.
+fn convs(b: &Block) -> impl Iterator<Item = (&Conv2d, &BatchNorm)> {
+    let ds = b.downsample.as_ref().map(|(c, n)| (c, n));
+    let third = b.conv3.as_ref().zip(b.bn3.as_ref());
+    ds.into_iter()
+        .chain([(&b.conv1, &b.bn1), (&b.conv2, &b.bn2)])
+        .chain(third)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward: record what the backward pass needs.
+
+/// One hooked layer call: its input (and BatchNorm's output), all examples, on the host.
+struct Record {
+    id: ParamId,
+    input: Vec<f32>,
+    /// Input floats per example.
+    in_len: usize,
+    /// Spatial size of the input (`[1, 1]` for a linear layer).
+    hw: [usize; 2],
+    /// BatchNorm only: its output.
+    output: Vec<f32>,
+}
+
+impl Record {
+    fn input(&self, i: usize) -> &[f32] {
+        &self.input[i * self.in_len..(i + 1) * self.in_len]
+    }
+    fn output(&self, i: usize) -> &[f32] {
+        &self.output[i * self.in_len..(i + 1) * self.in_len]
+    }
+}
+
+fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 activations")
+}
+
+#[derive(Default)]
+struct Recorder {
+    records: Vec<Record>,
+}
+
+impl Hook for Recorder {
+    fn conv2d(&mut self, m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        let [_, c, h, w] = x.dims();
+        self.records.push(Record {
+            id: m.weight.id,
+            input: host(&x),
+            in_len: c * h * w,
+            hw: [h, w],
+            output: Vec::new(),
+        });
+        m.forward(x)
+    }
+
+    fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        let [_, c, h, w] = x.dims();
+        let y = m.forward(x.clone());
+        self.records.push(Record {
+            id: m.gamma.id,
+            input: host(&x),
+            in_len: c * h * w,
+            hw: [h, w],
+            output: host(&y),
+        });
+        y
+    }
+
+    fn linear(&mut self, m: &Linear, x: Tensor<2>) -> Tensor<2> {
+        let [_, f] = x.dims();
+        self.records.push(Record {
+            id: m.weight.id,
+            input: host(&x),
+            in_len: f,
+            hw: [1, 1],
+            output: Vec::new(),
+        });
+        m.forward(x)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan: each layer's host weights, its record and the slots of its Fisher sums.
+
+struct ConvL {
+    rec: usize,
+    w: Vec<f32>,
+    w_slot: usize,
+    b_slot: Option<usize>,
+    cin: usize,
+    cout: usize,
+    win: Window,
+}
+
+struct NormL {
+    rec: usize,
+    g_slot: usize,
+    b_slot: usize,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// `γ/√(var+ε)`: the backward pass's per-channel factor.
+    scale: Vec<f32>,
+}
+
+struct LinL {
+    rec: usize,
+    /// burn's layout `[in, out]`.
+    w: Vec<f32>,
+    w_slot: usize,
+    b_slot: Option<usize>,
+    fin: usize,
+    fout: usize,
+}
+
+/// The sliding window of a convolution or a pooling layer on its input.
+struct Window {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// `((top, bottom), (left, right))`.
+    pad: [(usize, usize); 2],
+    in_hw: [usize; 2],
+    out_hw: [usize; 2],
+}
+
+impl Window {
+    fn new(
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad: [(usize, usize); 2],
+        in_hw: [usize; 2],
+    ) -> Self {
+        let out_hw = [0, 1].map(|a| {
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            (in_hw[a] + pad[a].0 + pad[a].1 - span) / stride[a] + 1
+        });
+        Window {
+            kernel,
+            stride,
+            dilation,
+            pad,
+            in_hw,
+            out_hw,
+        }
+    }
+}
+
+struct BlockL {
+    downsample: Option<(ConvL, NormL)>,
+    /// The main branch's (conv, BatchNorm) pairs; ReLU between them, none after the last.
+    main: Vec<(ConvL, NormL)>,
+}
+
+struct ResNetL {
+    conv1: ConvL,
+    bn1: NormL,
+    pool: Option<Window>,
+    blocks: Vec<BlockL>,
+    fc: LinL,
+}
+
+enum Plan {
+    ResNet(Box<ResNetL>),
+    Mlp(Vec<LinL>),
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    host(&t)
+}
+
+/// Walks the network in forward order, matching each layer with its record.
+struct Builder<'a> {
+    records: &'a [Record],
+    next: usize,
+    /// Slot -> (parameter, number of values).
+    slots: Vec<(ParamId, usize)>,
+}
+
+impl Builder<'_> {
+    fn record(&mut self, id: ParamId, what: &str) -> Result<usize> {
+        let i = self.next;
+        match self.records.get(i) {
+            Some(r) if r.id == id => {
+                self.next += 1;
+                Ok(i)
+            }
+            _ => Err(Error::Other(format!(
+                "Fisher engine: layer {i} of the forward pass is not the expected {what}"
+            ))),
+        }
+    }
+
+    fn slot(&mut self, id: ParamId, len: usize) -> usize {
+        self.slots.push((id, len));
+        self.slots.len() - 1
+    }
+
+    fn conv(&mut self, m: &Conv2d) -> Result<ConvL> {
+        let rec = self.record(m.weight.id, "convolution")?;
+        let [cout, cin, kh, kw] = m.weight.dims();
+        let in_hw = self.records[rec].hw;
+        let pad = conv_padding(m, in_hw[0], in_hw[1]);
+        Ok(ConvL {
+            rec,
+            w: values(m.weight.val()),
+            w_slot: self.slot(m.weight.id, cout * cin * kh * kw),
+            b_slot: m.bias.as_ref().map(|b| self.slot(b.id, cout)),
+            cin,
+            cout,
+            win: Window::new(m.kernel_size, m.stride, m.dilation, pad, in_hw),
+        })
+    }
+
+    fn norm(&mut self, m: &BatchNorm) -> Result<NormL> {
+        let rec = self.record(m.gamma.id, "BatchNorm")?;
+        let c = m.gamma.dims()[0];
+        let var = values(m.running_var.value());
+        let inv_std: Vec<f32> = var
+            .iter()
+            .map(|v| 1.0 / (v + m.epsilon as f32).sqrt())
+            .collect();
+        let gamma = values(m.gamma.val());
+        Ok(NormL {
+            rec,
+            g_slot: self.slot(m.gamma.id, c),
+            b_slot: self.slot(m.beta.id, c),
+            mean: values(m.running_mean.value()),
+            scale: gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect(),
+            inv_std,
+        })
+    }
+
+    fn linear(&mut self, m: &Linear) -> Result<LinL> {
+        let rec = self.record(m.weight.id, "linear layer")?;
+        let [fin, fout] = m.weight.dims();
+        Ok(LinL {
+            rec,
+            w: values(m.weight.val()),
+            w_slot: self.slot(m.weight.id, fin * fout),
+            b_slot: m.bias.as_ref().map(|b| self.slot(b.id, fout)),
+            fin,
+            fout,
+        })
+    }
+}
+
+fn pool(p: &MaxPool2d, in_hw: [usize; 2]) -> Window {
+    let pad = resolve_padding(&p.padding, p.kernel_size, p.stride, in_hw[0], in_hw[1]);
+    Window::new(p.kernel_size, p.stride, p.dilation, pad, in_hw)
+}
+
+fn plan(net: &Net, records: &[Record]) -> Result<(Plan, Vec<(ParamId, usize)>)> {
+    let mut b = Builder {
+        records,
+        next: 0,
+        slots: Vec::new(),
+    };
+    let plan = match net {
+        Net::ResNet(m) => {
+            let conv1 = b.conv(&m.conv1)?;
+            let bn1 = b.norm(&m.bn1)?;
+            let pool = m.maxpool.as_ref().map(|p| pool(p, conv1.win.out_hw));
+            let mut layers = Vec::new();
+            for block in blocks(m) {
+                let downsample = match &block.downsample {
+                    Some((c, n)) => Some((b.conv(c)?, b.norm(n)?)),
+                    None => None,
+                };
+                let mut main = Vec::new();
+                for (c, n) in convs(block).skip(usize::from(downsample.is_some())) {
+                    main.push((b.conv(c)?, b.norm(n)?));
+                }
+                layers.push(BlockL { downsample, main });
+            }
+            let fc = b.linear(&m.fc)?;
+            Plan::ResNet(Box::new(ResNetL {
+                conv1,
+                bn1,
+                pool,
+                blocks: layers,
+                fc,
+            }))
+        }
+        Net::Mlp(m) => Plan::Mlp(
+            m.layers
+                .iter()
+                .map(|l| b.linear(l))
+                .collect::<Result<_>>()?,
+        ),
+        Net::EfficientNet(_) => {
+            return Err(Error::Other(
+                "the CPU Fisher engine does not handle EfficientNet".into(),
+            ));
+        }
+    };
+    if b.next != records.len() {
+        return Err(Error::Other(format!(
+            "Fisher engine: the forward pass ran {} layers, the plan has {}",
+            records.len(),
+            b.next
+        )));
+    }
+    Ok((plan, b.slots))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels on one example. Gradients are `[channel][row][position]`.
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_strides: [usize; 2],
+    rhs: &[f32],
+    rhs_strides: [usize; 2],
+    [m, k, n]: [usize; 3],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |s: [usize; 2], r: usize, c: usize| (r - 1) * s[0] + (c - 1) * s[1];
+    assert!(k == 0 || last(lhs_strides, m, k) < lhs.len());
+    assert!(k == 0 || last(rhs_strides, k, n) < rhs.len());
+    assert!(last([dst_rs, 1], m, n) < dst.len());
+    // SAFETY: the asserts above keep every element gemm touches inside the slices; `dst` is
+    // exclusively borrowed and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_strides[1] as isize,
+            lhs_strides[0] as isize,
+            rhs.as_ptr(),
+            rhs_strides[1] as isize,
+            rhs_strides[0] as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The output positions `o` with `0 <= o·s + off < n`, for `o < out`.
+fn valid(out: usize, s: usize, off: isize, n: usize) -> std::ops::Range<usize> {
+    let s = s as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = ((n as isize - off + s - 1) / s).clamp(0, out as isize);
+    (lo.min(hi) as usize)..(hi as usize)
+}
+
+/// Unfolded patches `[cin·kh·kw][positions]` of one example's input.
+fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
+    let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
+    let kk = l.kernel[0] * l.kernel[1];
+    let mut u = vec![0f32; cin * kk * ho * wo];
+    for ci in 0..cin {
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for ki in 0..l.kernel[0] {
+            let offh = (ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
+            for kj in 0..l.kernel[1] {
+                let offw = (kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
+                let row = &mut u[((ci * kk) + ki * l.kernel[1] + kj) * ho * wo..][..ho * wo];
+                let cols = valid(wo, l.stride[1], offw, w);
+                for oh in valid(ho, l.stride[0], offh, h) {
+                    let ih = (oh * l.stride[0]) as isize + offh;
+                    let src = &xc[ih as usize * w..(ih as usize + 1) * w];
+                    let dst = &mut row[oh * wo..(oh + 1) * wo];
+                    for ow in cols.clone() {
+                        dst[ow] = src[(ow as isize * l.stride[1] as isize + offw) as usize];
+                    }
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Adds unfolded patches `cols` `[cin·kh·kw][positions]` back onto an input-shaped `dx`
+/// (one row's `[cin][h·w]`, channel stride `cstride`).
+fn col2im(l: &Window, cin: usize, cols: &[f32], dx: &mut [f32], cstride: usize) {
+    let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
+    let kk = l.kernel[0] * l.kernel[1];
+    for ci in 0..cin {
+        let xc = &mut dx[ci * cstride..ci * cstride + h * w];
+        for ki in 0..l.kernel[0] {
+            let offh = (ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
+            for kj in 0..l.kernel[1] {
+                let offw = (kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
+                let row = &cols[((ci * kk) + ki * l.kernel[1] + kj) * ho * wo..][..ho * wo];
+                let cs = valid(wo, l.stride[1], offw, w);
+                for oh in valid(ho, l.stride[0], offh, h) {
+                    let ih = ((oh * l.stride[0]) as isize + offh) as usize;
+                    let dst = &mut xc[ih * w..(ih + 1) * w];
+                    let src = &row[oh * wo..(oh + 1) * wo];
+                    if l.stride[1] == 1 {
+                        let start = (cs.start as isize + offw) as usize;
+                        for (d, s) in dst[start..start + cs.len()]
+                            .iter_mut()
+                            .zip(&src[cs.clone()])
+                        {
+                            *d += s;
+                        }
+                    } else {
+                        for ow in cs.clone() {
+                            dst[(ow as isize * l.stride[1] as isize + offw) as usize] += src[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-thread Fisher sums, one vector per slot.
+type Sums = Vec<Vec<f32>>;
+
+/// A convolution: adds `Σ_r (G_r Uᵀ)²` (and the bias's `Σ_r (Σ_pos G_r)²`) to the sums and
+/// returns the input gradient `[cin][rows][h·w]` when `need_dx`.
+fn conv_step(
+    l: &ConvL,
+    x: &[f32],
+    g: &[f32],
+    rows: usize,
+    need_dx: bool,
+    sums: &mut Sums,
+) -> Vec<f32> {
+    let [ho, wo] = l.win.out_hw;
+    let po = ho * wo;
+    let kdim = l.cin * l.win.kernel[0] * l.win.kernel[1];
+    let pointwise = l.win.kernel == [1, 1]
+        && l.win.stride == [1, 1]
+        && l.win.pad == [(0, 0), (0, 0)]
+        && l.win.in_hw == l.win.out_hw;
+    let unfolded;
+    let u: &[f32] = if pointwise {
+        x
+    } else {
+        unfolded = im2col(&l.win, l.cin, x);
+        &unfolded
+    };
+    // per-row weight gradients, a block of output channels at a time
+    let per = (BLOCK / (rows * kdim).max(1)).clamp(1, l.cout);
+    let mut m = vec![0f32; per * rows * kdim];
+    let acc = &mut sums[l.w_slot];
+    for o0 in (0..l.cout).step_by(per) {
+        let on = per.min(l.cout - o0);
+        let dst = &mut m[..on * rows * kdim];
+        let lhs = &g[o0 * rows * po..(o0 + on) * rows * po];
+        matmul(dst, kdim, lhs, [po, 1], u, [1, po], [on * rows, po, kdim]);
+        for oo in 0..on {
+            let a = &mut acc[(o0 + oo) * kdim..(o0 + oo + 1) * kdim];
+            for r in 0..rows {
+                let v = &dst[(oo * rows + r) * kdim..(oo * rows + r + 1) * kdim];
+                for (a, v) in a.iter_mut().zip(v) {
+                    *a += v * v;
+                }
+            }
+        }
+    }
+    if let Some(b) = l.b_slot {
+        for o in 0..l.cout {
+            for r in 0..rows {
+                let s: f32 = g[(o * rows + r) * po..(o * rows + r + 1) * po].iter().sum();
+                sums[b][o] += s * s;
+            }
+        }
+    }
+    if !need_dx {
+        return Vec::new();
+    }
+    // input gradient: Wᵀ G, folded back onto the input
+    let [h, w] = l.win.in_hw;
+    let hw = h * w;
+    let wt = [1, kdim]; // Wᵀ[k][o] = W[o][k]
+    if pointwise {
+        let mut dx = vec![0f32; l.cin * rows * hw];
+        matmul(
+            &mut dx,
+            rows * hw,
+            &l.w,
+            wt,
+            g,
+            [rows * po, 1],
+            [kdim, l.cout, rows * po],
+        );
+        return dx;
+    }
+    let mut dx = vec![0f32; l.cin * rows * hw];
+    let mut cols = vec![0f32; kdim * po];
+    for r in 0..rows {
+        matmul(
+            &mut cols,
+            po,
+            &l.w,
+            wt,
+            &g[r * po..],
+            [rows * po, 1],
+            [kdim, l.cout, po],
+        );
+        col2im(&l.win, l.cin, &cols, &mut dx[r * hw..], rows * hw);
+    }
+    dx
+}
+
+/// An eval-mode BatchNorm: adds `γ`'s `Σ_r (Σ_pos g x̂)²` and `β`'s `Σ_r (Σ_pos g)²`, then
+/// scales `g` in place to the input gradient.
+fn norm_step(l: &NormL, x: &[f32], g: &mut [f32], rows: usize, sums: &mut Sums) {
+    let c = l.mean.len();
+    let p = x.len() / c;
+    let mut xhat = vec![0f32; p];
+    for ch in 0..c {
+        for (d, v) in xhat.iter_mut().zip(&x[ch * p..(ch + 1) * p]) {
+            *d = (v - l.mean[ch]) * l.inv_std[ch];
+        }
+        for r in 0..rows {
+            let gr = &mut g[(ch * rows + r) * p..(ch * rows + r + 1) * p];
+            let (mut sg, mut sb) = (0f32, 0f32);
+            for (gv, xv) in gr.iter().zip(&xhat) {
+                sg += gv * xv;
+                sb += gv;
+            }
+            sums[l.g_slot][ch] += sg * sg;
+            sums[l.b_slot][ch] += sb * sb;
+            for gv in gr.iter_mut() {
+                *gv *= l.scale[ch];
+            }
+        }
+    }
+}
+
+/// ReLU's backward pass: keeps `g` where `on(channel, position)` holds.
+fn mask(g: &mut [f32], rows: usize, p: usize, on: impl Fn(usize) -> bool) {
+    for (k, chunk) in g.chunks_mut(p).enumerate() {
+        let base = (k / rows) * p;
+        for (j, v) in chunk.iter_mut().enumerate() {
+            if !on(base + j) {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// A linear layer: adds `Σ_r g_ro² a_k²` (and the bias's `Σ_r g_ro²`); returns the input
+/// gradient `[in][rows]` when `need_dx`.
+fn linear_step(
+    l: &LinL,
+    a: &[f32],
+    g: &[f32],
+    rows: usize,
+    need_dx: bool,
+    sums: &mut Sums,
+) -> Vec<f32> {
+    let a2: Vec<f32> = a.iter().map(|v| v * v).collect();
+    for o in 0..l.fout {
+        let s: f32 = g[o * rows..(o + 1) * rows].iter().map(|v| v * v).sum();
+        if let Some(b) = l.b_slot {
+            sums[b][o] += s;
+        }
+        let acc = &mut sums[l.w_slot][o * l.fin..(o + 1) * l.fin];
+        for (acc, v) in acc.iter_mut().zip(&a2) {
+            *acc += s * v;
+        }
+    }
+    if !need_dx {
+        return Vec::new();
+    }
+    let mut dx = vec![0f32; l.fin * rows];
+    matmul(
+        &mut dx,
+        rows,
+        &l.w,
+        [l.fout, 1],
+        g,
+        [rows, 1],
+        [l.fin, l.fout, rows],
+    );
+    dx
+}
+
+/// Max-pooling's backward pass: each output's gradient goes to its window's (first) maximum.
+fn pool_back(l: &Window, x: &[f32], g: &[f32], rows: usize) -> Vec<f32> {
+    let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
+    let c = x.len() / (h * w);
+    let mut dx = vec![0f32; c * rows * h * w];
+    for ch in 0..c {
+        let xc = &x[ch * h * w..(ch + 1) * h * w];
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                for ki in 0..l.kernel[0] {
+                    let ih = (oh * l.stride[0] + ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
+                    if ih < 0 || ih >= h as isize {
+                        continue;
+                    }
+                    for kj in 0..l.kernel[1] {
+                        let iw =
+                            (ow * l.stride[1] + kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
+                        if iw < 0 || iw >= w as isize {
+                            continue;
+                        }
+                        let j = ih as usize * w + iw as usize;
+                        if xc[j] > best.0 {
+                            best = (xc[j], j);
+                        }
+                    }
+                }
+                if best.1 == usize::MAX {
+                    continue;
+                }
+                for r in 0..rows {
+                    dx[(ch * rows + r) * h * w + best.1] +=
+                        g[(ch * rows + r) * ho * wo + oh * wo + ow];
+                }
+            }
+        }
+    }
+    dx
+}
+
+// ---------------------------------------------------------------------------------------------
+// One example's backward pass through a whole network.
+
+fn backward(plan: &Plan, recs: &[Record], i: usize, g: Vec<f32>, rows: usize, sums: &mut Sums) {
+    match plan {
+        Plan::Mlp(layers) => {
+            let mut g = g;
+            for (j, l) in layers.iter().enumerate().rev() {
+                let a = recs[l.rec].input(i);
+                let mut dx = linear_step(l, a, &g, rows, j > 0, sums);
+                if j > 0 {
+                    mask(&mut dx, rows, 1, |k| a[k] > 0.0);
+                }
+                g = dx;
+            }
+        }
+        Plan::ResNet(net) => {
+            let ResNetL {
+                conv1,
+                bn1,
+                pool,
+                blocks,
+                fc,
+            } = net.as_ref();
+            let feats = linear_step(fc, recs[fc.rec].input(i), &g, rows, true, sums);
+            // global average pooling
+            let last = &blocks.last().expect("a ResNet has blocks").main;
+            let hw = recs[last.last().expect("convolutions").1.rec].hw;
+            let p = hw[0] * hw[1];
+            let mut g = Vec::with_capacity(feats.len() * p);
+            for v in feats {
+                g.extend(std::iter::repeat_n(v / p as f32, p));
+            }
+            for b in blocks.iter().rev() {
+                g = block_back(b, recs, i, g, rows, sums);
+            }
+            let y = recs[bn1.rec].output(i);
+            if let Some(pl) = pool {
+                let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+                g = pool_back(pl, &relu, &g, rows);
+            }
+            let p = y.len() / bn1.mean.len();
+            mask(&mut g, rows, p, |k| y[k] > 0.0);
+            norm_step(bn1, recs[bn1.rec].input(i), &mut g, rows, sums);
+            conv_step(conv1, recs[conv1.rec].input(i), &g, rows, false, sums);
+        }
+    }
+}
+
+/// A residual block's backward pass: `g` is the gradient of the block's output.
+fn block_back(
+    b: &BlockL,
+    recs: &[Record],
+    i: usize,
+    mut g: Vec<f32>,
+    rows: usize,
+    sums: &mut Sums,
+) -> Vec<f32> {
+    let (first, _) = &b.main[0];
+    let x = recs[first.rec].input(i);
+    let (_, last) = b.main.last().expect("convolutions");
+    let y = recs[last.rec].output(i);
+    let identity = match &b.downsample {
+        Some((_, n)) => recs[n.rec].output(i),
+        None => x,
+    };
+    let p = y.len() / last.mean.len();
+    mask(&mut g, rows, p, |k| y[k] + identity[k] > 0.0);
+    let skip = match &b.downsample {
+        Some((c, n)) => {
+            let mut h = g.clone();
+            norm_step(n, recs[n.rec].input(i), &mut h, rows, sums);
+            conv_step(c, x, &h, rows, true, sums)
+        }
+        None => g.clone(),
+    };
+    for (j, (c, n)) in b.main.iter().enumerate().rev() {
+        norm_step(n, recs[n.rec].input(i), &mut g, rows, sums);
+        g = conv_step(c, recs[c.rec].input(i), &g, rows, true, sums);
+        if j > 0 {
+            let prev = recs[b.main[j - 1].1.rec].output(i);
+            let p = prev.len() / b.main[j - 1].1.mean.len();
+            mask(&mut g, rows, p, |k| prev[k] > 0.0);
+        }
+    }
+    for (a, s) in g.iter_mut().zip(&skip) {
+        *a += s;
+    }
+    g
+}
+
+/// The logit cotangents `[classes][rows]` of one example: `√ω (e_y − p)` per row, rows with the
+/// same label merged and rows of weight 0 dropped.
+fn cotangents(p: &[f32], rows: &[(usize, f64)]) -> (Vec<f32>, usize) {
+    let mut merged: Vec<(usize, f64)> = Vec::new();
+    for &(y, w) in rows {
+        match merged.iter_mut().find(|(m, _)| *m == y) {
+            Some((_, acc)) => *acc += w,
+            None => merged.push((y, w)),
+        }
+    }
+    merged.retain(|&(_, w)| w > 0.0);
+    let r = merged.len();
+    let mut g = vec![0f32; p.len() * r];
+    for (k, &(y, w)) in merged.iter().enumerate() {
+        let s = w.sqrt() as f32;
+        for (o, &po) in p.iter().enumerate() {
+            let e = if o == y { 1.0 } else { 0.0 };
+            g[o * r + k] = s * (e - po);
+        }
+    }
+    (g, r)
+}
+
+/// The Fisher diagonal of `net` on the examples of `ds` by the CPU engine (see the module
+/// documentation); [`supports`] says which networks and devices it takes. `progress(k)` is
+/// called after each batch with the number of examples done.
+pub fn compute(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    opts: &FisherOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Fisher> {
+    opts.validate()?;
+    super::check_inputs(spec, ds)?;
+    if !supports(net, device) {
+        return Err(Error::Other(
+            "the CPU Fisher engine takes ResNets and MLPs on the CPU device".into(),
+        ));
+    }
+    let ad = device.clone().autodiff();
+    let net = super::eval_mode(net, &ad, false);
+    let classes = spec.num_classes();
+    let mut rng = super::draw_rng(opts);
+    // one example's records fix the plan and the batch size
+    let (x, _) = super::batch(ds, spec, &[0], &ad)?;
+    let mut rec = Recorder::default();
+    net.forward_with(x, &mut rec);
+    let per_example: usize = rec
+        .records
+        .iter()
+        .map(|r| r.in_len * if r.output.is_empty() { 1 } else { 2 })
+        .sum();
+    let (plan, slots) = plan(&net, &rec.records)?;
+    let batch = (RECORD_BUDGET / per_example.max(1)).clamp(1, opts.batch_size);
+    let threads = rayon::current_num_threads().max(1);
+    let mut partial: Vec<Sums> = (0..threads)
+        .map(|_| slots.iter().map(|&(_, n)| vec![0f32; n]).collect())
+        .collect();
+    let mut totals: Vec<Vec<f64>> = slots.iter().map(|&(_, n)| vec![0f64; n]).collect();
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let mut done = 0;
+    for chunk in idx.chunks(batch) {
+        let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
+        let mut rec = Recorder::default();
+        let logits = net.forward_with(x, &mut rec);
+        let probs = super::softmax_rows(logits);
+        super::check_probs(&probs)?;
+        let rows = super::batch_rows(opts, &probs, classes, &labels, &mut rng);
+        let n = chunk.len();
+        let share = n.div_ceil(threads);
+        let recs = &rec.records;
+        let plan = &plan;
+        partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
+            for i in (t * share)..((t + 1) * share).min(n) {
+                let (g, r) = cotangents(&probs[i * classes..(i + 1) * classes], &rows[i]);
+                if r > 0 {
+                    backward(plan, recs, i, g, r, sums);
+                }
+            }
+        });
+        for sums in &mut partial {
+            for (tot, s) in totals.iter_mut().zip(sums.iter_mut()) {
+                for (t, v) in tot.iter_mut().zip(s.iter_mut()) {
+                    *t += *v as f64;
+                    *v = 0.0;
+                }
+            }
+        }
+        done += n;
+        progress(done);
+    }
+    let sums: HashMap<ParamId, Vec<f64>> = slots.iter().map(|&(id, _)| id).zip(totals).collect();
+    Fisher::from_sums(&net, sums, ds.len(), opts)
+}
