@@ -258,6 +258,22 @@ fn exact_matches_closed_form_on_linear_softmax() {
     }
 }
 
+/// The CPU engine caps the rows of an example carried through one backward pass by memory
+/// (1000 classes at 224 px); carrying them one, two or all at a time gives the same Fisher.
+#[test]
+fn engine_rows_in_groups_give_the_same_fisher() {
+    let s = spec("resnet50", [3, 16, 16], vec![], 5, false);
+    let net = random_net(&s, 11, 1.0);
+    let ds = dataset(&s, 3, 5);
+    let (dev, o) = (Device::flex(), opts(Estimator::Exact, 2));
+    let all = fisher::host::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    for rows in [1, 2] {
+        let f =
+            fisher::host::compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {}).unwrap();
+        assert_close(&f, &all, 1e-5);
+    }
+}
+
 /// `mc` draws its labels example by example from one generator, so they depend on the seed only:
 /// burn's probe path at batch 2 (one backward pass per draw) and the CPU engine at batch 5
 /// (repeated labels of an example merged into one row) give the same Fisher.

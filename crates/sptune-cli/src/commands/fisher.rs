@@ -19,6 +19,8 @@ pub struct Computed {
     pub fisher: Fisher,
     /// Seconds spent in the computation (data loading excluded).
     pub seconds: f64,
+    /// The path that computed it ([`fisher::engine`]).
+    pub engine: &'static str,
 }
 
 /// Computes the Fisher of the checkpoint `model` on the first `samples` (0 = all) training
@@ -61,6 +63,7 @@ pub fn compute_file(
     };
     let mut bar = Bar::new(&format!("fisher {}", opts.estimator.name()), g.quiet);
     bar.event(sptune::train::Progress::Start(ds.len() as u64));
+    let engine = fisher::engine(&net, &g.device);
     let t0 = std::time::Instant::now();
     let f = fisher::compute(&net, &spec, &ds, opts, &g.device, &mut |done| {
         bar.set_position(done as u64)
@@ -68,7 +71,11 @@ pub fn compute_file(
     let seconds = t0.elapsed().as_secs_f64();
     bar.finish();
     f.save(out, &spec)?;
-    Ok(Computed { fisher: f, seconds })
+    Ok(Computed {
+        fisher: f,
+        seconds,
+        engine,
+    })
 }
 
 /// Runs `sptune fisher`.
@@ -106,13 +113,13 @@ pub fn run(a: FisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         let v = json!({
             "out": a.out, "estimator": f.estimator.name(), "samples": f.samples,
             "mc_samples": f.mc_samples, "tensors": f.tensors.len(), "parameters": n,
-            "mean": total / n.max(1) as f64, "max": max, "seconds": c.seconds,
+            "mean": total / n.max(1) as f64, "max": max, "seconds": c.seconds, "engine": c.engine,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "{} Fisher on {} examples: {} tensors, {} parameters, mean {:.3e}, max {:.3e} \
-             ({:.1} s) -> {}",
+             ({:.1} s, {}) -> {}",
             f.estimator.name(),
             f.samples,
             f.tensors.len(),
@@ -120,6 +127,7 @@ pub fn run(a: FisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
             total / n.max(1) as f64,
             max,
             c.seconds,
+            c.engine,
             a.out.display()
         );
     }

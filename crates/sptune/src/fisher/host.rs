@@ -44,6 +44,10 @@ use crate::{Error, Result};
 /// picks its batch size: 2^28 floats, 1 GiB.
 const RECORD_BUDGET: usize = 1 << 28;
 
+/// Floats of one layer's gradient for all the rows carried together (2^24, 64 MiB): an example
+/// of a 1000-class model at 224 px runs its rows in groups rather than at once.
+const ROW_BUDGET: usize = 1 << 24;
+
 /// Largest block of per-row weight gradients materialized at once (floats): 256 KiB, so a block
 /// is squared while it is still in the core's L2 cache.
 const BLOCK: usize = 1 << 16;
@@ -799,9 +803,9 @@ fn block_back(
     g
 }
 
-/// The logit cotangents `[classes][rows]` of one example: `√ω (e_y − p)` per row, rows with the
-/// same label merged and rows of weight 0 dropped.
-fn cotangents(p: &[f32], rows: &[(usize, f64)]) -> (Vec<f32>, usize) {
+/// One example's rows with the same label merged (`ω₁ g² + ω₂ g² = (ω₁ + ω₂) g²`) and rows of
+/// weight 0 dropped.
+fn merge_rows(rows: &[(usize, f64)]) -> Vec<(usize, f64)> {
     let mut merged: Vec<(usize, f64)> = Vec::new();
     for &(y, w) in rows {
         match merged.iter_mut().find(|(m, _)| *m == y) {
@@ -810,16 +814,21 @@ fn cotangents(p: &[f32], rows: &[(usize, f64)]) -> (Vec<f32>, usize) {
         }
     }
     merged.retain(|&(_, w)| w > 0.0);
-    let r = merged.len();
+    merged
+}
+
+/// The logit cotangents `[classes][rows]` of one example: `√ω (e_y − p)` per row.
+fn cotangents(p: &[f32], rows: &[(usize, f64)]) -> Vec<f32> {
+    let r = rows.len();
     let mut g = vec![0f32; p.len() * r];
-    for (k, &(y, w)) in merged.iter().enumerate() {
+    for (k, &(y, w)) in rows.iter().enumerate() {
         let s = w.sqrt() as f32;
         for (o, &po) in p.iter().enumerate() {
             let e = if o == y { 1.0 } else { 0.0 };
             g[o * r + k] = s * (e - po);
         }
     }
-    (g, r)
+    g
 }
 
 /// The Fisher diagonal of `net` on the examples of `ds` by the CPU engine (see the module
@@ -831,6 +840,21 @@ pub fn compute(
     ds: &Dataset,
     opts: &FisherOptions,
     device: &Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Fisher> {
+    compute_in_groups(net, spec, ds, opts, device, usize::MAX, progress)
+}
+
+/// [`compute`] carrying at most `max_rows` rows of an example through each backward pass (the
+/// engine caps them by memory, see `ROW_BUDGET`); for the tests of that grouping.
+#[doc(hidden)]
+pub fn compute_in_groups(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    opts: &FisherOptions,
+    device: &Device,
+    max_rows: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
     opts.validate()?;
@@ -855,6 +879,9 @@ pub fn compute(
         .sum();
     let (plan, slots) = plan(&net, &rec.records)?;
     let batch = (RECORD_BUDGET / per_example.max(1)).clamp(1, opts.batch_size);
+    // rows carried together: their gradient of the largest layer stays within ROW_BUDGET
+    let largest = rec.records.iter().map(|r| r.in_len).max().unwrap_or(1);
+    let row_cap = (ROW_BUDGET / largest.max(1)).clamp(1, max_rows.max(1));
     let threads = rayon::current_num_threads().max(1);
     let mut partial: Vec<Sums> = (0..threads)
         .map(|_| slots.iter().map(|&(_, n)| vec![0f32; n]).collect())
@@ -875,9 +902,9 @@ pub fn compute(
         let plan = &plan;
         partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
             for i in (t * share)..((t + 1) * share).min(n) {
-                let (g, r) = cotangents(&probs[i * classes..(i + 1) * classes], &rows[i]);
-                if r > 0 {
-                    backward(plan, recs, i, g, r, sums);
+                let p = &probs[i * classes..(i + 1) * classes];
+                for group in merge_rows(&rows[i]).chunks(row_cap) {
+                    backward(plan, recs, i, cotangents(p, group), group.len(), sums);
                 }
             }
         });

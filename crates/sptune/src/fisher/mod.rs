@@ -421,3 +421,12 @@ pub fn compute(
         batched::compute(net, spec, ds, opts, device, progress)
     }
 }
+
+/// Which path [`compute`] takes for `net` on `device`: `"cpu-engine"` or `"probe"`.
+pub fn engine(net: &Net, device: &burn::tensor::Device) -> &'static str {
+    if host::supports(net, device) {
+        "cpu-engine"
+    } else {
+        "probe"
+    }
+}
