@@ -145,8 +145,8 @@ fn batched_equals_reference_within(
     }
 }
 
-/// The Fisher by each batched path that takes `net`: burn's probe path always, the CPU engine
-/// for ResNets and MLPs (asserted, so these tests cannot silently skip it).
+/// The Fisher by both batched paths: burn's probe path and the CPU engine (which must take
+/// every architecture on the CPU, so these tests cannot silently skip it).
 fn fast_paths(
     net: &Net,
     spec: &ModelSpec,
@@ -158,17 +158,9 @@ fn fast_paths(
         "burn probe path",
         fisher::batched::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
     )];
-    let engine = fisher::host::supports(net, &dev);
-    assert_eq!(
-        engine,
-        !spec.arch.starts_with("efficientnet"),
-        "{}",
-        spec.arch
-    );
-    if engine {
-        let f = fisher::host::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
-        v.push(("CPU engine", f));
-    }
+    assert!(fisher::host::supports(net, &dev), "{}", spec.arch);
+    let f = fisher::host::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
+    v.push(("CPU engine", f));
     v
 }
 

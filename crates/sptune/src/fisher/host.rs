@@ -52,22 +52,15 @@ const ROW_BUDGET: usize = 1 << 24;
 /// is squared while it is still in the core's L2 cache.
 const BLOCK: usize = 1 << 16;
 
-/// Whether the engine handles `net` on `device`: ResNets (ungrouped convolutions) and MLPs, on
-/// the CPU backend.
+/// Whether the engine handles `net` on `device`: every architecture of sptune (ResNet,
+/// EfficientNet-Lite, MLP), on the CPU backend.
 pub fn supports(net: &Net, device: &Device) -> bool {
     if device.clone().without_autodiff() != Device::flex() {
         return false;
     }
     match net {
-        Net::Mlp(_) => true,
-        Net::ResNet(m) => {
-            let mut ok = m.conv1.groups == 1 && m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode);
-            for b in blocks(m) {
-                ok &= convs(b).all(|(c, _)| c.groups == 1);
-            }
-            ok
-        }
-        Net::EfficientNet(_) => false,
+        Net::Mlp(_) | Net::EfficientNet(_) => true,
+        Net::ResNet(m) => m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode),
     }
 }
 
@@ -172,6 +165,7 @@ struct ConvL {
     b_slot: Option<usize>,
     cin: usize,
     cout: usize,
+    groups: usize,
     win: Window,
 }
 
@@ -243,8 +237,25 @@ struct ResNetL {
     fc: LinL,
 }
 
+/// An MBConv block: expansion (1x1, absent at ratio 1), depthwise, projection; ReLU6 after the
+/// first two; the input added to the output when `skip`.
+struct MbConvL {
+    expand: Option<(ConvL, NormL)>,
+    depthwise: (ConvL, NormL),
+    project: (ConvL, NormL),
+    skip: bool,
+}
+
+struct EfficientNetL {
+    stem: (ConvL, NormL),
+    blocks: Vec<MbConvL>,
+    head: (ConvL, NormL),
+    fc: LinL,
+}
+
 enum Plan {
     ResNet(Box<ResNetL>),
+    EfficientNet(Box<EfficientNetL>),
     Mlp(Vec<LinL>),
 }
 
@@ -281,16 +292,18 @@ impl Builder<'_> {
 
     fn conv(&mut self, m: &Conv2d) -> Result<ConvL> {
         let rec = self.record(m.weight.id, "convolution")?;
-        let [cout, cin, kh, kw] = m.weight.dims();
+        let [cout, cg, kh, kw] = m.weight.dims();
+        let cin = cg * m.groups;
         let in_hw = self.records[rec].hw;
         let pad = conv_padding(m, in_hw[0], in_hw[1]);
         Ok(ConvL {
             rec,
             w: values(m.weight.val()),
-            w_slot: self.slot(m.weight.id, cout * cin * kh * kw),
+            w_slot: self.slot(m.weight.id, cout * cg * kh * kw),
             b_slot: m.bias.as_ref().map(|b| self.slot(b.id, cout)),
             cin,
             cout,
+            groups: m.groups,
             win: Window::new(m.kernel_size, m.stride, m.dilation, pad, in_hw),
         })
     }
@@ -371,10 +384,31 @@ fn plan(net: &Net, records: &[Record]) -> Result<(Plan, Vec<(ParamId, usize)>)> 
                 .map(|l| b.linear(l))
                 .collect::<Result<_>>()?,
         ),
-        Net::EfficientNet(_) => {
-            return Err(Error::Other(
-                "the CPU Fisher engine does not handle EfficientNet".into(),
-            ));
+        Net::EfficientNet(m) => {
+            let stem = (b.conv(&m._conv_stem)?, b.norm(&m._bn0)?);
+            let mut blocks = Vec::new();
+            for k in &m._blocks {
+                let expand = match (&k._expand_conv, &k._bn0) {
+                    (Some(c), Some(n)) => Some((b.conv(c)?, b.norm(n)?)),
+                    _ => None,
+                };
+                let depthwise = (b.conv(&k._depthwise_conv)?, b.norm(&k._bn1)?);
+                let project = (b.conv(&k._project_conv)?, b.norm(&k._bn2)?);
+                blocks.push(MbConvL {
+                    expand,
+                    depthwise,
+                    project,
+                    skip: k.skip,
+                });
+            }
+            let head = (b.conv(&m._conv_head)?, b.norm(&m._bn1)?);
+            let fc = b.linear(&m._fc)?;
+            Plan::EfficientNet(Box::new(EfficientNetL {
+                stem,
+                blocks,
+                head,
+                fc,
+            }))
         }
     };
     if b.next != records.len() {
@@ -519,10 +553,14 @@ fn conv_step(
     need_dx: bool,
     sums: &mut Sums,
 ) -> Vec<f32> {
-    let [ho, wo] = l.win.out_hw;
-    let po = ho * wo;
-    let kdim = l.cin * l.win.kernel[0] * l.win.kernel[1];
-    let pointwise = l.win.kernel == [1, 1]
+    let ([h, w], [ho, wo]) = (l.win.in_hw, l.win.out_hw);
+    let (hw, po) = (h * w, ho * wo);
+    let kk = l.win.kernel[0] * l.win.kernel[1];
+    // group j: output channels j·og.., input channels j·cg.., weight rows of kg values
+    let (cg, og) = (l.cin / l.groups, l.cout / l.groups);
+    let kg = cg * kk;
+    let pointwise = l.groups == 1
+        && l.win.kernel == [1, 1]
         && l.win.stride == [1, 1]
         && l.win.pad == [(0, 0), (0, 0)]
         && l.win.in_hw == l.win.out_hw;
@@ -533,21 +571,24 @@ fn conv_step(
         unfolded = im2col(&l.win, l.cin, x);
         &unfolded
     };
-    // per-row weight gradients, a block of output channels at a time
-    let per = (BLOCK / (rows * kdim).max(1)).clamp(1, l.cout);
-    let mut m = vec![0f32; per * rows * kdim];
+    // per-row weight gradients G Uᵀ, a block of output channels at a time
+    let per = (BLOCK / (rows * kg).max(1)).clamp(1, og);
+    let mut m = vec![0f32; per * rows * kg];
     let acc = &mut sums[l.w_slot];
-    for o0 in (0..l.cout).step_by(per) {
-        let on = per.min(l.cout - o0);
-        let dst = &mut m[..on * rows * kdim];
-        let lhs = &g[o0 * rows * po..(o0 + on) * rows * po];
-        matmul(dst, kdim, lhs, [po, 1], u, [1, po], [on * rows, po, kdim]);
-        for oo in 0..on {
-            let a = &mut acc[(o0 + oo) * kdim..(o0 + oo + 1) * kdim];
-            for r in 0..rows {
-                let v = &dst[(oo * rows + r) * kdim..(oo * rows + r + 1) * kdim];
-                for (a, v) in a.iter_mut().zip(v) {
-                    *a += v * v;
+    for j in 0..l.groups {
+        let uj = &u[j * kg * po..(j + 1) * kg * po];
+        for o0 in (j * og..(j + 1) * og).step_by(per) {
+            let on = per.min((j + 1) * og - o0);
+            let dst = &mut m[..on * rows * kg];
+            let lhs = &g[o0 * rows * po..(o0 + on) * rows * po];
+            matmul(dst, kg, lhs, [po, 1], uj, [1, po], [on * rows, po, kg]);
+            for oo in 0..on {
+                let a = &mut acc[(o0 + oo) * kg..(o0 + oo + 1) * kg];
+                for r in 0..rows {
+                    let v = &dst[(oo * rows + r) * kg..(oo * rows + r + 1) * kg];
+                    for (a, v) in a.iter_mut().zip(v) {
+                        *a += v * v;
+                    }
                 }
             }
         }
@@ -564,37 +605,55 @@ fn conv_step(
         return Vec::new();
     }
     // input gradient: Wᵀ G, folded back onto the input
-    let [h, w] = l.win.in_hw;
-    let hw = h * w;
-    let wt = [1, kdim]; // Wᵀ[k][o] = W[o][k]
-    if pointwise {
-        let mut dx = vec![0f32; l.cin * rows * hw];
-        matmul(
-            &mut dx,
-            rows * hw,
-            &l.w,
-            wt,
-            g,
-            [rows * po, 1],
-            [kdim, l.cout, rows * po],
-        );
-        return dx;
-    }
     let mut dx = vec![0f32; l.cin * rows * hw];
-    let mut cols = vec![0f32; kdim * po];
-    for r in 0..rows {
-        matmul(
-            &mut cols,
-            po,
-            &l.w,
-            wt,
-            &g[r * po..],
-            [rows * po, 1],
-            [kdim, l.cout, po],
-        );
-        col2im(&l.win, l.cin, &cols, &mut dx[r * hw..], rows * hw);
+    if pointwise {
+        let n = rows * po;
+        matmul(&mut dx, n, &l.w, [1, kg], g, [n, 1], [kg, l.cout, n]);
+    } else if cg == 1 && og == 1 {
+        depthwise_dx(l, g, rows, &mut dx);
+    } else {
+        let mut cols = vec![0f32; kg * po];
+        for r in 0..rows {
+            for j in 0..l.groups {
+                let wj = &l.w[j * og * kg..(j + 1) * og * kg]; // Wⱼᵀ[k][o] = Wⱼ[o][k]
+                let gj = &g[(j * og * rows + r) * po..];
+                matmul(&mut cols, po, wj, [1, kg], gj, [rows * po, 1], [kg, og, po]);
+                let dst = &mut dx[(j * cg * rows + r) * hw..];
+                col2im(&l.win, cg, &cols, dst, rows * hw);
+            }
+        }
     }
     dx
+}
+
+/// A depthwise convolution's input gradient, directly: every output position adds its
+/// gradient times the channel's kernel onto its input window.
+fn depthwise_dx(l: &ConvL, g: &[f32], rows: usize, dx: &mut [f32]) {
+    let win = &l.win;
+    let ([h, w], [ho, wo]) = (win.in_hw, win.out_hw);
+    let kk = win.kernel[0] * win.kernel[1];
+    for c in 0..l.cin {
+        let kernel = &l.w[c * kk..(c + 1) * kk];
+        for r in 0..rows {
+            let src = &g[(c * rows + r) * ho * wo..(c * rows + r + 1) * ho * wo];
+            let dst = &mut dx[(c * rows + r) * h * w..(c * rows + r + 1) * h * w];
+            for ki in 0..win.kernel[0] {
+                let offh = (ki * win.dilation[0]) as isize - win.pad[0].0 as isize;
+                for kj in 0..win.kernel[1] {
+                    let offw = (kj * win.dilation[1]) as isize - win.pad[1].0 as isize;
+                    let k = kernel[ki * win.kernel[1] + kj];
+                    let cs = valid(wo, win.stride[1], offw, w);
+                    for oh in valid(ho, win.stride[0], offh, h) {
+                        let ih = ((oh * win.stride[0]) as isize + offh) as usize;
+                        for ow in cs.clone() {
+                            let iw = (ow as isize * win.stride[1] as isize + offw) as usize;
+                            dst[ih * w + iw] += k * src[oh * wo + ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An eval-mode BatchNorm: adds `γ`'s `Σ_r (Σ_pos g x̂)²` and `β`'s `Σ_r (Σ_pos g)²`, then
@@ -740,11 +799,7 @@ fn backward(plan: &Plan, recs: &[Record], i: usize, g: Vec<f32>, rows: usize, su
             // global average pooling
             let last = &blocks.last().expect("a ResNet has blocks").main;
             let hw = recs[last.last().expect("convolutions").1.rec].hw;
-            let p = hw[0] * hw[1];
-            let mut g = Vec::with_capacity(feats.len() * p);
-            for v in feats {
-                g.extend(std::iter::repeat_n(v / p as f32, p));
-            }
+            let mut g = spread(&feats, hw[0] * hw[1]);
             for b in blocks.iter().rev() {
                 g = block_back(b, recs, i, g, rows, sums);
             }
@@ -758,7 +813,62 @@ fn backward(plan: &Plan, recs: &[Record], i: usize, g: Vec<f32>, rows: usize, su
             norm_step(bn1, recs[bn1.rec].input(i), &mut g, rows, sums);
             conv_step(conv1, recs[conv1.rec].input(i), &g, rows, false, sums);
         }
+        Plan::EfficientNet(net) => {
+            let fc = &net.fc;
+            let feats = linear_step(fc, recs[fc.rec].input(i), &g, rows, true, sums);
+            let (conv, norm) = &net.head;
+            let mut g = spread(&feats, recs[norm.rec].hw[0] * recs[norm.rec].hw[1]);
+            g = conv_norm_relu6_back(conv, norm, recs, i, g, rows, true, sums);
+            for b in net.blocks.iter().rev() {
+                let skip = b.skip.then(|| g.clone());
+                let (conv, norm) = &b.project;
+                norm_step(norm, recs[norm.rec].input(i), &mut g, rows, sums);
+                g = conv_step(conv, recs[conv.rec].input(i), &g, rows, true, sums);
+                let (conv, norm) = &b.depthwise;
+                g = conv_norm_relu6_back(conv, norm, recs, i, g, rows, true, sums);
+                if let Some((conv, norm)) = &b.expand {
+                    g = conv_norm_relu6_back(conv, norm, recs, i, g, rows, true, sums);
+                }
+                if let Some(s) = skip {
+                    for (a, s) in g.iter_mut().zip(&s) {
+                        *a += s;
+                    }
+                }
+            }
+            let (conv, norm) = &net.stem;
+            conv_norm_relu6_back(conv, norm, recs, i, g, rows, false, sums);
+        }
     }
+}
+
+/// Global average pooling's backward pass: `[channels][rows]` to `[channels][rows][p]`.
+fn spread(feats: &[f32], p: usize) -> Vec<f32> {
+    let mut g = Vec::with_capacity(feats.len() * p);
+    for v in feats {
+        g.extend(std::iter::repeat_n(v / p as f32, p));
+    }
+    g
+}
+
+/// The backward pass of `relu6(norm(conv(x)))` from the gradient of its output.
+#[allow(clippy::too_many_arguments)]
+fn conv_norm_relu6_back(
+    conv: &ConvL,
+    norm: &NormL,
+    recs: &[Record],
+    i: usize,
+    mut g: Vec<f32>,
+    rows: usize,
+    need_dx: bool,
+    sums: &mut Sums,
+) -> Vec<f32> {
+    let y = recs[norm.rec].output(i);
+    // burn's clamp passes the gradient on [0, 6], ends included
+    mask(&mut g, rows, y.len() / norm.mean.len(), |k| {
+        (0.0..=6.0).contains(&y[k])
+    });
+    norm_step(norm, recs[norm.rec].input(i), &mut g, rows, sums);
+    conv_step(conv, recs[conv.rec].input(i), &g, rows, need_dx, sums)
 }
 
 /// A residual block's backward pass: `g` is the gradient of the block's output.
@@ -921,4 +1031,93 @@ pub fn compute_in_groups(
     }
     let sums: HashMap<ParamId, Vec<f64>> = slots.iter().map(|&(id, _)| id).zip(totals).collect();
     Fisher::from_sums(&net, sums, ds.len(), opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    /// `conv_step` on one example with two rows against burn's autodiff: for each row `r`,
+    /// backward of `Σ g_r · conv(x)` gives the weight, bias and input gradients; the engine must
+    /// return `Σ_r` of their squares and the input gradients in `[cin][rows][h·w]`.
+    fn check(groups: usize, [cin, cout]: [usize; 2], k: usize, stride: usize, pad: usize) {
+        let dev = Device::flex().autodiff();
+        dev.seed(7);
+        let conv = Conv2dConfig::new([cin, cout], [k, k])
+            .with_groups(groups)
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .init(&dev);
+        let (h, w) = (7, 6);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([1, cin, h, w], normal, &dev).require_grad();
+        let out = conv.forward(x.clone()).dims();
+        let rows = 2;
+        let gs: Vec<Tensor<4>> = (0..rows)
+            .map(|_| Tensor::<4>::random(out, normal, &dev))
+            .collect();
+        let (mut w2, mut b2, mut dxs) = (None::<Tensor<4>>, None::<Tensor<1>>, Vec::new());
+        for g in &gs {
+            let grads = (conv.forward(x.clone()) * g.clone()).sum().backward();
+            let gw = conv.weight.val().grad(&grads).unwrap().square();
+            let gb = conv.bias.as_ref().unwrap().val().grad(&grads).unwrap().square();
+            w2 = Some(w2.map_or(gw.clone(), |t| t + gw));
+            b2 = Some(b2.map_or(gb.clone(), |t| t + gb));
+            dxs.push(host(&x.grad(&grads).unwrap().reshape([cin, h * w])));
+        }
+        // the engine's layouts
+        let [_, _, ho, wo] = out;
+        let po = ho * wo;
+        let gv: Vec<Vec<f32>> = gs.iter().map(|g| host(g)).collect();
+        let mut g = vec![0f32; cout * rows * po];
+        for o in 0..cout {
+            for r in 0..rows {
+                g[(o * rows + r) * po..(o * rows + r + 1) * po]
+                    .copy_from_slice(&gv[r][o * po..(o + 1) * po]);
+            }
+        }
+        let pad = [(pad, pad), (pad, pad)];
+        let l = ConvL {
+            rec: 0,
+            w: host(&conv.weight.val()),
+            w_slot: 0,
+            b_slot: Some(1),
+            cin,
+            cout,
+            groups,
+            win: Window::new([k, k], [stride, stride], [1, 1], pad, [h, w]),
+        };
+        assert_eq!(l.win.out_hw, [ho, wo]);
+        let mut sums: Sums = vec![vec![0f32; l.w.len()], vec![0f32; cout]];
+        let dx = conv_step(&l, &host(&x), &g, rows, true, &mut sums);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (j, (u, v)) in a.iter().zip(b).enumerate() {
+                assert!((u - v).abs() <= 1e-5 * m, "{what}[{j}]: {u} vs {v}");
+            }
+        };
+        close(&sums[0], &host(&w2.unwrap()), "weight squares");
+        close(&sums[1], &host(&b2.unwrap()), "bias squares");
+        for (r, want) in dxs.iter().enumerate() {
+            let got: Vec<f32> = (0..cin)
+                .flat_map(|c| dx[(c * rows + r) * h * w..(c * rows + r + 1) * h * w].to_vec())
+                .collect();
+            close(&got, want, "input gradient");
+        }
+    }
+
+    #[test]
+    fn conv_step_matches_autodiff() {
+        check(1, [3, 4], 3, 1, 1); // im2col + col2im
+        check(1, [3, 4], 1, 1, 0); // pointwise
+        check(1, [3, 5], 1, 2, 0); // strided 1x1 (downsample)
+        check(2, [4, 6], 3, 2, 1); // grouped
+        check(5, [5, 5], 3, 2, 1); // depthwise
+        check(5, [5, 5], 5, 1, 2); // depthwise 5x5
+    }
 }

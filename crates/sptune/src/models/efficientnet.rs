@@ -87,13 +87,13 @@ fn relu6(x: Tensor<4>) -> Tensor<4> {
 /// Mobile inverted bottleneck without squeeze-excitation.
 #[derive(Module, Debug)]
 pub struct MbConv {
-    _expand_conv: Option<Conv2d>,
-    _bn0: Option<BatchNorm>,
-    _depthwise_conv: Conv2d,
-    _bn1: BatchNorm,
-    _project_conv: Conv2d,
-    _bn2: BatchNorm,
-    skip: bool,
+    pub(crate) _expand_conv: Option<Conv2d>,
+    pub(crate) _bn0: Option<BatchNorm>,
+    pub(crate) _depthwise_conv: Conv2d,
+    pub(crate) _bn1: BatchNorm,
+    pub(crate) _project_conv: Conv2d,
+    pub(crate) _bn2: BatchNorm,
+    pub(crate) skip: bool,
 }
 
 impl MbConv {
@@ -132,11 +132,11 @@ impl MbConv {
 /// EfficientNet-Lite0.
 #[derive(Module, Debug)]
 pub struct EfficientNetLite {
-    _conv_stem: Conv2d,
-    _bn0: BatchNorm,
-    _blocks: Vec<MbConv>,
-    _conv_head: Conv2d,
-    _bn1: BatchNorm,
+    pub(crate) _conv_stem: Conv2d,
+    pub(crate) _bn0: BatchNorm,
+    pub(crate) _blocks: Vec<MbConv>,
+    pub(crate) _conv_head: Conv2d,
+    pub(crate) _bn1: BatchNorm,
     /// The classification head (`_fc.weight`, `_fc.bias`).
     pub _fc: Linear,
 }
