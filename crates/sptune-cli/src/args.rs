@@ -417,10 +417,13 @@ pub struct BenchFisherArgs {
     /// Examples per batched backward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Image side (one channel).
+    /// Image side (one channel; three for efficientnet-lite0).
     #[arg(long, default_value_t = 28)]
     pub size: usize,
     /// ResNet-18 base width (64 = torchvision's).
     #[arg(long, default_value_t = 16)]
     pub width: usize,
+    /// Architecture: resnet18 (small stem) or efficientnet-lite0 (random weights either way).
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
 }

@@ -111,27 +111,41 @@ fn batching_gain(
 /// Runs the benchmark.
 pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let device = g.device.clone();
+    let channels = match a.arch.as_str() {
+        "resnet18" => 1,
+        "efficientnet-lite0" => 3,
+        other => anyhow::bail!(
+            "invalid value for --arch: {other:?}; expected resnet18 or efficientnet-lite0"
+        ),
+    };
     let spec = ModelSpec {
-        arch: "resnet18".into(),
+        arch: a.arch.clone(),
         classes: (0..a.classes).map(|i| i.to_string()).collect(),
-        input: [1, a.size, a.size],
+        input: [channels, a.size, a.size],
         width: a.width,
         small_stem: true,
         hidden: vec![],
-        mean: vec![0.5],
-        std: vec![0.25],
+        mean: vec![0.5; channels],
+        std: vec![0.25; channels],
     };
     device.seed(11);
     let net = spec.init(&device)?;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let images: Vec<f32> = (0..a.examples * a.size * a.size)
+    let images: Vec<f32> = (0..a.examples * channels * a.size * a.size)
         .map(|_| {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             (x >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect();
     let labels = (0..a.examples).map(|i| i % a.classes).collect();
-    let ds = Dataset::new(images, labels, spec.classes.clone(), 1, a.size, a.size)?;
+    let ds = Dataset::new(
+        images,
+        labels,
+        spec.classes.clone(),
+        channels,
+        a.size,
+        a.size,
+    )?;
     let opts = |estimator| FisherOptions {
         estimator,
         mc_samples: 1,
@@ -139,9 +153,13 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         seed: 0,
     };
     if !g.quiet {
+        let model = match channels {
+            1 => format!("ResNet-18 width {} small stem", a.width),
+            _ => "EfficientNet-Lite0".to_string(),
+        };
         eprintln!(
-            "ResNet-18 width {} small stem, {} classes, {} examples of 1x{}x{} px, batch {}",
-            a.width, a.classes, a.examples, a.size, a.size, a.batch_size
+            "{model}, {} classes, {} examples of {channels}x{}x{} px, batch {}",
+            a.classes, a.examples, a.size, a.size, a.batch_size
         );
     }
     let ceiling = batching_gain(&net, &spec, &ds, a.batch_size, &device)?;
@@ -179,7 +197,7 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "width": a.width, "classes": a.classes, "examples": a.examples,
+                "arch": a.arch, "width": a.width, "classes": a.classes, "examples": a.examples,
                 "size": a.size, "batch": a.batch_size, "rows": r,
                 "engine": engine,
                 "batched_vs_loop_max_rel_diff": agreement,

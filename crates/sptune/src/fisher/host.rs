@@ -1064,7 +1064,14 @@ mod tests {
         for g in &gs {
             let grads = (conv.forward(x.clone()) * g.clone()).sum().backward();
             let gw = conv.weight.val().grad(&grads).unwrap().square();
-            let gb = conv.bias.as_ref().unwrap().val().grad(&grads).unwrap().square();
+            let gb = conv
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&grads)
+                .unwrap()
+                .square();
             w2 = Some(w2.map_or(gw.clone(), |t| t + gw));
             b2 = Some(b2.map_or(gb.clone(), |t| t + gb));
             dxs.push(host(&x.grad(&grads).unwrap().reshape([cin, h * w])));
@@ -1072,7 +1079,7 @@ mod tests {
         // the engine's layouts
         let [_, _, ho, wo] = out;
         let po = ho * wo;
-        let gv: Vec<Vec<f32>> = gs.iter().map(|g| host(g)).collect();
+        let gv: Vec<Vec<f32>> = gs.iter().map(host).collect();
         let mut g = vec![0f32; cout * rows * po];
         for o in 0..cout {
             for r in 0..rows {
