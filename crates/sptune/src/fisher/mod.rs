@@ -12,10 +12,15 @@
 //! where `g_{i,c} = ∇_w log p_c(x_i)`. Squares are always **per example**: never the square of
 //! a batch-summed gradient. The model is in eval mode (BatchNorm uses its running statistics).
 //!
-//! [`compute`] gets every example's gradient from one backward pass per class (or sample) over
-//! a whole batch ([`batched`]); [`reference::compute`] loops over single examples and exists
-//! for the tests and the benchmark. Both accumulate `Σ_i ω_i g_{i,y}²` over *rows*
-//! `(example i, label y, weight ω)`: a [`Pass`] assigns one row to every example of a batch.
+//! Three implementations accumulate `Σ_i ω_i g_{i,y}²` over the same *rows* `(example i,
+//! label y, weight ω)` ([`batch_rows`]):
+//!
+//! - [`host`], the CPU engine and [`compute`]'s choice on the CPU: one forward pass per batch,
+//!   then every row of an example through one hand-written backward pass, a matrix product per
+//!   layer;
+//! - [`batched`], burn's autodiff with "probe" tensors: one forward and backward pass per class
+//!   (or sample) over a whole batch, on any device (the GPU path);
+//! - [`reference`], the batch-1 loop, for the tests and the benchmark.
 
 pub mod batched;
 pub mod host;
