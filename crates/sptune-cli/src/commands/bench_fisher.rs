@@ -1,8 +1,8 @@
 //! `sptune bench-fisher`: the batched Fisher against the batch-1 loop it replaces.
 //!
 //! One model (ResNet-18 with the small stem by default, or EfficientNet-Lite0 with `--arch`;
-//! seeded random weights) and one set of
-//! examples (seeded random images, 28x28 by default); timed in one run: `exact` by the default path (the
+//! seeded random weights) and one set of examples (seeded random images, 28x28 by default);
+//! timed in one run: `exact` by the default path (the
 //! CPU engine, [`sptune::fisher::host`], on the CPU), `exact` by burn's probe path (one
 //! forward and backward pass per class, [`sptune::fisher::batched`]), `exact` by the batch-1
 //! loop, and `mc` with K = 1 by the default path, plus each path's peak resident memory (Linux
