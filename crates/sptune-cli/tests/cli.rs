@@ -328,7 +328,10 @@ fn fisher_then_fisher_finetune_and_distance() {
     ]));
     assert_eq!(r["samples"], 7);
     assert_eq!(r["estimator"], "exact");
-    assert_eq!(r["engine"], "cpu-engine", "the CPU engine computes it on the CPU");
+    assert_eq!(
+        r["engine"], "cpu-engine",
+        "the CPU engine computes it on the CPU"
+    );
     let f = Fisher::read(&fpath).unwrap();
     assert_eq!(
         f.tensors.keys().collect::<Vec<_>>(),
