@@ -51,7 +51,7 @@ struct Run {
     stdout: String,
 }
 
-fn run(args: &[&str]) -> Run {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let o = sptune().args(args).output().unwrap();
     Run {
         code: o.status.code().unwrap_or(-1),
@@ -401,12 +401,9 @@ fn fisher_then_fisher_finetune_and_distance() {
         .map(|x| x.to_string())
         .collect()
     };
-    let ft = ft_args(s(&fpath), s(&tuned));
-    json(&run(&ft
-        .iter()
-        .map(|x| x.as_str())
-        .chain(["--json"])
-        .collect::<Vec<_>>()));
+    let mut ft = ft_args(s(&fpath), s(&tuned));
+    ft.push("--json".into());
+    json(&run(&ft));
     let cfg = std::fs::read_to_string(d.path().join("tuned.run/config.toml")).unwrap();
     assert!(
         cfg.contains("fisher = ") && cfg.contains("fisher_normalize = \"mean\""),
@@ -460,7 +457,7 @@ fn fisher_then_fisher_finetune_and_distance() {
     ]));
     let out = d.path().join("bad.safetensors");
     let ft = ft_args(s(&other_f), s(&out));
-    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    let r = run(&ft);
     assert_clean_failure(&r, &["other-fisher.safetensors", "fc1.bias", "[8]"], &out);
 
     // a negative Fisher entry
@@ -469,13 +466,13 @@ fn fisher_then_fisher_finetune_and_distance() {
     let neg_path = d.path().join("neg.safetensors");
     neg.save(&neg_path, &spec).unwrap();
     let ft = ft_args(s(&neg_path), s(&out));
-    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    let r = run(&ft);
     assert_clean_failure(&r, &["neg.safetensors", "fc1.weight", "-0.5"], &out);
 
     // an alpha at which the explicit step diverges on the Fisher penalty
     let mut ft = ft_args(s(&fpath), s(&out));
     ft.extend(["--alpha".to_string(), "1e6".to_string()]);
-    let r = run(&ft.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    let r = run(&ft);
     assert_clean_failure(&r, &["diverge", "--fisher-max"], &out);
 
     // unknown estimator; Fisher scheme without a file

@@ -19,12 +19,12 @@ use std::collections::HashMap;
 
 use burn::module::ParamId;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::tensor::module::unfold4d;
 use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{Fisher, FisherOptions};
+use super::{Fisher, FisherOptions, conv_padding};
 use crate::Result;
 use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
@@ -117,32 +117,6 @@ impl Hook for Probe {
             probe: probe.clone(),
         });
         y + probe
-    }
-}
-
-/// `((top, bottom), (left, right))` padding of a convolution, as burn's `Conv2d` computes it.
-pub(super) fn conv_padding(m: &Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
-    resolve_padding(&m.padding, m.kernel_size, m.stride, h, w)
-}
-
-/// `((top, bottom), (left, right))` of a padding configuration (burn's rules).
-pub(super) fn resolve_padding(
-    padding: &PaddingConfig2d,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    h: usize,
-    w: usize,
-) -> [(usize, usize); 2] {
-    let same = |k: usize, s: usize, n: usize| {
-        let out = n.div_ceil(s);
-        let total = ((out - 1) * s + k).saturating_sub(n);
-        (total / 2, total - total / 2)
-    };
-    match padding {
-        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => [same(kernel[0], stride[0], h), same(kernel[1], stride[1], w)],
-        // burn's order: (top, left, bottom, right)
-        PaddingConfig2d::Explicit(t, l, b, r) => [(*t, *b), (*l, *r)],
     }
 }
 

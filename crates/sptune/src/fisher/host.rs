@@ -3,10 +3,10 @@
 //!
 //! [`batched`](super::batched) runs a forward and a backward pass through burn's autodiff for
 //! each class (burn cannot keep a graph for a second backward pass), at the speed of burn's
-//! batched CPU kernels. For the architectures whose eval-mode backward pass is a chain of
-//! linear maps (ResNet, MLP), this engine runs burn's forward pass once per batch, records
-//! each layer's input (and BatchNorm's output), and then computes, for every example on the
-//! host:
+//! batched CPU kernels. In eval mode the backward pass of every sptune architecture (ResNet,
+//! EfficientNet-Lite, MLP) is a chain of linear maps, so this engine runs burn's forward pass
+//! once per batch, records each layer's input (and BatchNorm's output), and then computes, for
+//! every example on the host:
 //!
 //! - the logit cotangents of all its rows at once, `√ω_r (e_{y_r} − p)` for `r = 1..R` (`exact`:
 //!   the `C` classes with weight `p_c`; rows with the same label are merged, since
@@ -18,11 +18,12 @@
 //!   too);
 //! - the squares of the per-row weight gradients, summed over the rows.
 //!
-//! In eval mode BatchNorm scales channel `c` by `γ_c/√(var_c+ε)`, ReLU passes the gradient
-//! where its output is positive, max-pooling routes it to the window's maximum and global
-//! average pooling spreads it evenly. Examples run in parallel, one slice per thread, each with
-//! its own sums; per batch the sums are added in f64. The tests compare this engine with the
-//! batch-1 loop on ResNet-18, ResNet-50 (strided stem, max-pool, bottlenecks) and MLPs.
+//! In eval mode BatchNorm scales channel `c` by `γ_c/√(var_c+ε)`, ReLU (ReLU6) passes the
+//! gradient where its output is positive (within [0, 6]), max-pooling routes it to the window's
+//! maximum and global average pooling spreads it evenly. Examples run in parallel, one slice per
+//! thread, each with its own sums; per batch the sums are added in f64. The tests compare this
+//! engine with the batch-1 loop on ResNet-18, ResNet-50 (strided stem, max-pool, bottlenecks),
+//! EfficientNet-Lite0 and MLPs, and each convolution kind with burn's autodiff.
 
 use std::collections::HashMap;
 
@@ -33,8 +34,7 @@ use burn::nn::{BatchNorm, Linear};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::batched::{conv_padding, resolve_padding};
-use super::{Fisher, FisherOptions};
+use super::{Fisher, FisherOptions, conv_padding, resolve_padding};
 use crate::data::Dataset;
 use crate::models::resnet::{Block, ResNet};
 use crate::models::{Hook, ModelSpec, Net};
@@ -70,12 +70,11 @@ fn blocks(m: &ResNet) -> impl Iterator<Item = &Block> {
         .flatten()
 }
 
-/// A block's (conv, BatchNorm) pairs in forward order: downsample first, then the main branch.
-fn convs(b: &Block) -> impl Iterator<Item = (&Conv2d, &BatchNorm)> {
-    let ds = b.downsample.as_ref().map(|(c, n)| (c, n));
+/// A block's main-branch (conv, BatchNorm) pairs in forward order (the third in bottlenecks).
+fn main_branch(b: &Block) -> impl Iterator<Item = (&Conv2d, &BatchNorm)> {
     let third = b.conv3.as_ref().zip(b.bn3.as_ref());
-    ds.into_iter()
-        .chain([(&b.conv1, &b.bn1), (&b.conv2, &b.bn2)])
+    [(&b.conv1, &b.bn1), (&b.conv2, &b.bn2)]
+        .into_iter()
         .chain(third)
 }
 
@@ -223,6 +222,42 @@ impl Window {
     }
 }
 
+/// One kernel tap of a [`Window`]: its index in the kernel, its offsets onto the (unpadded)
+/// input, and the output rows and columns whose input position lies inside the image.
+struct Tap {
+    k: usize,
+    off: [isize; 2],
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+impl Window {
+    /// The kernel's taps, row-major (`k = ki·kw + kj`).
+    fn taps(&self) -> Vec<Tap> {
+        let mut v = Vec::with_capacity(self.kernel[0] * self.kernel[1]);
+        for ki in 0..self.kernel[0] {
+            for kj in 0..self.kernel[1] {
+                let off = [0, 1].map(|a| {
+                    let k = if a == 0 { ki } else { kj };
+                    (k * self.dilation[a]) as isize - self.pad[a].0 as isize
+                });
+                v.push(Tap {
+                    k: ki * self.kernel[1] + kj,
+                    off,
+                    rows: valid(self.out_hw[0], self.stride[0], off[0], self.in_hw[0]),
+                    cols: valid(self.out_hw[1], self.stride[1], off[1], self.in_hw[1]),
+                });
+            }
+        }
+        v
+    }
+
+    /// The input row (`axis` 0) or column (1) that output position `o` reads at offset `off`.
+    fn input(&self, axis: usize, o: usize, off: isize) -> usize {
+        ((o * self.stride[axis]) as isize + off) as usize
+    }
+}
+
 struct BlockL {
     downsample: Option<(ConvL, NormL)>,
     /// The main branch's (conv, BatchNorm) pairs; ReLU between them, none after the last.
@@ -257,10 +292,6 @@ enum Plan {
     ResNet(Box<ResNetL>),
     EfficientNet(Box<EfficientNetL>),
     Mlp(Vec<LinL>),
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    host(&t)
 }
 
 /// Walks the network in forward order, matching each layer with its record.
@@ -298,7 +329,7 @@ impl Builder<'_> {
         let pad = conv_padding(m, in_hw[0], in_hw[1]);
         Ok(ConvL {
             rec,
-            w: values(m.weight.val()),
+            w: host(&m.weight.val()),
             w_slot: self.slot(m.weight.id, cout * cg * kh * kw),
             b_slot: m.bias.as_ref().map(|b| self.slot(b.id, cout)),
             cin,
@@ -311,17 +342,17 @@ impl Builder<'_> {
     fn norm(&mut self, m: &BatchNorm) -> Result<NormL> {
         let rec = self.record(m.gamma.id, "BatchNorm")?;
         let c = m.gamma.dims()[0];
-        let var = values(m.running_var.value());
+        let var = host(&m.running_var.value());
         let inv_std: Vec<f32> = var
             .iter()
             .map(|v| 1.0 / (v + m.epsilon as f32).sqrt())
             .collect();
-        let gamma = values(m.gamma.val());
+        let gamma = host(&m.gamma.val());
         Ok(NormL {
             rec,
             g_slot: self.slot(m.gamma.id, c),
             b_slot: self.slot(m.beta.id, c),
-            mean: values(m.running_mean.value()),
+            mean: host(&m.running_mean.value()),
             scale: gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect(),
             inv_std,
         })
@@ -332,7 +363,7 @@ impl Builder<'_> {
         let [fin, fout] = m.weight.dims();
         Ok(LinL {
             rec,
-            w: values(m.weight.val()),
+            w: host(&m.weight.val()),
             w_slot: self.slot(m.weight.id, fin * fout),
             b_slot: m.bias.as_ref().map(|b| self.slot(b.id, fout)),
             fin,
@@ -364,7 +395,7 @@ fn plan(net: &Net, records: &[Record]) -> Result<(Plan, Vec<(ParamId, usize)>)> 
                     None => None,
                 };
                 let mut main = Vec::new();
-                for (c, n) in convs(block).skip(usize::from(downsample.is_some())) {
+                for (c, n) in main_branch(block) {
                     main.push((b.conv(c)?, b.norm(n)?));
                 }
                 layers.push(BlockL { downsample, main });
@@ -481,22 +512,17 @@ fn valid(out: usize, s: usize, off: isize, n: usize) -> std::ops::Range<usize> {
 fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
     let kk = l.kernel[0] * l.kernel[1];
+    let taps = l.taps();
     let mut u = vec![0f32; cin * kk * ho * wo];
     for ci in 0..cin {
         let xc = &x[ci * h * w..(ci + 1) * h * w];
-        for ki in 0..l.kernel[0] {
-            let offh = (ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
-            for kj in 0..l.kernel[1] {
-                let offw = (kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
-                let row = &mut u[((ci * kk) + ki * l.kernel[1] + kj) * ho * wo..][..ho * wo];
-                let cols = valid(wo, l.stride[1], offw, w);
-                for oh in valid(ho, l.stride[0], offh, h) {
-                    let ih = (oh * l.stride[0]) as isize + offh;
-                    let src = &xc[ih as usize * w..(ih as usize + 1) * w];
-                    let dst = &mut row[oh * wo..(oh + 1) * wo];
-                    for ow in cols.clone() {
-                        dst[ow] = src[(ow as isize * l.stride[1] as isize + offw) as usize];
-                    }
+        for t in &taps {
+            let row = &mut u[(ci * kk + t.k) * ho * wo..][..ho * wo];
+            for oh in t.rows.clone() {
+                let src = &xc[l.input(0, oh, t.off[0]) * w..][..w];
+                let dst = &mut row[oh * wo..(oh + 1) * wo];
+                for ow in t.cols.clone() {
+                    dst[ow] = src[l.input(1, ow, t.off[1])];
                 }
             }
         }
@@ -509,30 +535,23 @@ fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
 fn col2im(l: &Window, cin: usize, cols: &[f32], dx: &mut [f32], cstride: usize) {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
     let kk = l.kernel[0] * l.kernel[1];
+    let taps = l.taps();
     for ci in 0..cin {
         let xc = &mut dx[ci * cstride..ci * cstride + h * w];
-        for ki in 0..l.kernel[0] {
-            let offh = (ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
-            for kj in 0..l.kernel[1] {
-                let offw = (kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
-                let row = &cols[((ci * kk) + ki * l.kernel[1] + kj) * ho * wo..][..ho * wo];
-                let cs = valid(wo, l.stride[1], offw, w);
-                for oh in valid(ho, l.stride[0], offh, h) {
-                    let ih = ((oh * l.stride[0]) as isize + offh) as usize;
-                    let dst = &mut xc[ih * w..(ih + 1) * w];
-                    let src = &row[oh * wo..(oh + 1) * wo];
-                    if l.stride[1] == 1 {
-                        let start = (cs.start as isize + offw) as usize;
-                        for (d, s) in dst[start..start + cs.len()]
-                            .iter_mut()
-                            .zip(&src[cs.clone()])
-                        {
-                            *d += s;
-                        }
-                    } else {
-                        for ow in cs.clone() {
-                            dst[(ow as isize * l.stride[1] as isize + offw) as usize] += src[ow];
-                        }
+        for t in &taps {
+            let row = &cols[(ci * kk + t.k) * ho * wo..][..ho * wo];
+            for oh in t.rows.clone() {
+                let dst = &mut xc[l.input(0, oh, t.off[0]) * w..][..w];
+                let src = &row[oh * wo..(oh + 1) * wo];
+                if l.stride[1] == 1 {
+                    let start = l.input(1, t.cols.start, t.off[1]);
+                    let dst = &mut dst[start..start + t.cols.len()];
+                    for (d, s) in dst.iter_mut().zip(&src[t.cols.clone()]) {
+                        *d += s;
+                    }
+                } else {
+                    for ow in t.cols.clone() {
+                        dst[l.input(1, ow, t.off[1])] += src[ow];
                     }
                 }
             }
@@ -632,23 +651,18 @@ fn depthwise_dx(l: &ConvL, g: &[f32], rows: usize, dx: &mut [f32]) {
     let win = &l.win;
     let ([h, w], [ho, wo]) = (win.in_hw, win.out_hw);
     let kk = win.kernel[0] * win.kernel[1];
+    let taps = win.taps();
     for c in 0..l.cin {
         let kernel = &l.w[c * kk..(c + 1) * kk];
         for r in 0..rows {
             let src = &g[(c * rows + r) * ho * wo..(c * rows + r + 1) * ho * wo];
             let dst = &mut dx[(c * rows + r) * h * w..(c * rows + r + 1) * h * w];
-            for ki in 0..win.kernel[0] {
-                let offh = (ki * win.dilation[0]) as isize - win.pad[0].0 as isize;
-                for kj in 0..win.kernel[1] {
-                    let offw = (kj * win.dilation[1]) as isize - win.pad[1].0 as isize;
-                    let k = kernel[ki * win.kernel[1] + kj];
-                    let cs = valid(wo, win.stride[1], offw, w);
-                    for oh in valid(ho, win.stride[0], offh, h) {
-                        let ih = ((oh * win.stride[0]) as isize + offh) as usize;
-                        for ow in cs.clone() {
-                            let iw = (ow as isize * win.stride[1] as isize + offw) as usize;
-                            dst[ih * w + iw] += k * src[oh * wo + ow];
-                        }
+            for t in &taps {
+                let k = kernel[t.k];
+                for oh in t.rows.clone() {
+                    let d = &mut dst[win.input(0, oh, t.off[0]) * w..][..w];
+                    for ow in t.cols.clone() {
+                        d[win.input(1, ow, t.off[1])] += k * src[oh * wo + ow];
                     }
                 }
             }
@@ -735,36 +749,27 @@ fn linear_step(
 fn pool_back(l: &Window, x: &[f32], g: &[f32], rows: usize) -> Vec<f32> {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
     let c = x.len() / (h * w);
+    let taps = l.taps();
     let mut dx = vec![0f32; c * rows * h * w];
+    let mut best = vec![(f32::NEG_INFINITY, usize::MAX); ho * wo];
     for ch in 0..c {
         let xc = &x[ch * h * w..(ch + 1) * h * w];
-        for oh in 0..ho {
-            for ow in 0..wo {
-                let mut best = (f32::NEG_INFINITY, usize::MAX);
-                for ki in 0..l.kernel[0] {
-                    let ih = (oh * l.stride[0] + ki * l.dilation[0]) as isize - l.pad[0].0 as isize;
-                    if ih < 0 || ih >= h as isize {
-                        continue;
-                    }
-                    for kj in 0..l.kernel[1] {
-                        let iw =
-                            (ow * l.stride[1] + kj * l.dilation[1]) as isize - l.pad[1].0 as isize;
-                        if iw < 0 || iw >= w as isize {
-                            continue;
-                        }
-                        let j = ih as usize * w + iw as usize;
-                        if xc[j] > best.0 {
-                            best = (xc[j], j);
-                        }
+        best.fill((f32::NEG_INFINITY, usize::MAX));
+        // taps in kernel order, so ties go to the first position of the window
+        for t in &taps {
+            for oh in t.rows.clone() {
+                for ow in t.cols.clone() {
+                    let j = l.input(0, oh, t.off[0]) * w + l.input(1, ow, t.off[1]);
+                    let b = &mut best[oh * wo + ow];
+                    if xc[j] > b.0 {
+                        *b = (xc[j], j);
                     }
                 }
-                if best.1 == usize::MAX {
-                    continue;
-                }
-                for r in 0..rows {
-                    dx[(ch * rows + r) * h * w + best.1] +=
-                        g[(ch * rows + r) * ho * wo + oh * wo + ow];
-                }
+            }
+        }
+        for (o, &(_, j)) in best.iter().enumerate().filter(|(_, b)| b.1 != usize::MAX) {
+            for r in 0..rows {
+                dx[(ch * rows + r) * h * w + j] += g[(ch * rows + r) * ho * wo + o];
             }
         }
     }
@@ -971,7 +976,7 @@ pub fn compute_in_groups(
     super::check_inputs(spec, ds)?;
     if !supports(net, device) {
         return Err(Error::Other(
-            "the CPU Fisher engine takes ResNets and MLPs on the CPU device".into(),
+            "the CPU Fisher engine runs on the CPU device only".into(),
         ));
     }
     let ad = device.clone().autodiff();
