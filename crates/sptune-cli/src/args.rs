@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
+use sptune::fisher::Estimator;
+use sptune::regularizer::{Anchor, FisherNormalize, Scheme};
+use sptune::train::{BnMode, Schedule};
 
 /// Fine-tune pretrained networks with -SP regularizers.
 #[derive(Parser, Debug)]
@@ -33,10 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Train a network from scratch on a source task.
     #[command(args_override_self = true)]
-    Pretrain(TrainArgs),
+    Pretrain(PretrainArgs),
     /// Fine-tune a source checkpoint (--init) on a target task with a regularizer.
     #[command(args_override_self = true)]
-    Finetune(TrainArgs),
+    Finetune(FinetuneArgs),
     /// Accuracy on the test split of the model's classes; with --source, the forgetting.
     #[command(args_override_self = true)]
     Eval(EvalArgs),
@@ -66,13 +68,13 @@ pub enum Command {
     BenchFisher(BenchFisherArgs),
 }
 
-/// Flags shared by `pretrain` and `finetune` (also accepted in the `--config` TOML file).
-#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Flags shared by `pretrain` and `finetune`. Each overrides the same field of the `--config`
+/// file, which overrides the command's defaults ([`sptune::run::config`]).
+#[derive(Args, Debug, Default, Clone)]
 pub struct TrainArgs {
-    /// TOML file with any of these flags (snake_case keys); flags override it.
+    /// TOML file of the run's configuration (a run directory's `config.toml` is one); flags
+    /// override it.
     #[arg(long)]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Output checkpoint (.safetensors).
     #[arg(long)]
@@ -80,12 +82,6 @@ pub struct TrainArgs {
     /// Run directory (resolved config, summary.csv, log); default: beside --out.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Starting point (finetune): a source checkpoint.
-    #[arg(long)]
-    pub init: Option<PathBuf>,
-    /// Architecture of a checkpoint without sptune metadata (e.g. a torchvision state dict).
-    #[arg(long = "init-arch")]
-    pub init_arch: Option<String>,
     /// Data: `fashion-mnist` or a directory (IDX or ImageFolder layout).
     #[arg(long)]
     pub data: Option<String>,
@@ -103,21 +99,9 @@ pub struct TrainArgs {
     /// for 224; for pretrain 32).
     #[arg(long)]
     pub resize: Option<usize>,
-    /// Evaluate on the first N test images (file order) only; 0 or absent = all.
+    /// Evaluate on the first N test images (file order) only; 0 = all.
     #[arg(long)]
     pub test_limit: Option<usize>,
-    /// Architecture (pretrain): resnet18, resnet34, resnet50, resnet101, mlp.
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// ResNet base width (torchvision: 64).
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// ResNet small-image stem (3x3 conv, no max-pool) for 28-32 px inputs.
-    #[arg(long)]
-    pub small_stem: Option<bool>,
-    /// MLP hidden sizes, e.g. `256,128` (empty: linear model).
-    #[arg(long)]
-    pub hidden: Option<String>,
     /// Passes over the training set.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -130,48 +114,30 @@ pub struct TrainArgs {
     /// SGD momentum (PyTorch semantics, dampening 0).
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// LR schedule: step (x gamma at 50% and 75% of epochs), cosine, constant.
-    #[arg(long)]
-    pub schedule: Option<String>,
+    /// LR schedule (step: x gamma at 50% and 75% of the epochs).
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
     /// Step-schedule factor.
     #[arg(long)]
     pub gamma: Option<f64>,
-    /// Regularizer on the shared part: none, l2, l2-sp, l1-sp, gl-sp, l2-sp-fisher,
-    /// gl-sp-fisher.
-    #[arg(long)]
-    pub reg: Option<String>,
+    /// Regularizer on the shared part S (finetune default l2-sp; pretrain none).
+    #[arg(long, value_enum)]
+    pub reg: Option<Scheme>,
     /// Weight of the regularizer on the shared part S.
     #[arg(long)]
     pub alpha: Option<f64>,
-    /// Fisher file of the source model (`sptune fisher`), for l2-sp-fisher / gl-sp-fisher.
-    #[arg(long)]
-    pub fisher: Option<PathBuf>,
-    /// Fisher scaling: mean (divide by the mean over the regularized part of S, so alpha is
-    /// on L2-SP's scale; default) or none.
-    #[arg(long)]
-    pub fisher_normalize: Option<String>,
-    /// Added to every (scaled) Fisher weight (default 0).
-    #[arg(long)]
-    pub fisher_floor: Option<f64>,
-    /// Cap on every (scaled) Fisher weight, applied before the floor (default: none).
-    #[arg(long)]
-    pub fisher_max: Option<f64>,
     /// Weight of plain L2 on the new head S̄ (pretrain: on everything).
     #[arg(long)]
     pub beta: Option<f64>,
-    /// Regularize all parameters of S, or only conv/linear kernels: all | weights.
-    #[arg(long)]
-    pub anchor: Option<String>,
+    /// Which tensors of S the scheme pulls toward w0.
+    #[arg(long, value_enum)]
+    pub anchor: Option<Anchor>,
     /// Freeze the stem and the first K stages.
     #[arg(long)]
     pub freeze: Option<usize>,
-    /// BatchNorm statistics while training: train (batch statistics, running averages
-    /// updated), frozen (the starting point's running statistics, kept) or auto (finetune's
-    /// default: frozen for EfficientNet-Lite, whose BatchNorm momentum 0.01 cannot follow a
-    /// short fine-tune, train otherwise) or recalibrate (train, then one pass over the training
-    /// images sets the statistics to their average).
-    #[arg(long)]
-    pub bn: Option<String>,
+    /// BatchNorm statistics while training (finetune default auto; pretrain train).
+    #[arg(long, value_enum)]
+    pub bn: Option<BnMode>,
     /// Random crop + horizontal flip on training batches.
     #[arg(long)]
     pub augment: Option<bool>,
@@ -180,26 +146,51 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
 }
 
-macro_rules! merge_fields {
-    ($a:ident, $b:ident; $($f:ident),*) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
+/// `sptune pretrain`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct PretrainArgs {
+    /// Flags shared with finetune.
+    #[command(flatten)]
+    pub common: TrainArgs,
+    /// Architecture.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(sptune::models::arch::names()))]
+    pub arch: Option<String>,
+    /// ResNet base width (torchvision: 64).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// ResNet small-image stem (3x3 conv, no max-pool); default: for inputs up to 64 px.
+    #[arg(long)]
+    pub small_stem: Option<bool>,
+    /// MLP hidden sizes, e.g. `256,128` (empty: linear model).
+    #[arg(long)]
+    pub hidden: Option<String>,
 }
 
-impl TrainArgs {
-    /// Fills fields not given on the command line from the `--config` file.
-    pub fn with_config_file(mut self) -> anyhow::Result<Self> {
-        let Some(path) = self.config.clone() else {
-            return Ok(self);
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let file: TrainArgs = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
-        let f = file;
-        merge_fields!(self, f; out, run_dir, init, init_arch, data, classes, per_class,
-            val_fraction, resize, test_limit, arch, width, small_stem, hidden, epochs, batch_size, lr,
-            momentum, schedule, gamma, reg, alpha, fisher, fisher_normalize, fisher_floor, fisher_max, beta, anchor, freeze, bn, augment, seed);
-        Ok(self)
-    }
+/// `sptune finetune`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct FinetuneArgs {
+    /// Flags shared with pretrain.
+    #[command(flatten)]
+    pub common: TrainArgs,
+    /// Starting point: a source checkpoint (or a known weights name).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Architecture of an --init file without sptune metadata (e.g. a torchvision state dict).
+    #[arg(long = "init-arch", value_parser = clap::builder::PossibleValuesParser::new(sptune::models::arch::names()))]
+    pub init_arch: Option<String>,
+    /// Fisher file of the source model (`sptune fisher`), for l2-sp-fisher / gl-sp-fisher.
+    #[arg(long)]
+    pub fisher: Option<PathBuf>,
+    /// Fisher scaling: mean divides by the mean over the anchored part of S, so alpha is on
+    /// L2-SP's scale.
+    #[arg(long, value_enum)]
+    pub fisher_normalize: Option<FisherNormalize>,
+    /// Added to every (scaled) Fisher weight (default 0).
+    #[arg(long)]
+    pub fisher_floor: Option<f64>,
+    /// Cap on every (scaled) Fisher weight, applied before the floor (default: none).
+    #[arg(long)]
+    pub fisher_max: Option<f64>,
 }
 
 /// `sptune eval`.
@@ -232,9 +223,9 @@ pub struct DistanceArgs {
     /// The fine-tuned weights w.
     #[arg(long)]
     pub to: PathBuf,
-    /// Penalties over all of S, or kernels only: all | weights.
-    #[arg(long, default_value = "all")]
-    pub anchor: String,
+    /// Penalties over all of S, or kernels only.
+    #[arg(long, value_enum, default_value_t = Anchor::All)]
+    pub anchor: Anchor,
     /// Fisher file of w0: adds the L2-SP-Fisher and GL-SP-Fisher penalties (raw F).
     #[arg(long)]
     pub fisher: Option<PathBuf>,
@@ -308,10 +299,9 @@ pub struct FisherArgs {
     /// Use the first N training examples in file order (after class selection); 0 = all.
     #[arg(long, default_value_t = 0)]
     pub samples: usize,
-    /// exact (every class, weighted by the model's probabilities), mc (sampled labels) or
-    /// empirical (true labels; biased).
-    #[arg(long, default_value = "exact")]
-    pub estimator: String,
+    /// The estimator.
+    #[arg(long, value_enum, default_value_t = Estimator::Exact)]
+    pub estimator: Estimator,
     /// Labels drawn per example for mc.
     #[arg(long, default_value_t = 1)]
     pub mc_samples: usize,
@@ -343,8 +333,13 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 5)]
     pub seeds: usize,
     /// Schemes to compare (comma-separated).
-    #[arg(long, default_value = "l2,l2-sp,l1-sp,gl-sp,l2-sp-fisher,gl-sp-fisher")]
-    pub schemes: String,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "l2,l2-sp,l1-sp,gl-sp,l2-sp-fisher,gl-sp-fisher"
+    )]
+    pub schemes: Vec<Scheme>,
     /// Source training images (first N in file order) for the Fisher of the Fisher schemes.
     #[arg(long, default_value_t = 1000)]
     pub fisher_samples: usize,

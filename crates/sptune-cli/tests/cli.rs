@@ -209,7 +209,7 @@ fn pretrain_finetune_eval_distance_on_a_tiny_task() {
     let cfg = d.path().join("ft.toml");
     std::fs::write(
         &cfg,
-        "reg = \"l1-sp\"\nalpha = 0.5\nepochs = 3\nper_class = 10\n",
+        "[train]\nreg = \"l1-sp\"\nalpha = 0.5\nepochs = 3\n[data]\nper_class = 10\n",
     )
     .unwrap();
     let tuned = d.path().join("tuned.safetensors");

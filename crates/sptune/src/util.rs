@@ -22,3 +22,24 @@ pub fn tmp_sibling(path: &Path) -> PathBuf {
         .unwrap_or_else(|| "out".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
+
+/// An option with a fixed set of values (`--reg`, `--bn`, ...): one list of variants, one
+/// spelling each. The spelling is also the serde name (kebab-case) and, with the `clap` feature,
+/// clap's `ValueEnum` name; a test checks that the three agree.
+pub trait Choice: Sized + Copy + 'static {
+    /// Every value, in the order help texts list them.
+    const ALL: &'static [Self];
+    /// The spelling of one value.
+    fn name(self) -> &'static str;
+    /// Parses a spelling; the error names the option `what` and lists the allowed values.
+    fn parse_for(what: &str, s: &str) -> Result<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let list: Vec<&str> = Self::ALL.iter().map(|v| v.name()).collect();
+                Error::invalid(what, format!("{s:?}; expected one of {}", list.join(", ")))
+            })
+    }
+}

@@ -7,7 +7,8 @@
 //! GL-SP-Fisher: Σ_g √p_g (Σ_{j∈g} F_j (w_j − w0_j)²)^½).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use sptune::regularizer::{Reference, Scheme, from_group_view, group_view};
+use sptune::Choice;
+use sptune::regularizer::{Pull, Scheme, from_group_view, group_view};
 
 fn closed_form(s: Scheme, w: &[f64], w0: &[f64], f: &[f64], g: usize) -> f64 {
     let p = w.len() / g;
@@ -39,7 +40,7 @@ fn tensor(v: &[f64], g: usize, dev: &Device) -> Tensor<2> {
 
 fn run(s: Scheme, w: &[f64], w0: &[f64], f: &[f64], g: usize) -> (f64, Vec<f64>) {
     let dev = Device::flex();
-    let r = Reference {
+    let r = Pull {
         w0: tensor(w0, g, &dev),
         fisher: Some(tensor(f, g, &dev)),
     };
@@ -110,7 +111,7 @@ fn value_and_gradient_match_closed_form_and_finite_differences() {
     let w = values(g * p, 1);
     let w0 = values(g * p, 2);
     let f = fisher(g * p, 9);
-    for s in Scheme::ALL {
+    for &s in Scheme::ALL {
         check(s, &w, &w0, &f, g, &|_| false);
     }
 }

@@ -12,7 +12,8 @@ use sptune::models::ModelSpec;
 use sptune::models::checkpoint::{Checkpoint, load_into};
 use sptune::params::{self, Kind};
 use sptune::regularizer::{Anchor, Scheme};
-use sptune::train::{self, Sgd, SgdOptions, TrainConfig};
+use sptune::regularizer::{FisherScaling, Penalty, PenaltyConfig, StartingPoint};
+use sptune::train::{self, Sgd, TrainConfig};
 
 fn ckpt(tensors: Vec<(&str, Vec<usize>, Vec<f32>)>) -> Checkpoint {
     Checkpoint {
@@ -97,15 +98,15 @@ fn sgd_momentum_with_l2_sp_matches_pytorch_semantics() {
         ("fc1.bias", vec![c], b0.clone()),
     ]);
     let (mut net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
-    let opts = SgdOptions {
-        momentum: mu,
+    let sp = StartingPoint::new(reference, &[]);
+    let cfg = PenaltyConfig {
         scheme: Scheme::L2Sp,
         alpha,
         beta: 0.0,
         anchor: Anchor::All,
-        ..Default::default()
     };
-    let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
+    let penalty = Penalty::new(&net, Some(&sp), cfg, &|_| false, &dev).unwrap();
+    let mut opt = Sgd::new(mu);
     let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 1, k]), &dev);
     let yt = Tensor::<1, Int>::from_data(
         TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n]),
@@ -114,8 +115,9 @@ fn sgd_momentum_with_l2_sp_matches_pytorch_semantics() {
     let loss_fn = CrossEntropyLossConfig::new().init(&dev);
     for _ in 0..2 {
         let loss = loss_fn.forward(net.forward(xt.clone()), yt.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        net = opt.step(lr, net, grads, false).0;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &net);
+        penalty.apply(&net, &mut grads, false);
+        net = opt.step(lr, net, grads);
     }
 
     let f = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
@@ -176,7 +178,7 @@ fn sgd_with_l2_sp_fisher_uses_normalized_weights_and_floor() {
         ("fc1.weight", vec![c, k], w0.clone()),
         ("fc1.bias", vec![c], b0.clone()),
     ]);
-    let fisher = std::sync::Arc::new(Fisher {
+    let fisher = Fisher {
         tensors: [
             ("fc1.weight".to_string(), (vec![c, k], fw.clone())),
             ("fc1.bias".to_string(), (vec![c], fb.clone())),
@@ -187,24 +189,29 @@ fn sgd_with_l2_sp_fisher_uses_normalized_weights_and_floor() {
         samples: 1,
         mc_samples: 0,
         path: None,
-    });
+    };
     let mean = (fw.iter().chain(&fb).map(|v| *v as f64).sum::<f64>()) / 9.0;
     for (how, scale) in [
         (FisherNormalize::Mean, 1.0 / mean),
         (FisherNormalize::None, 1.0),
     ] {
         let (net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
-        let opts = SgdOptions {
-            momentum: 0.9,
+        let scaling = FisherScaling {
+            normalize: how,
+            max: None,
+            floor: eps,
+        };
+        let sp = StartingPoint::new(reference.clone(), &[])
+            .with_fisher(fisher.clone(), scaling)
+            .unwrap();
+        let cfg = PenaltyConfig {
             scheme: Scheme::L2SpFisher,
             alpha,
+            beta: 0.0,
             anchor: Anchor::All,
-            fisher: Some(fisher.clone()),
-            fisher_normalize: how,
-            fisher_floor: eps,
-            ..Default::default()
         };
-        let mut opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
+        let penalty = Penalty::new(&net, Some(&sp), cfg, &|_| false, &dev).unwrap();
+        let mut opt = Sgd::new(0.9);
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 1, k]), &dev);
         let yt = Tensor::<1, Int>::from_data(
             TensorData::new(y.iter().map(|v| *v as i64).collect::<Vec<_>>(), [n]),
@@ -213,8 +220,9 @@ fn sgd_with_l2_sp_fisher_uses_normalized_weights_and_floor() {
         let loss = CrossEntropyLossConfig::new()
             .init(&dev)
             .forward(net.forward(xt), yt);
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        let net = opt.step(lr, net, grads, false).0;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &net);
+        penalty.apply(&net, &mut grads, false);
+        let net = opt.step(lr, net, grads);
         let f = |v: &[f32]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
         let (gw, gb) = ce_grad(&f(&w_init), &f(&b_init), &f(&x), &y, c, k);
         let got: BTreeMap<String, Vec<f32>> = params::values(&net)
@@ -238,11 +246,14 @@ fn sgd_with_l2_sp_fisher_uses_normalized_weights_and_floor() {
     }
     // a Fisher scheme without Fisher weights is refused
     let (net, _) = load_into(spec.init(&dev).unwrap(), &spec, &start, false).unwrap();
-    let opts = SgdOptions {
+    let cfg = PenaltyConfig {
         scheme: Scheme::GlSpFisher,
-        ..Default::default()
+        alpha: 0.01,
+        beta: 0.01,
+        anchor: Anchor::All,
     };
-    let e = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev)
+    let sp = StartingPoint::new(reference, &[]);
+    let e = Penalty::new(&net, Some(&sp), cfg, &|_| false, &dev)
         .err()
         .unwrap()
         .to_string();
@@ -307,7 +318,7 @@ fn frozen_stages_are_bit_identical_and_their_bn_statistics_fixed() {
     let (net, logs) = train::fit(
         net,
         &spec,
-        Some(&reference),
+        Some(&StartingPoint::new(reference, &[])),
         &ds,
         None,
         &cfg,
@@ -359,16 +370,15 @@ fn roles_follow_reference_anchor_and_head() {
     let (net, report) = load_into(spec.init(&dev).unwrap(), &spec, &reference, true).unwrap();
     assert_eq!(report.replaced_head, vec!["fc.weight", "fc.bias"]);
     for (anchor, bn_role) in [(Anchor::All, "shared"), (Anchor::Weights, "shared-free")] {
-        let opts = SgdOptions {
-            momentum: 0.9,
+        let cfg = PenaltyConfig {
             scheme: Scheme::GlSp,
             alpha: 1.0,
             beta: 0.01,
             anchor,
-            ..Default::default()
         };
-        let opt = Sgd::new(&net, Some(&reference), &opts, &|_| false, &dev).unwrap();
-        let roles: BTreeMap<String, &str> = opt.roles().into_iter().collect();
+        let sp = StartingPoint::new(reference.clone(), &report.replaced_head);
+        let penalty = Penalty::new(&net, Some(&sp), cfg, &|_| false, &dev).unwrap();
+        let roles: BTreeMap<String, &str> = penalty.roles().into_iter().collect();
         assert_eq!(roles["fc.weight"], "new");
         assert_eq!(roles["fc.bias"], "new");
         assert_eq!(roles["layer3.1.conv2.weight"], "shared");
@@ -393,7 +403,7 @@ fn divergence_is_reported_not_saved() {
         epochs: 50,
         batch_size: 4,
         lr: 1e30,
-        ..Default::default()
+        ..TrainConfig::pretrain()
     };
     let net = spec.init(&dev).unwrap();
     let ds = random_dataset(12, 3);
@@ -407,7 +417,7 @@ fn divergence_is_reported_not_saved() {
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 4,
-        ..Default::default()
+        ..TrainConfig::pretrain()
     };
     let net = spec.init(&dev).unwrap();
     let err = train::fit(net, &spec, None, &ds, None, &cfg, &dev, &mut |_| {}).unwrap_err();
@@ -482,7 +492,7 @@ fn recalibration_averages_batch_statistics() {
         .collect();
     let net = params::assign(net, &vals);
     // expected: per batch, per channel (width 4) mean and biased variance of conv1's output
-    let opts = train::batch_options(&spec, false);
+    let opts = spec.batch_options(false);
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let eval = net.valid();
     let (mut mean, mut var) = (vec![0f64; 4], vec![0f64; 4]);

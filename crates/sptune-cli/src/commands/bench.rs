@@ -17,8 +17,8 @@ use sptune::fisher::{Estimator, Fisher};
 use sptune::models::ModelSpec;
 use sptune::models::checkpoint::Checkpoint;
 use sptune::params;
-use sptune::regularizer::{Anchor, Scheme};
-use sptune::train::{Sgd, SgdOptions};
+use sptune::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
+use sptune::train::Sgd;
 
 use super::Global;
 use crate::args::BenchArgs;
@@ -44,18 +44,16 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     device.seed(7);
     let base = spec.init(&ad)?;
-    // The reference w0: the initial weights, so S is the whole network but the head.
-    let mut reference = Checkpoint {
+    // The starting point w0: the initial weights, so S is the whole network but the head.
+    let mut initial = Checkpoint {
         path: "initial weights".into(),
         tensors: Default::default(),
         metadata: Default::default(),
     };
     for (info, vals) in params::values(&base) {
-        if !spec.head_names().contains(&info.name) {
-            reference
-                .tensors
-                .insert(info.name.clone(), (info.shape.clone(), vals));
-        }
+        initial
+            .tensors
+            .insert(info.name.clone(), (info.shape.clone(), vals));
     }
     let x = Tensor::<4>::random(
         [a.batch_size, 3, a.size, a.size],
@@ -75,10 +73,11 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         ("gl-sp-fisher", Scheme::GlSpFisher, 0.01),
     ];
     // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
-    let fisher = std::sync::Arc::new(Fisher {
-        tensors: reference
+    let fisher = Fisher {
+        tensors: initial
             .tensors
             .iter()
+            .filter(|(n, _)| !sptune::params::is_buffer_name(n))
             .map(|(n, (s, v))| {
                 (
                     n.clone(),
@@ -90,21 +89,25 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         samples: 0,
         mc_samples: 0,
         path: None,
-    });
+    };
+    let start = StartingPoint::new(initial, &spec.head_names())
+        .with_fisher(fisher, FisherScaling::default())?;
     let mut state: Vec<_> = variants
         .iter()
         .map(|(_, scheme, beta)| {
-            let opts = SgdOptions {
-                momentum: 0.9,
+            let cfg = PenaltyConfig {
                 scheme: *scheme,
                 alpha: 0.01,
                 beta: *beta,
                 anchor: Anchor::All,
-                fisher: Some(fisher.clone()),
-                ..Default::default()
             };
-            let opt = Sgd::new(&base, Some(&reference), &opts, &|_| false, &ad)?;
-            Ok((base.clone(), opt, Vec::new(), Vec::new()))
+            let penalty = Penalty::new(&base, Some(&start), cfg, &|_| false, &ad)?;
+            Ok((
+                base.clone(),
+                (penalty, Sgd::new(0.9)),
+                Vec::new(),
+                Vec::new(),
+            ))
         })
         .collect::<sptune::Result<_>>()?;
     if !g.quiet {
@@ -119,9 +122,11 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
             let (net, opt, full, upd) = &mut state[i];
             let t0 = Instant::now();
             let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &*net);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &*net);
             let t1 = Instant::now();
-            let (n, _) = opt.step(0.01, net.clone(), grads, false);
+            let (penalty, sgd) = opt;
+            penalty.apply(net, &mut grads, false);
+            let n = sgd.step(0.01, net.clone(), grads);
             // force the lazy/async backends to finish before reading the clock
             let _ = params::values(&n).len();
             let t2 = Instant::now();

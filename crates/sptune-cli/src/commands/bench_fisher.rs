@@ -94,7 +94,7 @@ fn batching_gain(
     let net = fisher::eval_mode(net, &ad, true);
     let n = batch.min(ds.len());
     let idx: Vec<usize> = (0..n).collect();
-    let opts = sptune::train::batch_options(spec, false);
+    let opts = spec.batch_options(false);
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let (x, _) = sptune::data::make_batch(ds, &idx, &opts, &mut rng, &ad)?;
     let step = |x: burn::tensor::Tensor<4>| drop(net.forward(x).sum().backward());

@@ -11,14 +11,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
-use sptune::fisher::FisherOptions;
+use sptune::Choice;
 use sptune::models::checkpoint::Checkpoint;
 use sptune::regularizer::Scheme;
+use sptune::run::{FinetuneConfig, FisherConfig, ModelConfig, PretrainConfig, StartConfig};
 use sptune::task::{self, DataConfig};
+use sptune::train::TrainConfig;
 
 use super::Global;
-use super::train::{Plan, execute};
 use crate::args::DemoArgs;
+use crate::report::Bar;
 
 /// Mean and half-width of a 95 % t-interval.
 pub fn mean_ci(v: &[f64]) -> (f64, f64) {
@@ -38,11 +40,7 @@ pub fn mean_ci(v: &[f64]) -> (f64, f64) {
 
 /// Runs the demo.
 pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let schemes: Vec<Scheme> = a
-        .schemes
-        .split(',')
-        .map(|s| Scheme::parse(s.trim()))
-        .collect::<Result<_, _>>()?;
+    let schemes: Vec<Scheme> = a.schemes.clone();
     let mut alphas = std::collections::HashMap::new();
     for kv in a.alphas.split(',').filter(|s| !s.trim().is_empty()) {
         let (k, v) = kv
@@ -52,7 +50,7 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
             .trim()
             .parse()
             .with_context(|| format!("invalid value for --alphas: {v:?} is not a number"))?;
-        alphas.insert(Scheme::parse(k.trim())?, v);
+        alphas.insert(Scheme::parse_for("--alphas", k.trim())?, v);
     }
     let alpha_of = |s: &Scheme| -> anyhow::Result<f64> {
         alphas
@@ -64,12 +62,15 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let t0 = std::time::Instant::now();
     let source_path = a.out_dir.join("source.safetensors");
-    let base = Plan {
-        command: "pretrain".into(),
-        out: source_path.clone(),
-        run_dir: a.out_dir.join("source.run"),
-        init: None,
-        init_arch: None,
+    let source_cfg = PretrainConfig {
+        out: Some(source_path.clone()),
+        run_dir: Some(a.out_dir.join("source.run")),
+        model: ModelConfig {
+            arch: "resnet18".into(),
+            width: a.width,
+            small_stem: Some(true),
+            hidden: vec![],
+        },
         data: DataConfig {
             data: a.data.clone(),
             classes: "0-4".into(),
@@ -77,23 +78,19 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
             test_limit: (a.test_limit > 0).then_some(a.test_limit),
             ..DataConfig::default()
         },
-        train: sptune::train::TrainConfig {
+        train: TrainConfig {
             epochs: a.source_epochs,
             batch_size: 64,
             lr: 0.05,
-            reg: Scheme::None,
-            beta: 5e-4,
-            ..Default::default()
+            ..TrainConfig::pretrain()
         },
-        arch: "resnet18".into(),
-        width: a.width,
-        small_stem: Some(true),
-        hidden: vec![],
     };
     if !g.quiet {
         eprintln!("[1/2] pretraining the source model on classes 0-4 ...");
     }
-    let src = execute(&base, g, "source")?;
+    let mut bar = Bar::new("source", g.quiet);
+    let src = sptune::run::pretrain(&source_cfg, &g.device, &mut |p| bar.event(p))?.report;
+    bar.finish();
     if !g.quiet {
         eprintln!(
             "source model: test accuracy {:.2}% on classes 0-4",
@@ -123,17 +120,18 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 a.fisher_samples
             );
         }
-        let c = super::fisher::compute_file(
-            &source_path,
-            None,
-            DataConfig {
-                data: a.data.clone(),
-                classes: "0-4".into(),
-                ..DataConfig::default()
+        let c = super::fisher::fisher_file(
+            &FisherConfig {
+                model: source_path.clone(),
+                data: DataConfig {
+                    data: a.data.clone(),
+                    classes: "0-4".into(),
+                    ..DataConfig::default()
+                },
+                samples: a.fisher_samples,
+                out: Some(fisher_path.clone()),
+                ..FisherConfig::default()
             },
-            a.fisher_samples,
-            &FisherOptions::default(),
-            &fisher_path,
             g,
         )?;
         fisher_note = format!(
@@ -147,11 +145,15 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
         let (mut accs, mut drops) = (vec![], vec![]);
         for seed in 0..a.seeds as u64 {
             let name = format!("{}-seed{seed}", scheme.name());
-            let plan = Plan {
-                command: "finetune".into(),
-                out: a.out_dir.join(format!("{name}.safetensors")),
-                run_dir: a.out_dir.join(format!("{name}.run")),
-                init: Some(source_path.clone()),
+            let cfg = FinetuneConfig {
+                out: Some(a.out_dir.join(format!("{name}.safetensors"))),
+                run_dir: Some(a.out_dir.join(format!("{name}.run"))),
+                start: StartConfig {
+                    init: source_path.clone(),
+                    fisher: scheme.needs_fisher().then(|| fisher_path.clone()),
+                    fisher_max: scheme.needs_fisher().then_some(a.fisher_max),
+                    ..StartConfig::default()
+                },
                 data: DataConfig {
                     data: a.data.clone(),
                     classes: "5-9".into(),
@@ -160,19 +162,16 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     test_limit: (a.test_limit > 0).then_some(a.test_limit),
                     ..DataConfig::default()
                 },
-                train: sptune::train::TrainConfig {
+                train: TrainConfig {
                     epochs: a.epochs,
                     batch_size: 32,
                     lr: a.lr,
                     reg: *scheme,
                     alpha: alpha_of(scheme)?,
-                    fisher: scheme.needs_fisher().then(|| fisher_path.clone()),
-                    fisher_max: scheme.needs_fisher().then_some(a.fisher_max),
                     beta: 0.01,
                     seed,
-                    ..Default::default()
+                    ..TrainConfig::finetune()
                 },
-                ..base.clone()
             };
             if !g.quiet {
                 eprintln!(
@@ -180,8 +179,10 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     a.per_class
                 );
             }
-            let o = execute(&plan, g, &name)?;
-            let tuned = Checkpoint::read(&plan.out)?;
+            let mut bar = Bar::new(&name, g.quiet);
+            let o = sptune::run::finetune(&cfg, &g.device, &mut |p| bar.event(p))?.report;
+            bar.finish();
+            let tuned = Checkpoint::read(o.out.as_ref().expect("written"))?;
             let after =
                 sptune::eval::source_head_accuracy(&source, &tuned, &source_test, &g.device)?;
             accs.push(100.0 * o.test_acc);

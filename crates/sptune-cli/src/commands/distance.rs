@@ -5,25 +5,20 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use sptune::models::checkpoint::Checkpoint;
-use sptune::regularizer::Anchor;
 
 use super::Global;
 use crate::args::DistanceArgs;
 
 /// Runs `sptune distance`.
 pub fn run(a: DistanceArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let anchor = Anchor::parse(&a.anchor)?;
     let w0 = Checkpoint::read(&a.from)?;
     let w = Checkpoint::read(&a.to)?;
-    let fisher = match &a.fisher {
-        Some(p) => {
-            let f = sptune::fisher::Fisher::read(p)?;
-            f.check_against(&w0)?;
-            Some(f)
-        }
-        None => None,
-    };
-    let d = sptune::eval::distance(&w0, &w, anchor, fisher.as_ref());
+    let mut start = sptune::run::starting_point_of(w0, &w)?;
+    if let Some(p) = &a.fisher {
+        let f = sptune::run::read_fisher(p)?;
+        start = start.with_fisher(f, Default::default())?;
+    }
+    let d = sptune::eval::distance(&start, &w, a.anchor);
     if g.json {
         let v = json!({
             "tensors": d.tensors,

@@ -1,107 +1,39 @@
 //! `sptune fisher`: the diagonal Fisher of a source model on its training inputs (see
 //! [`sptune::fisher`]), written as safetensors with the model's parameter names.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
-use sptune::fisher::{self, Estimator, Fisher, FisherOptions};
-use sptune::models::checkpoint::{Checkpoint, load_into};
-use sptune::task::{self, DataConfig};
+use sptune::Choice;
+use sptune::fisher::FisherOptions;
+use sptune::run::{FisherConfig, FisherOutcome};
+use sptune::task::DataConfig;
 
 use super::Global;
 use crate::args::FisherArgs;
 use crate::report::Bar;
 
-/// What the command computed.
-pub struct Computed {
-    /// The Fisher (already written).
-    pub fisher: Fisher,
-    /// Seconds spent in the computation (data loading excluded).
-    pub seconds: f64,
-    /// The path that computed it ([`fisher::engine`]).
-    pub engine: &'static str,
-}
-
-/// Computes the Fisher of the checkpoint `model` on the first `samples` (0 = all) training
-/// images of `data` (class selection: the model's own classes unless `data.classes` is set)
-/// and writes it to `out` atomically.
-pub fn compute_file(
-    model: &Path,
-    arch: Option<&str>,
-    mut data: DataConfig,
-    samples: usize,
-    opts: &FisherOptions,
-    out: &Path,
-    g: &Global,
-) -> anyhow::Result<Computed> {
-    let ckpt = Checkpoint::read(model)?;
-    let spec = ckpt.spec_or_infer(arch)?;
-    let (net, _) = load_into(spec.init(&g.device)?, &spec, &ckpt, false)?;
-    if data.resize == 0 {
-        data.resize = sptune::data::stored_side(spec.input[1]);
-    }
-    if data.classes.trim().is_empty() {
-        data.classes = spec.classes.join(",");
-    }
-    data.per_class = None;
-    data.val_fraction = 0.0;
-    let t = task::load(&data, spec.input[0])?;
-    if t.classes() != spec.classes.as_slice() {
-        anyhow::bail!(
-            "invalid value for --classes: selects [{}] but {} was trained on [{}] (the Fisher \
-             is taken on the source task)",
-            t.classes().join(", "),
-            model.display(),
-            spec.classes.join(", ")
-        );
-    }
-    let ds = if samples > 0 {
-        sptune::data::take_first(&t.train, samples)
-    } else {
-        t.train
-    };
-    let mut bar = Bar::new(&format!("fisher {}", opts.estimator.name()), g.quiet);
-    bar.event(sptune::train::Progress::Start(ds.len() as u64));
-    let engine = fisher::engine(&net, &g.device);
-    let t0 = std::time::Instant::now();
-    let f = fisher::compute(&net, &spec, &ds, opts, &g.device, &mut |done| {
-        bar.set_position(done as u64)
-    })?;
-    let seconds = t0.elapsed().as_secs_f64();
-    bar.finish();
-    f.save(out, &spec)?;
-    Ok(Computed {
-        fisher: f,
-        seconds,
-        engine,
-    })
-}
-
 /// Runs `sptune fisher`.
 pub fn run(a: FisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let opts = FisherOptions {
-        estimator: Estimator::parse(&a.estimator)?,
-        mc_samples: a.mc_samples,
-        batch_size: a.batch_size,
-        seed: a.seed,
+    let cfg = FisherConfig {
+        model: a.model.clone(),
+        arch: a.arch.clone(),
+        data: DataConfig {
+            data: a.data.clone(),
+            classes: a.classes.clone().unwrap_or_default(),
+            resize: a.resize,
+            ..DataConfig::default()
+        },
+        samples: a.samples,
+        options: FisherOptions {
+            estimator: a.estimator,
+            mc_samples: a.mc_samples,
+            batch_size: a.batch_size,
+            seed: a.seed,
+        },
+        out: Some(a.out.clone()),
     };
-    opts.validate()?;
-    let data = DataConfig {
-        data: a.data.clone(),
-        classes: a.classes.clone().unwrap_or_default(),
-        resize: a.resize,
-        ..DataConfig::default()
-    };
-    let c = compute_file(
-        &a.model,
-        a.arch.as_deref(),
-        data,
-        a.samples,
-        &opts,
-        &a.out,
-        g,
-    )?;
+    let c = fisher_file(&cfg, g)?;
     let f = &c.fisher;
     let (mut total, mut n, mut max) = (0.0f64, 0usize, 0.0f32);
     for (_, v) in f.tensors.values() {
@@ -132,4 +64,15 @@ pub fn run(a: FisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs [`sptune::run::fisher`] with a progress bar.
+pub fn fisher_file(cfg: &FisherConfig, g: &Global) -> anyhow::Result<FisherOutcome> {
+    let mut bar = Bar::new(&format!("fisher {}", cfg.options.estimator.name()), g.quiet);
+    let c = sptune::run::fisher(cfg, &g.device, &mut |done, total| {
+        bar.event(sptune::train::Progress::Start(total as u64));
+        bar.set_position(done as u64)
+    })?;
+    bar.finish();
+    Ok(c)
 }

@@ -24,7 +24,7 @@ pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let net = net.valid();
     let [c, side, _] = spec.input;
     let ds = sptune::data::load_images(&a.images, c, sptune::data::stored_side(side))?;
-    let opts = sptune::train::batch_options(&spec, false);
+    let opts = spec.batch_options(false);
     let k = a.top.min(spec.num_classes());
     let mut out = Vec::new();
     let idx: Vec<usize> = (0..ds.len()).collect();

@@ -9,10 +9,9 @@
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::fisher::Fisher;
 use crate::models::checkpoint::Checkpoint;
-use crate::params;
-use crate::regularizer::{Anchor, Reference, Scheme, group_tensor};
+use crate::params::{self, Kind};
+use crate::regularizer::{Anchor, Part, Pull, Scheme, StartingPoint, group_tensor};
 
 /// One tensor of `S`.
 #[derive(Clone, Debug, Serialize)]
@@ -68,16 +67,12 @@ pub struct Distance {
     pub new: NewPart,
 }
 
-/// Distance from `w0` to `w`. With [`Anchor::Weights`] the penalties cover kernels only
-/// (per-tensor distances are listed for all of `S`). `fisher` (checked against `w0` by the
-/// caller) adds the Fisher penalties.
-pub fn distance(
-    w0: &Checkpoint,
-    w: &Checkpoint,
-    anchor: Anchor,
-    fisher: Option<&Fisher>,
-) -> Distance {
+/// Distance from the starting point to `w`. With [`Anchor::Weights`] the penalties cover
+/// kernels only (per-tensor distances are listed for all of `S`). The starting point's Fisher
+/// weights, if attached, add the Fisher penalties (raw `F`).
+pub fn distance(start: &StartingPoint, w: &Checkpoint, anchor: Anchor) -> Distance {
     let device = Device::flex();
+    let fisher = start.fisher();
     let mut tensors = Vec::new();
     let (mut sq, mut sq0) = (0.0f64, 0.0f64);
     let mut pen = PenaltyValues {
@@ -92,11 +87,14 @@ pub fn distance(
         l2: 0.0,
     };
     for (name, (shape, vals)) in &w.tensors {
-        if params::is_buffer_name(name) {
-            continue;
-        }
-        match w0.tensors.get(name) {
-            Some((s0, v0)) if s0 == shape => {
+        let kind = if params::is_buffer_name(name) {
+            Kind::Buffer
+        } else {
+            Kind::Param
+        };
+        match (start.part(name, shape, kind, anchor), start.w0(name)) {
+            (Part::Buffer, _) => continue,
+            (Part::Shared { anchored }, Some((s0, v0))) => {
                 let d2: f64 = vals
                     .iter()
                     .zip(v0)
@@ -111,10 +109,10 @@ pub fn distance(
                     l2: d2.sqrt(),
                     rel: if n0 > 0.0 { (d2 / n0).sqrt() } else { 0.0 },
                 });
-                if anchor == Anchor::All || params::is_kernel(name, shape) {
+                if anchored {
                     let a = group_tensor(shape, vals.clone(), &device);
-                    let mut r = Reference::new(group_tensor(s0, v0.clone(), &device));
-                    let val = |s: Scheme, r: &Reference| {
+                    let mut r = Pull::new(group_tensor(s0, v0.clone(), &device));
+                    let val = |s: Scheme, r: &Pull| {
                         s.value_and_grad(a.clone(), r).0.into_scalar::<f32>() as f64
                     };
                     pen.l2_sp += val(Scheme::L2Sp, &r);

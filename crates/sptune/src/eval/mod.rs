@@ -27,7 +27,7 @@ pub fn accuracy(
         return Err(Error::invalid("evaluation set", "no images"));
     }
     let device = device.clone().without_autodiff();
-    let opts = crate::train::batch_options(spec, false);
+    let opts = spec.batch_options(false);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut correct = 0usize;

@@ -37,10 +37,12 @@ use serde::{Deserialize, Serialize};
 use crate::models::checkpoint::{Checkpoint, to_bytes};
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
+use crate::util::Choice;
 use crate::{Error, Result, util};
 
 /// How the classes of the Fisher's expectation are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Estimator {
     /// Every class, weighted by the model's probability (the seed's formula).
@@ -52,26 +54,13 @@ pub enum Estimator {
     Empirical,
 }
 
-impl Estimator {
-    /// CLI spelling.
-    pub fn name(self) -> &'static str {
+impl crate::util::Choice for Estimator {
+    const ALL: &'static [Self] = &[Estimator::Exact, Estimator::Mc, Estimator::Empirical];
+    fn name(self) -> &'static str {
         match self {
             Estimator::Exact => "exact",
             Estimator::Mc => "mc",
             Estimator::Empirical => "empirical",
-        }
-    }
-
-    /// Parses the CLI spelling.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "exact" => Ok(Estimator::Exact),
-            "mc" => Ok(Estimator::Mc),
-            "empirical" => Ok(Estimator::Empirical),
-            _ => Err(Error::invalid(
-                "--estimator",
-                format!("{s:?}; expected exact, mc or empirical"),
-            )),
         }
     }
 }
@@ -313,7 +302,7 @@ impl Fisher {
         let estimator = ck
             .metadata
             .get("estimator")
-            .map(|e| Estimator::parse(e))
+            .map(|e| Estimator::parse_for("estimator", e))
             .transpose()
             .map_err(|e| Error::format(path, e.to_string()))?
             .unwrap_or_default();
@@ -374,7 +363,7 @@ pub(crate) fn batch(
     idx: &[usize],
     device: &burn::tensor::Device,
 ) -> Result<(Tensor<4>, Vec<usize>)> {
-    let opts = crate::train::batch_options(spec, false);
+    let opts = spec.batch_options(false);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (x, _) = crate::data::make_batch(ds, idx, &opts, &mut rng, device)?;
     Ok((x, idx.iter().map(|&i| ds.labels[i]).collect()))

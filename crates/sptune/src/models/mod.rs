@@ -3,6 +3,7 @@
 //! [`ModelSpec`] is the model's config: it is stored in every checkpoint's `__metadata__` and is
 //! enough to rebuild the network for inference ([`ModelSpec::init`]).
 
+pub mod arch;
 pub mod checkpoint;
 pub mod efficientnet;
 pub mod hook;
@@ -134,6 +135,22 @@ impl ModelSpec {
             "mlp" => None,
             a if a.starts_with("efficientnet") => Some(efficientnet::BN_MOMENTUM),
             _ => Some(resnet::BN_MOMENTUM),
+        }
+    }
+
+    /// How batches for this model are made: its input size and normalization, with random
+    /// crop (padding 2) and horizontal flip when `augment`.
+    pub fn batch_options(&self, augment: bool) -> crate::data::BatchOptions {
+        crate::data::BatchOptions {
+            channels: self.input[0],
+            size: self.input[1],
+            normalize: crate::data::Normalize {
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+            },
+            random_crop: augment,
+            pad: if augment { 2 } else { 0 },
+            hflip: augment,
         }
     }
 

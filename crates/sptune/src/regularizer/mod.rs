@@ -9,10 +9,10 @@
 //! information ([`crate::fisher`]), given in the same view.
 //!
 //! Training minimizes `task loss + α·scheme(S) + β·½‖w_S̄‖²` where `S` is the set of parameter
-//! tensors present in the reference `w0` with the same shape and `S̄` the rest (the new head).
-//! The optimizer ([`crate::train::optim`]) adds the penalty's gradient to each parameter's
-//! gradient before momentum (PyTorch's weight-decay semantics), so no autodiff graph is built
-//! for the penalty.
+//! tensors present in the starting point `w0` with the same shape and `S̄` the rest (the new
+//! head): [`starting_point`] decides the split, [`penalty`] adds the penalty's gradient to each
+//! parameter's gradient before the optimizer's momentum (PyTorch's weight-decay semantics), so
+//! no autodiff graph is built for the penalty.
 
 pub mod gl_sp;
 pub mod gl_sp_fisher;
@@ -20,14 +20,20 @@ pub mod l1_sp;
 pub mod l2;
 pub mod l2_sp;
 pub mod l2_sp_fisher;
+pub mod penalty;
+pub mod starting_point;
+
+pub use penalty::{Penalties, Penalty, PenaltyConfig};
+pub use starting_point::{FisherScaling, Part, StartingPoint};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::util::Choice;
 
 /// Which penalty is applied to the shared part `S`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// No penalty on `S` (β still applies to the new head).
@@ -47,31 +53,31 @@ pub enum Scheme {
     GlSpFisher,
 }
 
-/// What a scheme pulls toward, for one tensor in group view `[g, p]`.
+/// What a scheme pulls one tensor toward, in group view `[g, p]`: `w0` and, for the Fisher
+/// schemes, the scaled Fisher weights.
 #[derive(Clone, Debug)]
-pub struct Reference {
+pub struct Pull {
     /// The starting point `w0`.
     pub w0: Tensor<2>,
     /// The Fisher weights `F` (the Fisher schemes only).
     pub fisher: Option<Tensor<2>>,
 }
 
-impl Reference {
-    /// A reference without Fisher weights.
+impl Pull {
+    /// A pull toward `w0` without Fisher weights.
     pub fn new(w0: Tensor<2>) -> Self {
-        Reference { w0, fisher: None }
+        Pull { w0, fisher: None }
     }
 
     fn fisher(&self) -> Tensor<2> {
         self.fisher
             .clone()
-            .expect("a Fisher scheme's reference carries Fisher weights (checked by Sgd::new)")
+            .expect("a Fisher scheme's reference carries Fisher weights (checked by Penalty::new)")
     }
 }
 
-impl Scheme {
-    /// All schemes, for tests and tables.
-    pub const ALL: [Scheme; 7] = [
+impl Choice for Scheme {
+    const ALL: &'static [Scheme] = &[
         Scheme::None,
         Scheme::L2,
         Scheme::L2Sp,
@@ -81,8 +87,7 @@ impl Scheme {
         Scheme::GlSpFisher,
     ];
 
-    /// CLI spelling.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Scheme::None => "none",
             Scheme::L2 => "l2",
@@ -93,25 +98,11 @@ impl Scheme {
             Scheme::GlSpFisher => "gl-sp-fisher",
         }
     }
+}
 
-    /// Parses the CLI spelling.
-    pub fn parse(s: &str) -> Result<Self> {
-        Scheme::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--reg",
-                    format!(
-                        "unknown scheme {s:?}; known: none, l2, l2-sp, l1-sp, gl-sp, \
-                         l2-sp-fisher, gl-sp-fisher"
-                    ),
-                )
-            })
-    }
-
+impl Scheme {
     /// Whether the scheme needs the starting point `w0`.
-    pub fn needs_reference(self) -> bool {
+    pub fn needs_starting_point(self) -> bool {
         !matches!(self, Scheme::None | Scheme::L2)
     }
 
@@ -121,7 +112,7 @@ impl Scheme {
     }
 
     /// The gradient alone (α = 1), what a training step needs: no reduction for the value.
-    pub fn grad(self, w: Tensor<2>, r: &Reference) -> Tensor<2> {
+    pub fn grad(self, w: Tensor<2>, r: &Pull) -> Tensor<2> {
         let w0 = || r.w0.clone();
         match self {
             Scheme::None => w.zeros_like(),
@@ -135,8 +126,8 @@ impl Scheme {
     }
 
     /// Penalty value (α = 1) and its gradient for one tensor in group view `[g, p]`.
-    /// `r` holds the reference in the same view (ignored by `None` and `L2`).
-    pub fn value_and_grad(self, w: Tensor<2>, r: &Reference) -> (Tensor<1>, Tensor<2>) {
+    /// `r` holds `w0` (and `F`) in the same view (ignored by `None` and `L2`).
+    pub fn value_and_grad(self, w: Tensor<2>, r: &Pull) -> (Tensor<1>, Tensor<2>) {
         let w0 = || r.w0.clone();
         match self {
             Scheme::None => (w.clone().sum().mul_scalar(0.0), w.zeros_like()),
@@ -152,6 +143,7 @@ impl Scheme {
 
 /// How Fisher weights are scaled before use (`--fisher-normalize`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum FisherNormalize {
     /// Raw `F`.
@@ -161,22 +153,19 @@ pub enum FisherNormalize {
     Mean,
 }
 
-impl FisherNormalize {
-    /// Parses `none` / `mean`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "none" => Ok(FisherNormalize::None),
-            "mean" => Ok(FisherNormalize::Mean),
-            _ => Err(Error::invalid(
-                "--fisher-normalize",
-                format!("{s:?}; expected none or mean"),
-            )),
+impl Choice for FisherNormalize {
+    const ALL: &'static [Self] = &[FisherNormalize::None, FisherNormalize::Mean];
+    fn name(self) -> &'static str {
+        match self {
+            FisherNormalize::None => "none",
+            FisherNormalize::Mean => "mean",
         }
     }
 }
 
 /// Which tensors of `S` the scheme regularizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Anchor {
     /// Every parameter of `S` (tllib's choice).
@@ -187,16 +176,12 @@ pub enum Anchor {
     Weights,
 }
 
-impl Anchor {
-    /// Parses `all` / `weights`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "all" => Ok(Anchor::All),
-            "weights" => Ok(Anchor::Weights),
-            _ => Err(Error::invalid(
-                "--anchor",
-                format!("{s:?}; expected all or weights"),
-            )),
+impl Choice for Anchor {
+    const ALL: &'static [Self] = &[Anchor::All, Anchor::Weights];
+    fn name(self) -> &'static str {
+        match self {
+            Anchor::All => "all",
+            Anchor::Weights => "weights",
         }
     }
 }

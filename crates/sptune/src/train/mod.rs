@@ -1,12 +1,13 @@
 //! Training: pretraining from scratch and fine-tuning from a starting point.
 //!
-//! [`fit`] runs epochs of SGD over a [`Dataset`]: forward, cross-entropy, backward, then
-//! [`optim::Sgd::step`] which adds the regularizer's gradient. Each epoch yields an
+//! [`fit`] runs epochs of SGD over a [`Dataset`]: forward, cross-entropy, backward, the
+//! regularizer's gradient added by [`Penalty::apply`], then [`sgd::Sgd::step`] (momentum).
+//! Each epoch yields an
 //! [`EpochLog`] (task loss, penalty on `S`, penalty on `S̄`, train/val accuracy) that the CLI
 //! writes to `summary.csv`.
 
-pub mod optim;
 pub mod schedule;
+pub mod sgd;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -16,36 +17,37 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, BatchOptions, Dataset, Normalize};
+use crate::data::{self, Dataset};
 use crate::eval;
-use crate::fisher::Fisher;
-use crate::models::checkpoint::Checkpoint;
 use crate::models::{ModelSpec, Net};
-use crate::regularizer::{Anchor, FisherNormalize, Scheme};
+use crate::regularizer::{Anchor, Penalties, Penalty, PenaltyConfig, Scheme, StartingPoint};
+use crate::util::Choice;
 use crate::{Error, Result};
 
-pub use optim::{Penalties, Sgd, SgdOptions};
 pub use schedule::Schedule;
+pub use sgd::Sgd;
 
 /// Optimization and regularization settings shared by `pretrain` and `finetune`.
 ///
-/// | field | default | range |
-/// |---|---|---|
-/// | `epochs` | 10 | ≥ 1 |
-/// | `batch_size` | 64 | ≥ 1 |
-/// | `lr` | 0.01 | > 0 |
-/// | `momentum` | 0.9 | [0, 1) |
-/// | `schedule` | step | constant, step, cosine |
-/// | `gamma` | 0.1 | (0, 1] |
-/// | `reg` | l2 | none, l2, l2-sp, l1-sp, gl-sp, l2-sp-fisher, gl-sp-fisher |
-/// | `alpha` | 0.01 | ≥ 0 |
-/// | `fisher` | none | a Fisher file (the Fisher schemes need one) |
-/// | `fisher_normalize` | mean | none, mean |
-/// | `fisher_floor` | 0 | ≥ 0 |
-/// | `fisher_max` | none | > 0 |
-/// | `beta` | 0.01 | ≥ 0 |
-/// | `anchor` | all | all, weights |
-/// | `freeze` | none | stem + first K stages |
+/// The defaults differ by command, and live here only: [`TrainConfig::finetune`] and
+/// [`TrainConfig::pretrain`].
+///
+/// | field | finetune | pretrain | range |
+/// |---|---|---|---|
+/// | `epochs` | 10 | 10 | ≥ 1 |
+/// | `batch_size` | 64 | 64 | ≥ 1 |
+/// | `lr` | 0.01 | 0.01 | > 0 |
+/// | `momentum` | 0.9 | 0.9 | [0, 1) |
+/// | `schedule` | step | step | step, cosine, constant |
+/// | `gamma` | 0.1 | 0.1 | (0, 1] |
+/// | `reg` | l2-sp | none | none, l2, l2-sp, l1-sp, gl-sp, l2-sp-fisher, gl-sp-fisher (pretrain: none, l2) |
+/// | `alpha` | 0.01 | 0.01 | ≥ 0 |
+/// | `beta` | 0.01 | 0.0005 | ≥ 0 |
+/// | `anchor` | all | all | all, weights |
+/// | `freeze` | none | none | 0 ..= the architecture's stages |
+/// | `bn` | auto | train | train, frozen, auto, recalibrate |
+/// | `augment` | false | false | |
+/// | `seed` | 0 | 0 | |
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -65,17 +67,6 @@ pub struct TrainConfig {
     pub reg: Scheme,
     /// Weight of the penalty on `S`.
     pub alpha: f64,
-    /// Fisher file of the source model (`sptune fisher`), for the Fisher schemes.
-    pub fisher: Option<std::path::PathBuf>,
-    /// Scaling of the Fisher weights: `mean` divides by their mean over the regularized part
-    /// of `S` (α then means what it means for L2-SP), `none` keeps them raw.
-    pub fisher_normalize: FisherNormalize,
-    /// Added to every (scaled) Fisher weight, so no parameter of `S` is left entirely free.
-    pub fisher_floor: f64,
-    /// Upper bound on every (scaled) Fisher weight, applied before the floor: the Fisher is
-    /// heavy-tailed (the largest weight is often 1000x the mean), and the explicit SGD step
-    /// needs `lr·α·max F < 2(1 + μ)`.
-    pub fisher_max: Option<f64>,
     /// Weight of plain L2 on the new part `S̄`.
     pub beta: f64,
     /// Which tensors of `S` are regularized.
@@ -93,7 +84,15 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
+    /// The fine-tuning defaults ([`TrainConfig::finetune`]).
     fn default() -> Self {
+        TrainConfig::finetune()
+    }
+}
+
+impl TrainConfig {
+    /// Defaults of `finetune`: L2-SP, BatchNorm mode `auto`.
+    pub fn finetune() -> Self {
         TrainConfig {
             epochs: 10,
             batch_size: 64,
@@ -101,18 +100,25 @@ impl Default for TrainConfig {
             momentum: 0.9,
             schedule: Schedule::Step,
             gamma: 0.1,
-            reg: Scheme::L2,
+            reg: Scheme::L2Sp,
             alpha: 0.01,
-            fisher: None,
-            fisher_normalize: FisherNormalize::Mean,
-            fisher_floor: 0.0,
-            fisher_max: None,
             beta: 0.01,
             anchor: Anchor::All,
             freeze: None,
-            bn: BnMode::Train,
+            bn: BnMode::Auto,
             augment: false,
             seed: 0,
+        }
+    }
+
+    /// Defaults of `pretrain`: no penalty but weight decay β = 5e-4 on every parameter,
+    /// BatchNorm in training mode.
+    pub fn pretrain() -> Self {
+        TrainConfig {
+            reg: Scheme::None,
+            beta: 5e-4,
+            bn: BnMode::Train,
+            ..TrainConfig::finetune()
         }
     }
 }
@@ -142,33 +148,6 @@ impl TrainConfig {
                 format!("{} is not a non-negative number", self.alpha),
             );
         }
-        if !(self.fisher_floor.is_finite() && self.fisher_floor >= 0.0) {
-            return bad(
-                "--fisher-floor",
-                format!("{} is not a non-negative number", self.fisher_floor),
-            );
-        }
-        if let Some(m) = self.fisher_max.filter(|m| !(m.is_finite() && *m > 0.0)) {
-            return bad("--fisher-max", format!("{m} is not a positive number"));
-        }
-        if self.reg.needs_fisher() && self.fisher.is_none() {
-            return bad(
-                "--reg",
-                format!(
-                    "{} needs --fisher FILE (see `sptune fisher`)",
-                    self.reg.name()
-                ),
-            );
-        }
-        if !self.reg.needs_fisher() && self.fisher.is_some() {
-            return bad(
-                "--fisher",
-                format!(
-                    "only l2-sp-fisher and gl-sp-fisher use it, not {}",
-                    self.reg.name()
-                ),
-            );
-        }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return bad(
                 "--beta",
@@ -181,6 +160,7 @@ impl TrainConfig {
 
 /// How BatchNorm layers behave while training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum BnMode {
     /// Normalize with batch statistics and update the running averages.
@@ -201,21 +181,24 @@ pub enum BnMode {
     Recalibrate,
 }
 
-impl BnMode {
-    /// Parses `train` / `frozen` / `auto`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "train" => Ok(BnMode::Train),
-            "frozen" => Ok(BnMode::Frozen),
-            "auto" => Ok(BnMode::Auto),
-            "recalibrate" => Ok(BnMode::Recalibrate),
-            _ => Err(Error::invalid(
-                "--bn",
-                format!("{s:?}; expected train, frozen, auto or recalibrate"),
-            )),
+impl crate::util::Choice for BnMode {
+    const ALL: &'static [Self] = &[
+        BnMode::Train,
+        BnMode::Frozen,
+        BnMode::Auto,
+        BnMode::Recalibrate,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            BnMode::Train => "train",
+            BnMode::Frozen => "frozen",
+            BnMode::Auto => "auto",
+            BnMode::Recalibrate => "recalibrate",
         }
     }
+}
 
+impl BnMode {
     /// The mode `Auto` stands for, for `spec` (fine-tuning when `finetune`).
     pub fn resolve(self, spec: &ModelSpec, finetune: bool) -> BnMode {
         match self {
@@ -259,7 +242,7 @@ pub fn recalibrate_bn(
         return Err(Error::invalid("training set", "no images"));
     }
     let saved: Vec<f64> = net.batch_norms_mut().iter().map(|b| b.momentum).collect();
-    let opts = batch_options(spec, false);
+    let opts = spec.batch_options(false);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let idx: Vec<usize> = (0..ds.len()).collect();
     for (k, chunk) in idx.chunks(batch.max(1)).enumerate() {
@@ -294,21 +277,6 @@ pub struct EpochLog {
     pub val_acc: Option<f64>,
     /// Wall time of the epoch.
     pub seconds: f64,
-}
-
-/// Batch options for the model's input: normalization from the spec, augmentation on request.
-pub fn batch_options(spec: &ModelSpec, augment: bool) -> BatchOptions {
-    BatchOptions {
-        channels: spec.input[0],
-        size: spec.input[1],
-        normalize: Normalize {
-            mean: spec.mean.clone(),
-            std: spec.std.clone(),
-        },
-        random_crop: augment,
-        pad: if augment { 2 } else { 0 },
-        hflip: augment,
-    }
 }
 
 /// Names frozen by `--freeze K` for this spec.
@@ -380,14 +348,15 @@ pub enum Progress {
     Epoch(EpochLog),
 }
 
-/// Trains `net` (on an autodiff device) on `train`. `reference` is the starting point `w0` of
-/// the -SP schemes (also decides `S` vs `S̄`). Returns the trained network (still on the
-/// autodiff device) and the per-epoch logs. A non-finite loss stops with [`Error::Diverged`].
+/// Trains `net` (on an autodiff device) on `train`. `start` is the starting point `w0` of
+/// the -SP schemes (it decides `S` vs `S̄` and carries the Fisher weights; `None` when
+/// pretraining). Returns the trained network (still on the autodiff device) and the per-epoch
+/// logs. A non-finite loss stops with [`Error::Diverged`].
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     net: Net,
     spec: &ModelSpec,
-    reference: Option<&Checkpoint>,
+    start: Option<&StartingPoint>,
     train: &Dataset,
     val: Option<&Dataset>,
     cfg: &TrainConfig,
@@ -395,7 +364,7 @@ pub fn fit(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Net, Vec<EpochLog>)> {
     cfg.validate()?;
-    if cfg.reg.needs_reference() && reference.is_none() {
+    if cfg.reg.needs_starting_point() && start.is_none() {
         return Err(Error::invalid(
             "--reg",
             format!("{} needs a starting point (--init)", cfg.reg.name()),
@@ -404,33 +373,24 @@ pub fn fit(
     if train.is_empty() {
         return Err(Error::invalid("training set", "no images"));
     }
-    // Sgd::new checks that every regularized tensor has a Fisher tensor of its shape.
-    let fisher = match &cfg.fisher {
-        Some(path) => Some(std::sync::Arc::new(Fisher::read(path)?)),
-        None => None,
-    };
     let frozen = frozen_predicate(spec, cfg.freeze);
-    let bn = cfg.bn.resolve(spec, reference.is_some());
+    let bn = cfg.bn.resolve(spec, start.is_some());
     let mut net = apply_freeze(net, &frozen, bn == BnMode::Frozen);
-    let mut opt = Sgd::new(
+    let penalty = Penalty::new(
         &net,
-        reference,
-        &SgdOptions {
-            momentum: cfg.momentum,
+        start,
+        PenaltyConfig {
             scheme: cfg.reg,
             alpha: cfg.alpha,
             beta: cfg.beta,
             anchor: cfg.anchor,
-            fisher,
-            fisher_normalize: cfg.fisher_normalize,
-            fisher_floor: cfg.fisher_floor,
-            fisher_max: cfg.fisher_max,
         },
         &frozen,
         device,
     )?;
+    let mut opt = Sgd::new(cfg.momentum);
     // heavy-ball SGD on a quadratic of curvature h alone diverges when lr·h ≥ 2(1 + μ)
-    let h = opt.penalty_curvature();
+    let h = penalty.curvature();
     let limit = 2.0 * (1.0 + cfg.momentum);
     if cfg.lr * h >= limit {
         let hint = if cfg.reg.needs_fisher() {
@@ -448,7 +408,7 @@ pub fn fit(
         )));
     }
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let opts = batch_options(spec, cfg.augment);
+    let opts = spec.batch_options(cfg.augment);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     progress(Progress::Start((steps_per_epoch * cfg.epochs) as u64));
@@ -479,13 +439,13 @@ pub fn fit(
             }
             loss_sum += lv * idx.len() as f64;
             seen += idx.len();
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &net);
+            // the penalty values are measured at the epoch's last step, for the log
             let last = b + 1 == steps_per_epoch;
-            let (n, p) = opt.step(lr, net, grads, last);
-            net = n;
-            if let Some(p) = p {
+            if let Some(p) = penalty.apply(&net, &mut grads, last) {
                 pen = p;
             }
+            net = opt.step(lr, net, grads);
             progress(Progress::Step);
         }
         net = sync_running_stats(net);

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate evolves over epochs.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Schedule {
     /// Constant learning rate.
@@ -13,6 +14,17 @@ pub enum Schedule {
     Step,
     /// Cosine annealing from `lr` to 0 over the epochs.
     Cosine,
+}
+
+impl crate::util::Choice for Schedule {
+    const ALL: &'static [Self] = &[Schedule::Step, Schedule::Cosine, Schedule::Constant];
+    fn name(self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Step => "step",
+            Schedule::Cosine => "cosine",
+        }
+    }
 }
 
 impl Schedule {

@@ -1,0 +1,491 @@
+//! Whole runs, callable from Rust: [`pretrain`], [`finetune`] and [`evaluate`].
+//!
+//! Follow one fine-tune top to bottom: a [`FinetuneConfig`] (validated; every default in
+//! [`config`]) -> the source checkpoint and its spec ([`crate::models`]) -> the target task
+//! ([`crate::task::load`]) -> the network with the source weights and a new head when the
+//! classes differ ([`crate::models::checkpoint::load_into`]) -> the [`StartingPoint`] (`w0`
+//! without the replaced head, the Fisher weights) -> [`crate::train::fit`] -> test accuracy ->
+//! the checkpoint and its run directory ([`dir`]) when `out` is set. The CLI's `pretrain`,
+//! `finetune` and `eval`, `demo` and `bench` all go through these functions.
+//!
+//! ```no_run
+//! # fn main() -> sptune::Result<()> {
+//! use sptune::run::{FinetuneConfig, finetune};
+//! use sptune::regularizer::Scheme;
+//!
+//! let mut cfg = FinetuneConfig::new("source.safetensors", "5-9");
+//! cfg.data.per_class = Some(20);
+//! cfg.train.reg = Scheme::L2Sp;
+//! cfg.train.alpha = 0.1;
+//! let run = finetune(&cfg, &burn::tensor::Device::flex(), &mut |_| {})?;
+//! println!("target test accuracy {:.2}%", 100.0 * run.report.test_acc);
+//! run.save("tuned.safetensors")?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod dir;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::Serialize;
+
+pub use config::{FinetuneConfig, ModelConfig, PretrainConfig, StartConfig};
+
+use crate::eval::Forgetting;
+use crate::fisher::Fisher;
+use crate::models::checkpoint::{Checkpoint, LoadReport, load_into, save_model};
+use crate::models::{ModelSpec, Net};
+use crate::regularizer::StartingPoint;
+use crate::task::{self, DataConfig, Task};
+use crate::train::{self, BnMode, EpochLog, Progress};
+use crate::util::Choice;
+use crate::{Error, Result};
+
+/// What a run reports (printed by `--json`, saved as the run directory's `result.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The checkpoint written, if any.
+    pub out: Option<PathBuf>,
+    /// Its run directory, if any.
+    pub run_dir: Option<PathBuf>,
+    /// Test accuracy on the run's classes.
+    pub test_acc: f64,
+    /// Number of test images.
+    pub test_images: usize,
+    /// Validation accuracy after the last epoch, if a validation split was held out.
+    pub val_acc: Option<f64>,
+    /// Per-epoch figures.
+    pub epochs: Vec<EpochLog>,
+    /// How the starting point was loaded (finetune).
+    pub load: Option<LoadReport>,
+    /// The BatchNorm mode that ran (`auto` resolved).
+    pub bn: BnMode,
+}
+
+/// The outcome of a run: the trained model (eval mode, no autodiff), its spec, the report.
+pub struct Outcome {
+    /// The trained network.
+    pub model: Net,
+    /// Its spec (architecture, classes, input normalization).
+    pub spec: ModelSpec,
+    /// Metrics.
+    pub report: RunReport,
+}
+
+impl Outcome {
+    /// Saves the model as an sptune checkpoint (atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_model(&self.model, &self.spec, path.as_ref(), &[])
+    }
+}
+
+/// Pretrains a network from scratch on `cfg.data`.
+pub fn pretrain(
+    cfg: &PretrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    cfg.validate()?;
+    let task = task::load(&cfg.data, 3)?;
+    let (mean, std) = crate::data::channel_stats(&task.train);
+    let side = task.train.height;
+    let m = &cfg.model;
+    let spec = ModelSpec {
+        arch: m.arch.clone(),
+        classes: task.classes().to_vec(),
+        input: [task.train.channels, side, task.train.width],
+        width: m.width,
+        small_stem: m.small_stem.unwrap_or(side <= 64),
+        hidden: m.hidden.clone(),
+        mean,
+        std: std.into_iter().map(|s| s.max(1e-6)).collect(),
+    };
+    spec.validate()?;
+    device.seed(cfg.train.seed);
+    let ad = device.clone().autodiff();
+    let net = spec.init(&ad)?;
+    let mut lines = vec![];
+    let outcome = train_and_test(
+        net, spec, None, &task, &cfg.train, &ad, progress, &mut lines,
+    )?;
+    finish(
+        outcome,
+        None,
+        cfg.out.as_deref(),
+        cfg.run_dir.as_deref(),
+        &config::to_toml(cfg)?,
+        &[("sptune_command", "pretrain".into())],
+        lines,
+    )
+}
+
+/// Fine-tunes the checkpoint `cfg.start.init` on `cfg.data` with `cfg.train.reg`.
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    cfg.validate()?;
+    let source = Checkpoint::read(&cfg.start.init)?;
+    let source_spec = source.spec_or_infer(cfg.start.init_arch.as_deref())?;
+    // read before any data is loaded: the Fisher must describe exactly this source model
+    let fisher = match &cfg.start.fisher {
+        Some(path) => Some(read_fisher(path)?),
+        None => None,
+    };
+    if let Some(f) = &fisher {
+        f.check_against(&source)?;
+    }
+    let mut data = cfg.data.clone();
+    if data.resize == 0 {
+        // automatic: what the source model's input needs (ImageNet's 256 -> 224 from 128 px)
+        data.resize = crate::data::stored_side(source_spec.input[1]);
+    }
+    let task = task::load(&data, source_spec.input[0])?;
+    let spec = ModelSpec {
+        classes: task.classes().to_vec(),
+        ..source_spec.clone()
+    };
+    spec.validate()?;
+    device.seed(cfg.train.seed);
+    let ad = device.clone().autodiff();
+    let replace_head = source_spec.classes != spec.classes;
+    let (net, load) = load_into(spec.init(&ad)?, &spec, &source, replace_head)?;
+    let mut start = StartingPoint::new(source, &load.replaced_head);
+    if let Some(f) = fisher {
+        start = start.with_fisher(f, cfg.start.scaling())?;
+    }
+    let mut lines = vec![format!(
+        "loaded {}: {}",
+        cfg.start.init.display(),
+        load.summary()
+    )];
+    let outcome = train_and_test(
+        net,
+        spec,
+        Some(&start),
+        &task,
+        &cfg.train,
+        &ad,
+        progress,
+        &mut lines,
+    )?;
+    finish(
+        outcome,
+        Some(load),
+        cfg.out.as_deref(),
+        cfg.run_dir.as_deref(),
+        &config::to_toml(cfg)?,
+        &[
+            ("sptune_command", "finetune".into()),
+            ("init", cfg.start.init.display().to_string()),
+        ],
+        lines,
+    )
+}
+
+/// Reads a Fisher file named by `--fisher`: a path only, never a known weights name.
+pub fn read_fisher(path: &Path) -> Result<Fisher> {
+    if !path.is_file() {
+        let known = crate::weights::known(&path.to_string_lossy()).is_some();
+        return Err(Error::invalid(
+            "--fisher",
+            if known {
+                format!(
+                    "{} names known pretrained weights, not a Fisher file; make one with \
+                     `sptune fisher --model {} --out FILE`",
+                    path.display(),
+                    path.display()
+                )
+            } else {
+                format!(
+                    "{}: no such file (make one with `sptune fisher`)",
+                    path.display()
+                )
+            },
+        ));
+    }
+    Fisher::read(path)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_and_test(
+    net: Net,
+    spec: ModelSpec,
+    start: Option<&StartingPoint>,
+    task: &Task,
+    cfg: &train::TrainConfig,
+    ad: &Device,
+    progress: &mut dyn FnMut(Progress),
+    lines: &mut Vec<String>,
+) -> Result<(Net, ModelSpec, RunReport)> {
+    let val = (!task.val.is_empty()).then_some(&task.val);
+    let mut epoch_lines = vec![];
+    let (net, logs) = train::fit(net, &spec, start, &task.train, val, cfg, ad, &mut |p| {
+        if let Progress::Epoch(l) = &p {
+            epoch_lines.push(dir::epoch_line(l));
+        }
+        progress(p)
+    })?;
+    let bn = cfg.bn.resolve(&spec, start.is_some());
+    lines.insert(
+        0,
+        format!(
+            "BatchNorm statistics: {} (--bn {})",
+            bn.name(),
+            cfg.bn.name()
+        ),
+    );
+    lines.extend(epoch_lines);
+    let net = net.valid();
+    let test_acc = crate::eval::accuracy(&net, &spec, &task.test, 256, ad)?;
+    lines.push(format!(
+        "test accuracy {:.2}% on {} images",
+        100.0 * test_acc,
+        task.test.len()
+    ));
+    let report = RunReport {
+        out: None,
+        run_dir: None,
+        test_acc,
+        test_images: task.test.len(),
+        val_acc: logs.last().and_then(|l| l.val_acc),
+        epochs: logs,
+        load: None,
+        bn,
+    };
+    Ok((net, spec, report))
+}
+
+fn finish(
+    (model, spec, mut report): (Net, ModelSpec, RunReport),
+    load: Option<LoadReport>,
+    out: Option<&Path>,
+    run_dir: Option<&Path>,
+    config_toml: &str,
+    meta: &[(&str, String)],
+    lines: Vec<String>,
+) -> Result<Outcome> {
+    report.load = load;
+    if let Some(out) = out {
+        save_model(&model, &spec, out, meta)?;
+        let rd = dir::run_dir_for(out, run_dir);
+        report.out = Some(out.to_path_buf());
+        report.run_dir = Some(rd.clone());
+        let json =
+            serde_json::to_value(&report).map_err(|e| Error::Other(format!("result.json: {e}")))?;
+        dir::write(&rd, config_toml, &report.epochs, &lines, &json)?;
+    }
+    Ok(Outcome {
+        model,
+        spec,
+        report,
+    })
+}
+
+/// What [`evaluate`] measures.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// The model (a checkpoint path or a known weights name).
+    pub model: PathBuf,
+    /// Architecture of a checkpoint without sptune metadata.
+    pub arch: Option<String>,
+    /// The source model: also measure the forgetting of its task.
+    pub source: Option<PathBuf>,
+    /// Data set (`fashion-mnist` or a directory).
+    pub data: String,
+    /// ImageFolder storage side; 0 = automatic from the model's input.
+    pub resize: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            model: PathBuf::new(),
+            arch: None,
+            source: None,
+            data: DataConfig::default().data,
+            resize: 0,
+        }
+    }
+}
+
+/// What [`evaluate`] found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// The model evaluated.
+    pub model: PathBuf,
+    /// Its classes.
+    pub classes: Vec<String>,
+    /// Test images of those classes.
+    pub test_images: usize,
+    /// Top-1 accuracy on them.
+    pub test_acc: f64,
+    /// The source model, with `source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// Forgetting of the source task, with `source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forgetting: Option<Forgetting>,
+}
+
+/// Test accuracy of a checkpoint on its own classes; with a source model, the forgetting of
+/// the source task (source head on the fine-tuned body, see [`crate::eval::forgetting`]).
+pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
+    let data_for = |spec: &ModelSpec| DataConfig {
+        data: cfg.data.clone(),
+        classes: spec.classes.join(","),
+        resize: match cfg.resize {
+            0 => crate::data::stored_side(spec.input[1]),
+            r => r,
+        },
+        ..DataConfig::default()
+    };
+    let ckpt = Checkpoint::read(&cfg.model)?;
+    let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
+    let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
+    let t = task::load(&data_for(&spec), spec.input[0])?;
+    let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, 256, device)?;
+    let forgetting = match &cfg.source {
+        Some(src) => {
+            let s = Checkpoint::read(src)?;
+            let sspec = s.spec()?;
+            let st = task::load(&data_for(&sspec), sspec.input[0])?;
+            Some(crate::eval::forgetting(&s, &ckpt, &st.test, device)?)
+        }
+        None => None,
+    };
+    Ok(Evaluation {
+        model: cfg.model.clone(),
+        classes: spec.classes,
+        test_images: t.test.len(),
+        test_acc,
+        source: cfg.source.clone(),
+        forgetting,
+    })
+}
+
+/// The starting point for comparing a fine-tuned checkpoint `w` with its source `w0` (as
+/// `sptune distance` does): when both carry a spec and their classes differ, the source head
+/// was replaced and belongs to `S̄`, as in training.
+pub fn starting_point_of(w0: Checkpoint, w: &Checkpoint) -> Result<StartingPoint> {
+    let replaced = match (
+        w0.metadata.contains_key("spec"),
+        w.metadata.contains_key("spec"),
+    ) {
+        (true, true) => {
+            let (s0, s) = (w0.spec()?, w.spec()?);
+            if s0.classes != s.classes {
+                s0.head_names()
+            } else {
+                vec![]
+            }
+        }
+        _ => vec![],
+    };
+    Ok(StartingPoint::new(w0, &replaced))
+}
+
+/// A Fisher computation on a source model's training images.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FisherConfig {
+    /// The source model (a checkpoint path or a known weights name).
+    pub model: PathBuf,
+    /// Architecture of a checkpoint without sptune metadata.
+    pub arch: Option<String>,
+    /// The data; `classes` empty = the model's own classes. Subsets and validation splits
+    /// are ignored: the Fisher is taken on the source task's training images in file order.
+    pub data: DataConfig,
+    /// Use the first N training images (after class selection); 0 = all.
+    pub samples: usize,
+    /// Estimator, batch size, seed.
+    pub options: crate::fisher::FisherOptions,
+    /// Where to write the Fisher file (atomically), if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+impl Default for FisherConfig {
+    fn default() -> Self {
+        FisherConfig {
+            model: PathBuf::new(),
+            arch: None,
+            data: DataConfig {
+                resize: 0,
+                ..DataConfig::default()
+            },
+            samples: 0,
+            options: Default::default(),
+            out: None,
+        }
+    }
+}
+
+/// What [`fisher`] computed.
+pub struct FisherOutcome {
+    /// The Fisher (written to `out` if set).
+    pub fisher: Fisher,
+    /// Seconds spent in the computation (data loading excluded).
+    pub seconds: f64,
+    /// The engine that computed it ([`crate::fisher::engine`]).
+    pub engine: &'static str,
+}
+
+/// The diagonal Fisher of `cfg.model` on the first `cfg.samples` training images of its own
+/// task; `progress(done, total)` after each batch.
+pub fn fisher(
+    cfg: &FisherConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<FisherOutcome> {
+    cfg.options.validate()?;
+    let ckpt = Checkpoint::read(&cfg.model)?;
+    let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
+    let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
+    let mut data = cfg.data.clone();
+    if data.resize == 0 {
+        data.resize = crate::data::stored_side(spec.input[1]);
+    }
+    if data.classes.trim().is_empty() {
+        data.classes = spec.classes.join(",");
+    }
+    data.per_class = None;
+    data.val_fraction = 0.0;
+    let t = task::load(&data, spec.input[0])?;
+    if t.classes() != spec.classes.as_slice() {
+        return Err(Error::invalid(
+            "--classes",
+            format!(
+                "selects [{}] but {} was trained on [{}] (the Fisher is taken on the source task)",
+                t.classes().join(", "),
+                cfg.model.display(),
+                spec.classes.join(", ")
+            ),
+        ));
+    }
+    let ds = if cfg.samples > 0 {
+        crate::data::take_first(&t.train, cfg.samples)
+    } else {
+        t.train
+    };
+    let total = ds.len();
+    progress(0, total);
+    let engine = crate::fisher::engine(&net, device);
+    let t0 = std::time::Instant::now();
+    let f = crate::fisher::compute(&net, &spec, &ds, &cfg.options, device, &mut |done| {
+        progress(done, total)
+    })?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if let Some(out) = &cfg.out {
+        f.save(out, &spec)?;
+    }
+    Ok(FisherOutcome {
+        fisher: f,
+        seconds,
+        engine,
+    })
+}

@@ -1,0 +1,77 @@
+//! SGD with momentum, PyTorch semantics: `b ← μb + g` (`b ← g` on the first step, dampening
+//! 0), `w ← w − lr·b`.
+//!
+//! burn's own `MomentumConfig` defaults to dampening 0.1, which is why sptune has its own. The
+//! gradient `g` arrives with the regularizer's term already added
+//! ([`crate::regularizer::Penalty::apply`]), as PyTorch adds weight decay before momentum.
+//! Parameters without a gradient (frozen ones, buffers) are left as they are.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+use crate::models::Net;
+use crate::regularizer::{from_group_view, group_view};
+
+/// The optimizer state: one momentum buffer per parameter.
+pub struct Sgd {
+    momentum: f64,
+    buffers: HashMap<ParamId, Tensor<2>>,
+}
+
+impl Sgd {
+    /// SGD with momentum `momentum` (0.9 in the paper; 0 = plain SGD).
+    pub fn new(momentum: f64) -> Self {
+        Sgd {
+            momentum,
+            buffers: HashMap::new(),
+        }
+    }
+
+    /// One update of every parameter that has a gradient in `grads`, learning rate `lr`.
+    pub fn step(&mut self, lr: f64, net: Net, grads: GradientsParams) -> Net {
+        let mut m = Step {
+            opt: self,
+            grads,
+            lr,
+        };
+        net.map(&mut m)
+    }
+}
+
+struct Step<'a> {
+    opt: &'a mut Sgd,
+    grads: GradientsParams,
+    lr: f64,
+}
+
+impl ModuleMapper for Step<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        // The update runs on the group view [g, p] in checkpoint orientation; 2-D parameters
+        // are linear weights, which burn stores [in, out]: updating them as [out, in] gives
+        // the memory layout (and so the matmul rounding) of sptune's earlier releases, whose
+        // checkpoints the regression test reproduces bit for bit.
+        let linear = D == 2;
+        let w = group_view(tensor.inner(), linear);
+        let g = group_view(grad, linear);
+        let step = if self.opt.momentum != 0.0 {
+            let b = match self.opt.buffers.remove(&id) {
+                Some(b) => b.mul_scalar(self.opt.momentum) + g,
+                None => g,
+            };
+            self.opt.buffers.insert(id, b.clone());
+            b
+        } else {
+            g
+        };
+        let w = from_group_view(w - step.mul_scalar(self.lr), dims, linear);
+        Param::from_mapped_value(id, Tensor::from_inner(w).require_grad(), mapper)
+    }
+}
