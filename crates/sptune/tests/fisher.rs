@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::Device;
 use sptune::data::Dataset;
-use sptune::fisher::{self, Estimator, Fisher, FisherOptions, reference};
+use sptune::fisher::{self, Estimator, Fisher, FisherOptions, batch1};
 use sptune::models::checkpoint::Checkpoint;
 use sptune::models::{ModelSpec, Net};
 use sptune::params::{self, Kind};
@@ -129,7 +129,7 @@ fn batched_equals_reference_within(
     let net = random_net(spec, 11, 1.0);
     let ds = dataset(spec, n, 5);
     let o = opts(est, batch);
-    let slow = reference::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let slow = batch1::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
     // every parameter, no buffer
     let names: Vec<_> = params::table(&net)
         .into_iter()
@@ -156,10 +156,10 @@ fn fast_paths(
     let dev = Device::flex();
     let mut v = vec![(
         "burn probe path",
-        fisher::batched::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
+        fisher::probe::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
     )];
-    assert!(fisher::host::supports(net, &dev), "{}", spec.arch);
-    let f = fisher::host::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
+    assert!(fisher::cpu::supports(net, &dev), "{}", spec.arch);
+    let f = fisher::cpu::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
     v.push(("CPU engine", f));
     v
 }
@@ -258,10 +258,9 @@ fn engine_rows_in_groups_give_the_same_fisher() {
     let net = random_net(&s, 11, 1.0);
     let ds = dataset(&s, 3, 5);
     let (dev, o) = (Device::flex(), opts(Estimator::Exact, 2));
-    let all = fisher::host::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let all = fisher::cpu::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
     for rows in [1, 2] {
-        let f =
-            fisher::host::compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {}).unwrap();
+        let f = fisher::cpu::compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {}).unwrap();
         assert_close(&f, &all, 1e-5);
     }
 }
@@ -281,12 +280,12 @@ fn mc_draws_do_not_depend_on_the_path_or_the_batch_size() {
         batch_size: 2,
         seed: 4,
     };
-    let probe = fisher::batched::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let probe = fisher::probe::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
     let o5 = FisherOptions {
         batch_size: 5,
         ..o.clone()
     };
-    let engine = fisher::host::compute(&net, &s, &ds, &o5, &dev, &mut |_| {}).unwrap();
+    let engine = fisher::cpu::compute(&net, &s, &ds, &o5, &dev, &mut |_| {}).unwrap();
     assert_close(&engine, &probe, 1e-5);
 }
 
@@ -301,7 +300,7 @@ fn mc_converges_to_exact_within_its_variance() {
     let (n, dev) = (12, Device::flex());
     let net = random_net(&s, 31, 2.0);
     let ds = dataset(&s, n, 9);
-    let prep = reference::Prepared::new(&net, &dev);
+    let prep = batch1::Prepared::new(&net, &dev);
     let mut exact: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut var1: BTreeMap<String, Vec<f64>> = BTreeMap::new(); // K = 1
     for i in 0..n {

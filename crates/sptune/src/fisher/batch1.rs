@@ -1,6 +1,6 @@
-//! The batch-1 reference: one forward and one backward per example and per class, with
-//! burn's ordinary parameter gradients. Slow (it is what the batched path replaces); kept for
-//! the tests and `sptune bench-fisher`.
+//! The batch-1 loop ([`Batch1Loop`](super::Batch1Loop)): one forward and one backward per
+//! example and per class, with burn's ordinary parameter gradients. Slow (it is what the
+//! batched paths replace); kept for the tests and `sptune bench-fisher`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,7 +40,7 @@ impl ModuleVisitor for Grab<'_> {
     }
 }
 
-/// The model prepared for the reference loop: eval mode, parameters requiring gradients.
+/// The model prepared for the batch-1 loop: eval mode, parameters requiring gradients.
 pub struct Prepared {
     net: Net,
     names: HashMap<ParamId, (String, bool)>,
@@ -131,7 +131,7 @@ pub fn compute(
             Estimator::Mc => {
                 return Err(Error::invalid(
                     "--estimator",
-                    "the batch-1 reference implements exact and empirical",
+                    "the batch-1 loop implements exact and empirical",
                 ));
             }
         };

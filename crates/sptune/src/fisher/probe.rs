@@ -1,4 +1,5 @@
-//! Per-example squared gradients of a whole batch from one backward pass.
+//! The probe path ([`ProbeEngine`](super::ProbeEngine)): per-example squared gradients of a
+//! whole batch from one backward pass of burn's autodiff, on any device (the GPU path).
 //!
 //! The [`Probe`] hook records each layer's input `a_i` and adds a zero tensor `P` (requiring a
 //! gradient) to its output, so the backward pass returns `∂L/∂P`, i.e. each example's output
@@ -35,7 +36,9 @@ use crate::models::{Hook, ModelSpec, Net};
 /// bound on the extra memory of large inputs.
 const BLOCK: usize = 1 << 20;
 
-enum Tap {
+/// One probed layer call: the parameters, what their squared gradients need from the forward
+/// pass, and the probe added to the layer's output.
+enum ProbeSite {
     Linear {
         weight: ParamId,
         bias: Option<ParamId>,
@@ -64,7 +67,7 @@ enum Tap {
 /// The hook: records layer inputs and adds probes to layer outputs.
 #[derive(Default)]
 struct Probe {
-    taps: Vec<Tap>,
+    sites: Vec<ProbeSite>,
 }
 
 fn probe_like<const D: usize>(y: &Tensor<D>) -> Tensor<D> {
@@ -77,7 +80,7 @@ impl Hook for Probe {
         let padding = conv_padding(m, h, w);
         let y = m.forward(x.clone());
         let probe = probe_like(&y);
-        self.taps.push(Tap::Conv {
+        self.sites.push(ProbeSite::Conv {
             weight: m.weight.id,
             bias: m.bias.as_ref().map(|b| b.id),
             input: x.inner(),
@@ -98,7 +101,7 @@ impl Hook for Probe {
         let normalized = (x.clone().inner() - mean) / var.add_scalar(m.epsilon).sqrt();
         let y = m.forward(x);
         let probe = probe_like(&y);
-        self.taps.push(Tap::Norm {
+        self.sites.push(ProbeSite::Norm {
             gamma: m.gamma.id,
             beta: m.beta.id,
             normalized,
@@ -110,7 +113,7 @@ impl Hook for Probe {
     fn linear(&mut self, m: &Linear, x: Tensor<2>) -> Tensor<2> {
         let y = m.forward(x.clone());
         let probe = probe_like(&y);
-        self.taps.push(Tap::Linear {
+        self.sites.push(ProbeSite::Linear {
             weight: m.weight.id,
             bias: m.bias.as_ref().map(|b| b.id),
             input: x.inner(),
@@ -129,10 +132,14 @@ fn accumulate(sums: &mut HashMap<ParamId, Tensor<2>>, id: ParamId, t: Tensor<2>)
     sums.insert(id, t);
 }
 
-/// Per-example squared gradients of one tap, summed over the batch, added to `sums`.
-fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<ParamId, Tensor<2>>) {
-    match tap {
-        Tap::Linear {
+/// Per-example squared gradients of one probe site, summed over the batch, added to `sums`.
+fn square_sums(
+    site: ProbeSite,
+    grads: &burn::tensor::Gradients,
+    sums: &mut HashMap<ParamId, Tensor<2>>,
+) {
+    match site {
+        ProbeSite::Linear {
             weight,
             bias,
             input,
@@ -145,7 +152,7 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
             }
             accumulate(sums, weight, g.transpose().matmul(input.square()));
         }
-        Tap::Conv {
+        ProbeSite::Conv {
             weight,
             bias,
             input,
@@ -203,7 +210,7 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
             }
             accumulate(sums, weight, total.expect("a non-empty batch"));
         }
-        Tap::Norm {
+        ProbeSite::Norm {
             gamma,
             beta,
             normalized,
@@ -263,8 +270,8 @@ pub fn compute(
             let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
             let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
             let grads = loss.backward();
-            for tap in hook.taps {
-                square_sums(tap, &grads, &mut sums);
+            for site in hook.sites {
+                square_sums(site, &grads, &mut sums);
             }
         }
         done += chunk.len();
