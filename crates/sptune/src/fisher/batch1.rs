@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor};
 
-use super::{Estimator, Fisher, FisherOptions};
+use super::{Estimator, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
@@ -35,7 +35,7 @@ impl ModuleVisitor for Grab<'_> {
         };
         if let Some(g) = param.val().grad(self.grads) {
             self.out
-                .insert(name.clone(), super::host_f64(group_view(g, *transposed)));
+                .insert(name.clone(), common::host_f64(group_view(g, *transposed)));
         }
     }
 }
@@ -51,7 +51,7 @@ impl Prepared {
     /// Moves `net` to the autodiff device of `device` in eval mode.
     pub fn new(net: &Net, device: &Device) -> Self {
         let ad = device.clone().autodiff();
-        let net = super::eval_mode(net, &ad, true);
+        let net = common::eval_mode(net, &ad, true);
         let names = params::table(&net)
             .into_iter()
             .filter(|i| i.kind == Kind::Param)
@@ -72,7 +72,7 @@ impl Prepared {
         i: usize,
         classes: Option<&[usize]>,
     ) -> Result<ExampleGradients> {
-        let (x, _) = super::batch(ds, spec, &[i], &self.device)?;
+        let (x, _) = common::batch(ds, spec, &[i], &self.device)?;
         let all: Vec<usize> = (0..spec.num_classes()).collect();
         let classes = classes.unwrap_or(&all);
         let mut probs = Vec::new();
@@ -80,7 +80,7 @@ impl Prepared {
         for &c in classes {
             let logits = self.net.forward(x.clone());
             if probs.is_empty() {
-                probs = super::softmax_rows(logits.clone())
+                probs = common::softmax_rows(logits.clone())
                     .into_iter()
                     .map(|v| v as f64)
                     .collect();
@@ -109,7 +109,7 @@ pub fn compute(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
     opts.validate()?;
-    super::check_inputs(spec, ds)?;
+    common::check_inputs(spec, ds)?;
     let prep = Prepared::new(net, device);
     let mut sums: HashMap<ParamId, Vec<f64>> = HashMap::new();
     let ids: HashMap<&str, ParamId> = prep

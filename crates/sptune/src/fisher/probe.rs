@@ -25,7 +25,8 @@ use burn::tensor::module::unfold4d;
 use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{Fisher, FisherOptions, conv_padding};
+use super::common::{self, conv_padding};
+use super::{Fisher, FisherOptions};
 use crate::Result;
 use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
@@ -239,17 +240,17 @@ pub fn compute(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
     opts.validate()?;
-    super::check_inputs(spec, ds)?;
+    common::check_inputs(spec, ds)?;
     let ad = device.clone().autodiff();
-    let net = super::eval_mode(net, &ad, false);
+    let net = common::eval_mode(net, &ad, false);
     let classes = spec.num_classes();
     let passes = opts.passes(classes);
-    let mut rng = super::draw_rng(opts);
+    let mut rng = common::draw_rng(opts);
     let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut done = 0;
     for chunk in idx.chunks(opts.batch_size) {
-        let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
+        let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
         let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
         for pass in 0..passes {
             let mut hook = Probe::default();
@@ -257,9 +258,9 @@ pub fn compute(
             let rows = match &rows {
                 Some(r) => r,
                 None => {
-                    let probs = super::softmax_rows(logits.clone());
-                    super::check_probs(&probs)?;
-                    rows.insert(super::batch_rows(opts, &probs, classes, &labels, &mut rng))
+                    let probs = common::softmax_rows(logits.clone());
+                    common::check_probs(&probs)?;
+                    rows.insert(common::batch_rows(opts, &probs, classes, &labels, &mut rng))
                 }
             };
             let mut sel = vec![0f32; chunk.len() * classes];
@@ -279,7 +280,7 @@ pub fn compute(
     }
     let host = sums
         .into_iter()
-        .map(|(id, t)| (id, super::host_f64(t)))
+        .map(|(id, t)| (id, common::host_f64(t)))
         .collect();
     Fisher::from_sums(&net, host, ds.len(), opts)
 }

@@ -41,7 +41,7 @@ use burn::module::ParamId;
 use burn::tensor::Device;
 use rayon::prelude::*;
 
-use super::{Fisher, FisherOptions};
+use super::{Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
@@ -101,18 +101,18 @@ pub fn compute_in_groups(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
     opts.validate()?;
-    super::check_inputs(spec, ds)?;
+    common::check_inputs(spec, ds)?;
     if !supports(net, device) {
         return Err(Error::Other(
             "the CPU Fisher engine runs on the CPU device only".into(),
         ));
     }
     let ad = device.clone().autodiff();
-    let net = super::eval_mode(net, &ad, false);
+    let net = common::eval_mode(net, &ad, false);
     let classes = spec.num_classes();
-    let mut rng = super::draw_rng(opts);
+    let mut rng = common::draw_rng(opts);
     // one example's records fix the plan and the batch size
-    let (x, _) = super::batch(ds, spec, &[0], &ad)?;
+    let (x, _) = common::batch(ds, spec, &[0], &ad)?;
     let mut rec = Recorder::default();
     net.forward_with(x, &mut rec);
     let per_example: usize = rec
@@ -133,12 +133,12 @@ pub fn compute_in_groups(
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut done = 0;
     for chunk in idx.chunks(batch) {
-        let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
+        let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
         let mut rec = Recorder::default();
         let logits = net.forward_with(x, &mut rec);
-        let probs = super::softmax_rows(logits);
-        super::check_probs(&probs)?;
-        let rows = super::batch_rows(opts, &probs, classes, &labels, &mut rng);
+        let probs = common::softmax_rows(logits);
+        common::check_probs(&probs)?;
+        let rows = common::batch_rows(opts, &probs, classes, &labels, &mut rng);
         let n = chunk.len();
         let share = n.div_ceil(threads);
         let recs = &rec.records;

@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, Linear};
 
 use super::kernels::Window;
 use super::record::{Record, host_f32};
-use crate::fisher::{conv_padding, resolve_padding};
+use crate::fisher::common::{conv_padding, resolve_padding};
 use crate::models::Net;
 use crate::models::resnet::{Block, ResNet};
 use crate::{Error, Result};
