@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::Device;
 use sptune::data::Dataset;
-use sptune::fisher::{self, Estimator, Fisher, FisherOptions, batch1};
+use sptune::fisher::{
+    self, Batch1Loop, CpuEngine, Engine, Estimator, Fisher, FisherOptions, ProbeEngine, batch1,
+};
 use sptune::models::checkpoint::Checkpoint;
 use sptune::models::{ModelSpec, Net};
 use sptune::params::{self, Kind};
@@ -129,7 +131,9 @@ fn batched_equals_reference_within(
     let net = random_net(spec, 11, 1.0);
     let ds = dataset(spec, n, 5);
     let o = opts(est, batch);
-    let slow = batch1::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let slow = Batch1Loop
+        .compute(&net, spec, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     // every parameter, no buffer
     let names: Vec<_> = params::table(&net)
         .into_iter()
@@ -145,8 +149,9 @@ fn batched_equals_reference_within(
     }
 }
 
-/// The Fisher by both batched paths: burn's probe path and the CPU engine (which must take
-/// every architecture on the CPU, so these tests cannot silently skip it).
+/// The Fisher by both batched engines: burn's probe path and the CPU engine (which must take
+/// every architecture on the CPU, and be `fisher::compute`'s choice there, so these tests cannot
+/// silently skip it).
 fn fast_paths(
     net: &Net,
     spec: &ModelSpec,
@@ -154,14 +159,16 @@ fn fast_paths(
     o: &FisherOptions,
 ) -> Vec<(&'static str, Fisher)> {
     let dev = Device::flex();
-    let mut v = vec![(
-        "burn probe path",
-        fisher::probe::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
-    )];
-    assert!(fisher::cpu::supports(net, &dev), "{}", spec.arch);
-    let f = fisher::cpu::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
-    v.push(("CPU engine", f));
-    v
+    assert!(CpuEngine.supports(net, &dev), "{}", spec.arch);
+    assert_eq!(fisher::engine(net, &dev), "cpu-engine");
+    let engines: [&dyn Engine; 2] = [&ProbeEngine, &CpuEngine];
+    engines
+        .into_iter()
+        .map(|e| {
+            let f = e.compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
+            (e.name(), f)
+        })
+        .collect()
 }
 
 #[test]
@@ -258,9 +265,13 @@ fn engine_rows_in_groups_give_the_same_fisher() {
     let net = random_net(&s, 11, 1.0);
     let ds = dataset(&s, 3, 5);
     let (dev, o) = (Device::flex(), opts(Estimator::Exact, 2));
-    let all = fisher::cpu::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let all = CpuEngine
+        .compute(&net, &s, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     for rows in [1, 2] {
-        let f = fisher::cpu::compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {}).unwrap();
+        let f = CpuEngine
+            .compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {})
+            .unwrap();
         assert_close(&f, &all, 1e-5);
     }
 }
@@ -280,12 +291,16 @@ fn mc_draws_do_not_depend_on_the_path_or_the_batch_size() {
         batch_size: 2,
         seed: 4,
     };
-    let probe = fisher::probe::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let probe = ProbeEngine
+        .compute(&net, &s, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     let o5 = FisherOptions {
         batch_size: 5,
         ..o.clone()
     };
-    let engine = fisher::cpu::compute(&net, &s, &ds, &o5, &dev, &mut |_| {}).unwrap();
+    let engine = CpuEngine
+        .compute(&net, &s, &ds, &o5, &dev, &mut |_| {})
+        .unwrap();
     assert_close(&engine, &probe, 1e-5);
 }
 

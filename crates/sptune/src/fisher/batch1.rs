@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor};
 
-use super::{Estimator, Fisher, FisherOptions, common};
+use super::{Batch1Loop, Engine, Estimator, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
@@ -148,4 +148,27 @@ pub fn compute(
         progress(i + 1);
     }
     Fisher::from_sums(&prep.net, sums, ds.len(), opts)
+}
+
+impl Engine for Batch1Loop {
+    fn name(&self) -> &'static str {
+        "batch-1"
+    }
+
+    /// Every network, on every device (`exact` and `empirical` only).
+    fn supports(&self, _: &Net, _: &Device) -> bool {
+        true
+    }
+
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        compute(net, spec, ds, opts, device, progress)
+    }
 }

@@ -12,20 +12,23 @@
 //! where `g_{i,c} = ∇_w log p_c(x_i)`. Squares are always **per example**: never the square of
 //! a batch-summed gradient. The model is in eval mode (BatchNorm uses its running statistics).
 //!
-//! Three implementations accumulate `Σ_i ω_i g_{i,y}²` over the same *rows* `(example i,
-//! label y, weight ω)`; the batched ones draw them from `batch_rows`, the loop builds its own:
+//! Three [`Engine`]s accumulate `Σ_i ω_i g_{i,y}²` over the same *rows* `(example i, label y,
+//! weight ω)`; the batched ones draw them from `batch_rows`, the loop builds its own:
 //!
-//! - [`cpu`], the CPU engine and [`compute`]'s choice on the CPU: one forward pass per batch,
-//!   then every row of an example through one hand-written backward pass, a matrix product per
-//!   layer;
-//! - [`probe`], burn's autodiff with "probe" tensors: one forward and backward pass per class
-//!   (or sample) over a whole batch, on any device (the GPU path);
-//! - [`batch1`], the batch-1 loop, for the tests and the benchmark.
+//! - [`CpuEngine`] (`fisher/cpu/`), [`compute`]'s choice on the CPU: one forward pass per
+//!   batch, then every row of an example through one hand-written backward pass, a matrix
+//!   product per layer;
+//! - [`ProbeEngine`] (`fisher/probe.rs`), burn's autodiff with "probe" tensors: one forward and
+//!   backward pass per class (or sample) over a whole batch, on any device (the GPU path);
+//! - [`Batch1Loop`] ([`batch1`]), one example and one class at a time, for the tests and the
+//!   benchmark.
+//!
+//! `fisher/common.rs` holds what they share (the rows, the `mc` draws, the batches).
 
 pub mod batch1;
 mod common;
-pub mod cpu;
-pub mod probe;
+mod cpu;
+mod probe;
 
 pub use common::eval_mode;
 
@@ -37,8 +40,10 @@ pub use batch1 as reference;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::models::checkpoint::{Checkpoint, to_bytes};
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
@@ -280,30 +285,72 @@ impl Fisher {
     }
 }
 
-/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes):
-/// the CPU engine ([`cpu`]) for ResNets and MLPs on the CPU, otherwise one burn backward pass
-/// per class or sample over whole batches ([`probe`]). `progress(k)` is called after each
+/// A way of computing the Fisher diagonal.
+pub trait Engine {
+    /// Its name, as `sptune fisher` reports it: `"cpu-engine"`, `"probe"` or `"batch-1"`.
+    fn name(&self) -> &'static str;
+
+    /// Whether it computes the Fisher of `net` on `device`.
+    fn supports(&self, net: &Net, device: &Device) -> bool;
+
+    /// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes).
+    /// `progress(k)` is called with the number of examples done.
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher>;
+}
+
+/// The CPU engine (`"cpu-engine"`): one forward pass per batch, then every row of an example
+/// through one hand-written backward pass. Every architecture of sptune, on the CPU backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuEngine;
+
+/// burn's autodiff with "probe" tensors (`"probe"`): one forward and backward pass per class
+/// (or sample) over whole batches. Any network on any device (the GPU path).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeEngine;
+
+/// The batch-1 loop (`"batch-1"`): one forward and backward pass per example and class, with
+/// burn's ordinary parameter gradients. `exact` and `empirical` only; for the tests and the
+/// benchmark.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch1Loop;
+
+/// The engines [`compute`] chooses from, in order of preference; the last takes every network
+/// on every device.
+const ENGINES: [&dyn Engine; 2] = [&CpuEngine, &ProbeEngine];
+
+/// The first of [`ENGINES`] that supports `net` on `device`.
+fn chosen(net: &Net, device: &Device) -> &'static dyn Engine {
+    ENGINES
+        .into_iter()
+        .find(|e| e.supports(net, device))
+        .unwrap_or(&ProbeEngine)
+}
+
+/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes) by
+/// the first engine that supports the network and the device: [`CpuEngine`] for every sptune
+/// architecture on the CPU, otherwise [`ProbeEngine`]. `progress(k)` is called after each
 /// batch with the number of examples done.
 pub fn compute(
     net: &Net,
     spec: &ModelSpec,
-    ds: &crate::data::Dataset,
+    ds: &Dataset,
     opts: &FisherOptions,
-    device: &burn::tensor::Device,
+    device: &Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
-    if cpu::supports(net, device) {
-        cpu::compute(net, spec, ds, opts, device, progress)
-    } else {
-        probe::compute(net, spec, ds, opts, device, progress)
-    }
+    chosen(net, device).compute(net, spec, ds, opts, device, progress)
 }
 
-/// Which path [`compute`] takes for `net` on `device`: `"cpu-engine"` or `"probe"`.
-pub fn engine(net: &Net, device: &burn::tensor::Device) -> &'static str {
-    if cpu::supports(net, device) {
-        "cpu-engine"
-    } else {
-        "probe"
-    }
+/// The name of the engine [`compute`] takes for `net` on `device`: `"cpu-engine"` or
+/// `"probe"`.
+pub fn engine(net: &Net, device: &Device) -> &'static str {
+    chosen(net, device).name()
 }

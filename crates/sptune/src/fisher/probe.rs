@@ -26,7 +26,7 @@ use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::common::{self, conv_padding};
-use super::{Fisher, FisherOptions};
+use super::{Engine, Fisher, FisherOptions, ProbeEngine};
 use crate::Result;
 use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
@@ -227,60 +227,70 @@ fn square_sums(
     }
 }
 
-/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes),
-/// with per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
-/// one (`empirical`) for each batch. `progress(k)` is called after each batch with the number
-/// of examples done.
-pub fn compute(
-    net: &Net,
-    spec: &ModelSpec,
-    ds: &Dataset,
-    opts: &FisherOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Fisher> {
-    opts.validate()?;
-    common::check_inputs(spec, ds)?;
-    let ad = device.clone().autodiff();
-    let net = common::eval_mode(net, &ad, false);
-    let classes = spec.num_classes();
-    let passes = opts.passes(classes);
-    let mut rng = common::draw_rng(opts);
-    let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let mut done = 0;
-    for chunk in idx.chunks(opts.batch_size) {
-        let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
-        let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
-        for pass in 0..passes {
-            let mut hook = Probe::default();
-            let logits = net.forward_with(x.clone(), &mut hook);
-            let rows = match &rows {
-                Some(r) => r,
-                None => {
-                    let probs = common::softmax_rows(logits.clone());
-                    common::check_probs(&probs)?;
-                    rows.insert(common::batch_rows(opts, &probs, classes, &labels, &mut rng))
-                }
-            };
-            let mut sel = vec![0f32; chunk.len() * classes];
-            for (i, r) in rows.iter().enumerate() {
-                let (y, w) = r[pass];
-                sel[i * classes + y] = w.sqrt() as f32;
-            }
-            let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
-            let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
-            let grads = loss.backward();
-            for site in hook.sites {
-                square_sums(site, &grads, &mut sums);
-            }
-        }
-        done += chunk.len();
-        progress(done);
+impl Engine for ProbeEngine {
+    fn name(&self) -> &'static str {
+        "probe"
     }
-    let host = sums
-        .into_iter()
-        .map(|(id, t)| (id, common::host_f64(t)))
-        .collect();
-    Fisher::from_sums(&net, host, ds.len(), opts)
+
+    /// Every network, on every device.
+    fn supports(&self, _: &Net, _: &Device) -> bool {
+        true
+    }
+
+    /// Per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
+    /// one (`empirical`) for each batch; `progress(k)` is called after each batch.
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        opts.validate()?;
+        common::check_inputs(spec, ds)?;
+        let ad = device.clone().autodiff();
+        let net = common::eval_mode(net, &ad, false);
+        let classes = spec.num_classes();
+        let passes = opts.passes(classes);
+        let mut rng = common::draw_rng(opts);
+        let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let mut done = 0;
+        for chunk in idx.chunks(opts.batch_size) {
+            let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
+            let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
+            for pass in 0..passes {
+                let mut hook = Probe::default();
+                let logits = net.forward_with(x.clone(), &mut hook);
+                let rows = match &rows {
+                    Some(r) => r,
+                    None => {
+                        let probs = common::softmax_rows(logits.clone());
+                        common::check_probs(&probs)?;
+                        rows.insert(common::batch_rows(opts, &probs, classes, &labels, &mut rng))
+                    }
+                };
+                let mut sel = vec![0f32; chunk.len() * classes];
+                for (i, r) in rows.iter().enumerate() {
+                    let (y, w) = r[pass];
+                    sel[i * classes + y] = w.sqrt() as f32;
+                }
+                let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
+                let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
+                let grads = loss.backward();
+                for site in hook.sites {
+                    square_sums(site, &grads, &mut sums);
+                }
+            }
+            done += chunk.len();
+            progress(done);
+        }
+        let host = sums
+            .into_iter()
+            .map(|(id, t)| (id, common::host_f64(t)))
+            .collect();
+        Fisher::from_sums(&net, host, ds.len(), opts)
+    }
 }

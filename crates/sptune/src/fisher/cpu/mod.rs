@@ -41,7 +41,7 @@ use burn::module::ParamId;
 use burn::tensor::Device;
 use rayon::prelude::*;
 
-use super::{Fisher, FisherOptions, common};
+use super::{CpuEngine, Engine, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
@@ -62,106 +62,115 @@ const ROW_BUDGET: usize = 1 << 24;
 /// is squared while it is still in the core's L2 cache.
 pub(super) const BLOCK: usize = 1 << 16;
 
-/// Whether the engine handles `net` on `device`: every architecture of sptune (ResNet,
-/// EfficientNet-Lite, MLP), on the CPU backend.
-pub fn supports(net: &Net, device: &Device) -> bool {
-    if device.clone().without_autodiff() != Device::flex() {
-        return false;
+impl Engine for CpuEngine {
+    fn name(&self) -> &'static str {
+        "cpu-engine"
     }
-    match net {
-        Net::Mlp(_) | Net::EfficientNet(_) => true,
-        Net::ResNet(m) => m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode),
-    }
-}
 
-/// The Fisher diagonal of `net` on the examples of `ds` by the CPU engine (see the module
-/// documentation); [`supports`] says which networks and devices it takes. `progress(k)` is
-/// called after each batch with the number of examples done.
-pub fn compute(
-    net: &Net,
-    spec: &ModelSpec,
-    ds: &Dataset,
-    opts: &FisherOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Fisher> {
-    compute_in_groups(net, spec, ds, opts, device, usize::MAX, progress)
-}
-
-/// [`compute`] carrying at most `max_rows` rows of an example through each backward pass (the
-/// engine caps them by memory, see `ROW_BUDGET`); for the tests of that grouping.
-#[doc(hidden)]
-pub fn compute_in_groups(
-    net: &Net,
-    spec: &ModelSpec,
-    ds: &Dataset,
-    opts: &FisherOptions,
-    device: &Device,
-    max_rows: usize,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Fisher> {
-    opts.validate()?;
-    common::check_inputs(spec, ds)?;
-    if !supports(net, device) {
-        return Err(Error::Other(
-            "the CPU Fisher engine runs on the CPU device only".into(),
-        ));
-    }
-    let ad = device.clone().autodiff();
-    let net = common::eval_mode(net, &ad, false);
-    let classes = spec.num_classes();
-    let mut rng = common::draw_rng(opts);
-    // one example's records fix the plan and the batch size
-    let (x, _) = common::batch(ds, spec, &[0], &ad)?;
-    let mut rec = Recorder::default();
-    net.forward_with(x, &mut rec);
-    let per_example: usize = rec
-        .records
-        .iter()
-        .map(|r| r.in_len * if r.output.is_empty() { 1 } else { 2 })
-        .sum();
-    let (plan, slots) = plan(&net, &rec.records)?;
-    let batch = (RECORD_BUDGET / per_example.max(1)).clamp(1, opts.batch_size);
-    // rows carried together: their gradient of the largest layer stays within ROW_BUDGET
-    let largest = rec.records.iter().map(|r| r.in_len).max().unwrap_or(1);
-    let row_cap = (ROW_BUDGET / largest.max(1)).clamp(1, max_rows.max(1));
-    let threads = rayon::current_num_threads().max(1);
-    let mut partial: Vec<Sums> = (0..threads)
-        .map(|_| slots.iter().map(|&(_, n)| vec![0f32; n]).collect())
-        .collect();
-    let mut totals: Vec<Vec<f64>> = slots.iter().map(|&(_, n)| vec![0f64; n]).collect();
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let mut done = 0;
-    for chunk in idx.chunks(batch) {
-        let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
-        let mut rec = Recorder::default();
-        let logits = net.forward_with(x, &mut rec);
-        let probs = common::softmax_rows(logits);
-        common::check_probs(&probs)?;
-        let rows = common::batch_rows(opts, &probs, classes, &labels, &mut rng);
-        let n = chunk.len();
-        let share = n.div_ceil(threads);
-        let recs = &rec.records;
-        let plan = &plan;
-        partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
-            for i in (t * share)..((t + 1) * share).min(n) {
-                let p = &probs[i * classes..(i + 1) * classes];
-                for group in merge_rows(&rows[i]).chunks(row_cap) {
-                    backward(plan, recs, i, cotangents(p, group), group.len(), sums);
-                }
-            }
-        });
-        for sums in &mut partial {
-            for (tot, s) in totals.iter_mut().zip(sums.iter_mut()) {
-                for (t, v) in tot.iter_mut().zip(s.iter_mut()) {
-                    *t += *v as f64;
-                    *v = 0.0;
-                }
-            }
+    /// Every architecture of sptune (ResNet, EfficientNet-Lite, MLP), on the CPU backend.
+    fn supports(&self, net: &Net, device: &Device) -> bool {
+        if device.clone().without_autodiff() != Device::flex() {
+            return false;
         }
-        done += n;
-        progress(done);
+        match net {
+            Net::Mlp(_) | Net::EfficientNet(_) => true,
+            Net::ResNet(m) => m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode),
+        }
     }
-    let sums: HashMap<ParamId, Vec<f64>> = slots.iter().map(|&(id, _)| id).zip(totals).collect();
-    Fisher::from_sums(&net, sums, ds.len(), opts)
+
+    /// See the module documentation.
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        self.compute_in_groups(net, spec, ds, opts, device, usize::MAX, progress)
+    }
+}
+
+impl CpuEngine {
+    /// [`Engine::compute`] carrying at most `max_rows` rows of an example through each backward
+    /// pass (the engine caps them by memory, see `ROW_BUDGET`); for the tests of that grouping.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_in_groups(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        max_rows: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        opts.validate()?;
+        common::check_inputs(spec, ds)?;
+        if !self.supports(net, device) {
+            return Err(Error::Other(
+                "the CPU Fisher engine runs on the CPU device only".into(),
+            ));
+        }
+        let ad = device.clone().autodiff();
+        let net = common::eval_mode(net, &ad, false);
+        let classes = spec.num_classes();
+        let mut rng = common::draw_rng(opts);
+        // one example's records fix the plan and the batch size
+        let (x, _) = common::batch(ds, spec, &[0], &ad)?;
+        let mut rec = Recorder::default();
+        net.forward_with(x, &mut rec);
+        let per_example: usize = rec
+            .records
+            .iter()
+            .map(|r| r.in_len * if r.output.is_empty() { 1 } else { 2 })
+            .sum();
+        let (plan, slots) = plan(&net, &rec.records)?;
+        let batch = (RECORD_BUDGET / per_example.max(1)).clamp(1, opts.batch_size);
+        // rows carried together: their gradient of the largest layer stays within ROW_BUDGET
+        let largest = rec.records.iter().map(|r| r.in_len).max().unwrap_or(1);
+        let row_cap = (ROW_BUDGET / largest.max(1)).clamp(1, max_rows.max(1));
+        let threads = rayon::current_num_threads().max(1);
+        let mut partial: Vec<Sums> = (0..threads)
+            .map(|_| slots.iter().map(|&(_, n)| vec![0f32; n]).collect())
+            .collect();
+        let mut totals: Vec<Vec<f64>> = slots.iter().map(|&(_, n)| vec![0f64; n]).collect();
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let mut done = 0;
+        for chunk in idx.chunks(batch) {
+            let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
+            let mut rec = Recorder::default();
+            let logits = net.forward_with(x, &mut rec);
+            let probs = common::softmax_rows(logits);
+            common::check_probs(&probs)?;
+            let rows = common::batch_rows(opts, &probs, classes, &labels, &mut rng);
+            let n = chunk.len();
+            let share = n.div_ceil(threads);
+            let recs = &rec.records;
+            let plan = &plan;
+            partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
+                for i in (t * share)..((t + 1) * share).min(n) {
+                    let p = &probs[i * classes..(i + 1) * classes];
+                    for group in merge_rows(&rows[i]).chunks(row_cap) {
+                        backward(plan, recs, i, cotangents(p, group), group.len(), sums);
+                    }
+                }
+            });
+            for sums in &mut partial {
+                for (tot, s) in totals.iter_mut().zip(sums.iter_mut()) {
+                    for (t, v) in tot.iter_mut().zip(s.iter_mut()) {
+                        *t += *v as f64;
+                        *v = 0.0;
+                    }
+                }
+            }
+            done += n;
+            progress(done);
+        }
+        let sums: HashMap<ParamId, Vec<f64>> =
+            slots.iter().map(|&(id, _)| id).zip(totals).collect();
+        Fisher::from_sums(&net, sums, ds.len(), opts)
+    }
 }
