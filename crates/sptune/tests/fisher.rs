@@ -1,4 +1,4 @@
-//! The diagonal Fisher: the batched per-example path against the batch-1 reference loop,
+//! The diagonal Fisher: the batched per-example path against the batch-1 loop,
 //! against the closed form of linear softmax regression, and the Monte Carlo estimator against
 //! the exact one within a tolerance derived from its variance. Also the Fisher file checks.
 
@@ -116,11 +116,11 @@ fn assert_close(a: &Fisher, b: &Fisher, rel: f64) {
     eprintln!("largest relative difference {worst:e}");
 }
 
-fn batched_equals_reference(spec: &ModelSpec, n: usize, batch: usize, est: Estimator) {
-    batched_equals_reference_within(spec, n, batch, est, 1e-5);
+fn batched_equals_batch1_loop(spec: &ModelSpec, n: usize, batch: usize, est: Estimator) {
+    batched_equals_batch1_loop_within(spec, n, batch, est, 1e-5);
 }
 
-fn batched_equals_reference_within(
+fn batched_equals_batch1_loop_within(
     spec: &ModelSpec,
     n: usize,
     batch: usize,
@@ -175,28 +175,28 @@ fn fast_paths(
 fn exact_matches_batch1_loop_on_small_resnet18() {
     // batch 4 over 6 examples: a partial last batch
     let s = spec("resnet18", [1, 8, 8], vec![], 3, true);
-    batched_equals_reference(&s, 6, 4, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 6, 4, Estimator::Exact);
 }
 
 #[test]
 fn exact_matches_batch1_loop_on_resnet50_with_strided_stem() {
     // 7x7/2 stem with padding 3, max-pool, bottlenecks with downsample: 16 px RGB
     let s = spec("resnet50", [3, 16, 16], vec![], 4, false);
-    batched_equals_reference(&s, 3, 3, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 3, 3, Estimator::Exact);
 }
 
 #[test]
 fn exact_matches_batch1_loop_on_mlp() {
     let s = spec("mlp", [1, 5, 5], vec![7, 6], 4, false);
-    batched_equals_reference(&s, 9, 4, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 9, 4, Estimator::Exact);
 }
 
 #[test]
 fn empirical_matches_true_label_loop() {
     let s = spec("resnet18", [1, 8, 8], vec![], 3, true);
-    batched_equals_reference(&s, 5, 2, Estimator::Empirical);
+    batched_equals_batch1_loop(&s, 5, 2, Estimator::Empirical);
     let s = spec("mlp", [1, 4, 4], vec![5], 3, false);
-    batched_equals_reference(&s, 7, 3, Estimator::Empirical);
+    batched_equals_batch1_loop(&s, 7, 3, Estimator::Empirical);
 }
 
 /// Linear softmax regression z = W x + b: ∂ log p_c'/∂W[c,k] = (δ_cc' − p_c) x_k, so
@@ -491,5 +491,5 @@ fn exact_matches_batch1_loop_on_efficientnet_lite0() {
         std: vec![0.5; 3],
         ..spec("efficientnet-lite0", [3, 32, 32], vec![], 3, false)
     };
-    batched_equals_reference_within(&s, 2, 2, Estimator::Exact, 1e-4);
+    batched_equals_batch1_loop_within(&s, 2, 2, Estimator::Exact, 1e-4);
 }

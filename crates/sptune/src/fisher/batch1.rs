@@ -1,6 +1,6 @@
-//! The batch-1 loop ([`Batch1Loop`](super::Batch1Loop)): one forward and one backward per
-//! example and per class, with burn's ordinary parameter gradients. Slow (it is what the
-//! batched paths replace); kept for the tests and `sptune bench-fisher`.
+//! The batch-1 loop ([`Batch1Loop`]): one forward and one backward per example and per class, with
+//! burn's ordinary parameter gradients. Slow (it is what the batched paths replace); kept for the
+//! tests and `sptune bench-fisher`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,5 +1,5 @@
-//! The probe path ([`ProbeEngine`](super::ProbeEngine)): per-example squared gradients of a
-//! whole batch from one backward pass of burn's autodiff, on any device (the GPU path).
+//! The probe path ([`ProbeEngine`]): per-example squared gradients of a whole batch from one
+//! backward pass of burn's autodiff, on any device (the GPU path).
 //!
 //! The [`Probe`] hook records each layer's input `a_i` and adds a zero tensor `P` (requiring a
 //! gradient) to its output, so the backward pass returns `∂L/∂P`, i.e. each example's output

@@ -1,5 +1,5 @@
-//! The CPU engine ([`CpuEngine`](super::CpuEngine)): one forward pass per batch, then every
-//! row of an example carried through one hand-written backward pass.
+//! The CPU engine ([`CpuEngine`]): one forward pass per batch, then every row of an example carried
+//! through one hand-written backward pass.
 //!
 //! The probe path runs a forward and a backward pass through burn's autodiff for each class
 //! (burn cannot keep a graph for a second backward pass). In eval mode the backward pass of
@@ -23,10 +23,10 @@
 //! thread, each with its own sums; per batch the sums are added in f64.
 //!
 //! This file is the driver (batches, threads, memory budgets); the rest, in the order the data
-//! flows: [`record`] (the forward record), [`plan`] (each architecture's layers, matched with
-//! their records), [`backward`] (one example through the whole network), [`layers`] (each
-//! layer's backward step) and [`kernels`] (matrix products, windows, patches). The tests compare
-//! this engine with the batch-1 loop on ResNet-18, ResNet-50 (strided stem, max-pool,
+//! flows: [`record`] (the forward record), [`plan`](mod@plan) (each architecture's layers, matched
+//! with their records), [`backward`](mod@backward) (one example through the whole network),
+//! [`layers`] (each layer's backward step) and [`kernels`] (matrix products, windows, patches). The
+//! tests compare this engine with the batch-1 loop on ResNet-18, ResNet-50 (strided stem, max-pool,
 //! bottlenecks), EfficientNet-Lite0 and MLPs, and each convolution kind with burn's autodiff.
 
 mod backward;
