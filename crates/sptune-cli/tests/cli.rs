@@ -304,7 +304,7 @@ fn pretrain_finetune_eval_distance_on_a_tiny_task() {
 /// file's failure modes.
 #[test]
 fn fisher_then_fisher_finetune_and_distance() {
-    use sptune::fisher::{Estimator, Fisher, FisherOptions, reference};
+    use sptune::fisher::{Batch1Loop, Engine, Estimator, Fisher, FisherOptions};
     let d = tempfile::tempdir().unwrap();
     tiny_idx(d.path(), 6, 40, None);
     let src = d.path().join("src.safetensors");
@@ -358,15 +358,16 @@ fn fisher_then_fisher_finetune_and_distance() {
     let (net, spec) =
         sptune::models::checkpoint::load_model(&src, None, &burn::tensor::Device::flex()).unwrap();
     let ds = sptune::data::Dataset::new(images, labels, spec.classes.clone(), 1, 8, 8).unwrap();
-    let want = reference::compute(
-        &net,
-        &spec,
-        &ds,
-        &FisherOptions::default(),
-        &burn::tensor::Device::flex(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let want = Batch1Loop
+        .compute(
+            &net,
+            &spec,
+            &ds,
+            &FisherOptions::default(),
+            &burn::tensor::Device::flex(),
+            &mut |_| {},
+        )
+        .unwrap();
     for (name, (_, v)) in &want.tensors {
         let max = v.iter().fold(0f32, |m, x| m.max(*x));
         for (x, y) in f.tensors[name].1.iter().zip(v) {

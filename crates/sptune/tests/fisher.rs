@@ -1,4 +1,4 @@
-//! The diagonal Fisher: the batched per-example path against the batch-1 reference loop,
+//! The diagonal Fisher: the batched per-example path against the batch-1 loop,
 //! against the closed form of linear softmax regression, and the Monte Carlo estimator against
 //! the exact one within a tolerance derived from its variance. Also the Fisher file checks.
 
@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::Device;
 use sptune::data::Dataset;
-use sptune::fisher::{self, Estimator, Fisher, FisherOptions, reference};
+use sptune::fisher::{
+    self, Batch1Loop, CpuEngine, Engine, Estimator, Fisher, FisherOptions, ProbeEngine, batch1,
+};
 use sptune::models::checkpoint::Checkpoint;
 use sptune::models::{ModelSpec, Net};
 use sptune::params::{self, Kind};
@@ -114,11 +116,11 @@ fn assert_close(a: &Fisher, b: &Fisher, rel: f64) {
     eprintln!("largest relative difference {worst:e}");
 }
 
-fn batched_equals_reference(spec: &ModelSpec, n: usize, batch: usize, est: Estimator) {
-    batched_equals_reference_within(spec, n, batch, est, 1e-5);
+fn batched_equals_batch1_loop(spec: &ModelSpec, n: usize, batch: usize, est: Estimator) {
+    batched_equals_batch1_loop_within(spec, n, batch, est, 1e-5);
 }
 
-fn batched_equals_reference_within(
+fn batched_equals_batch1_loop_within(
     spec: &ModelSpec,
     n: usize,
     batch: usize,
@@ -129,7 +131,9 @@ fn batched_equals_reference_within(
     let net = random_net(spec, 11, 1.0);
     let ds = dataset(spec, n, 5);
     let o = opts(est, batch);
-    let slow = reference::compute(&net, spec, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let slow = Batch1Loop
+        .compute(&net, spec, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     // every parameter, no buffer
     let names: Vec<_> = params::table(&net)
         .into_iter()
@@ -145,8 +149,9 @@ fn batched_equals_reference_within(
     }
 }
 
-/// The Fisher by both batched paths: burn's probe path and the CPU engine (which must take
-/// every architecture on the CPU, so these tests cannot silently skip it).
+/// The Fisher by both batched engines: burn's probe path and the CPU engine (which must take
+/// every architecture on the CPU, and be `fisher::compute`'s choice there, so these tests cannot
+/// silently skip it).
 fn fast_paths(
     net: &Net,
     spec: &ModelSpec,
@@ -154,42 +159,44 @@ fn fast_paths(
     o: &FisherOptions,
 ) -> Vec<(&'static str, Fisher)> {
     let dev = Device::flex();
-    let mut v = vec![(
-        "burn probe path",
-        fisher::batched::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap(),
-    )];
-    assert!(fisher::host::supports(net, &dev), "{}", spec.arch);
-    let f = fisher::host::compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
-    v.push(("CPU engine", f));
-    v
+    assert!(CpuEngine.supports(net, &dev), "{}", spec.arch);
+    assert_eq!(fisher::engine(net, &dev), "cpu-engine");
+    let engines: [&dyn Engine; 2] = [&ProbeEngine, &CpuEngine];
+    engines
+        .into_iter()
+        .map(|e| {
+            let f = e.compute(net, spec, ds, o, &dev, &mut |_| {}).unwrap();
+            (e.name(), f)
+        })
+        .collect()
 }
 
 #[test]
 fn exact_matches_batch1_loop_on_small_resnet18() {
     // batch 4 over 6 examples: a partial last batch
     let s = spec("resnet18", [1, 8, 8], vec![], 3, true);
-    batched_equals_reference(&s, 6, 4, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 6, 4, Estimator::Exact);
 }
 
 #[test]
 fn exact_matches_batch1_loop_on_resnet50_with_strided_stem() {
     // 7x7/2 stem with padding 3, max-pool, bottlenecks with downsample: 16 px RGB
     let s = spec("resnet50", [3, 16, 16], vec![], 4, false);
-    batched_equals_reference(&s, 3, 3, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 3, 3, Estimator::Exact);
 }
 
 #[test]
 fn exact_matches_batch1_loop_on_mlp() {
     let s = spec("mlp", [1, 5, 5], vec![7, 6], 4, false);
-    batched_equals_reference(&s, 9, 4, Estimator::Exact);
+    batched_equals_batch1_loop(&s, 9, 4, Estimator::Exact);
 }
 
 #[test]
 fn empirical_matches_true_label_loop() {
     let s = spec("resnet18", [1, 8, 8], vec![], 3, true);
-    batched_equals_reference(&s, 5, 2, Estimator::Empirical);
+    batched_equals_batch1_loop(&s, 5, 2, Estimator::Empirical);
     let s = spec("mlp", [1, 4, 4], vec![5], 3, false);
-    batched_equals_reference(&s, 7, 3, Estimator::Empirical);
+    batched_equals_batch1_loop(&s, 7, 3, Estimator::Empirical);
 }
 
 /// Linear softmax regression z = W x + b: ∂ log p_c'/∂W[c,k] = (δ_cc' − p_c) x_k, so
@@ -258,10 +265,13 @@ fn engine_rows_in_groups_give_the_same_fisher() {
     let net = random_net(&s, 11, 1.0);
     let ds = dataset(&s, 3, 5);
     let (dev, o) = (Device::flex(), opts(Estimator::Exact, 2));
-    let all = fisher::host::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let all = CpuEngine
+        .compute(&net, &s, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     for rows in [1, 2] {
-        let f =
-            fisher::host::compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {}).unwrap();
+        let f = CpuEngine
+            .compute_in_groups(&net, &s, &ds, &o, &dev, rows, &mut |_| {})
+            .unwrap();
         assert_close(&f, &all, 1e-5);
     }
 }
@@ -281,12 +291,16 @@ fn mc_draws_do_not_depend_on_the_path_or_the_batch_size() {
         batch_size: 2,
         seed: 4,
     };
-    let probe = fisher::batched::compute(&net, &s, &ds, &o, &dev, &mut |_| {}).unwrap();
+    let probe = ProbeEngine
+        .compute(&net, &s, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
     let o5 = FisherOptions {
         batch_size: 5,
         ..o.clone()
     };
-    let engine = fisher::host::compute(&net, &s, &ds, &o5, &dev, &mut |_| {}).unwrap();
+    let engine = CpuEngine
+        .compute(&net, &s, &ds, &o5, &dev, &mut |_| {})
+        .unwrap();
     assert_close(&engine, &probe, 1e-5);
 }
 
@@ -301,7 +315,7 @@ fn mc_converges_to_exact_within_its_variance() {
     let (n, dev) = (12, Device::flex());
     let net = random_net(&s, 31, 2.0);
     let ds = dataset(&s, n, 9);
-    let prep = reference::Prepared::new(&net, &dev);
+    let prep = batch1::Prepared::new(&net, &dev);
     let mut exact: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut var1: BTreeMap<String, Vec<f64>> = BTreeMap::new(); // K = 1
     for i in 0..n {
@@ -477,5 +491,5 @@ fn exact_matches_batch1_loop_on_efficientnet_lite0() {
         std: vec![0.5; 3],
         ..spec("efficientnet-lite0", [3, 32, 32], vec![], 3, false)
     };
-    batched_equals_reference_within(&s, 2, 2, Estimator::Exact, 1e-4);
+    batched_equals_batch1_loop_within(&s, 2, 2, Estimator::Exact, 1e-4);
 }

@@ -3,8 +3,8 @@
 //! One model (ResNet-18 with the small stem by default, or EfficientNet-Lite0 with `--arch`;
 //! seeded random weights) and one set of examples (seeded random images, 28x28 by default);
 //! timed in one run: `exact` by the default path (the
-//! CPU engine, [`sptune::fisher::host`], on the CPU), `exact` by burn's probe path (one
-//! forward and backward pass per class, [`sptune::fisher::batched`]), `exact` by the batch-1
+//! CPU engine, [`sptune::fisher::CpuEngine`], on the CPU), `exact` by burn's probe path (one
+//! forward and backward pass per class, [`sptune::fisher::ProbeEngine`]), `exact` by the batch-1
 //! loop, and `mc` with K = 1 by the default path, plus each path's peak resident memory (Linux
 //! `VmHWM`, reset before each path through `/proc/self/clear_refs`). The batched and loop
 //! results are compared, so the speed-up is for the same numbers.
@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use serde_json::json;
 use sptune::data::Dataset;
-use sptune::fisher::{self, Estimator, Fisher, FisherOptions, reference};
+use sptune::fisher::{
+    self, Batch1Loop, CpuEngine, Engine, Estimator, Fisher, FisherOptions, ProbeEngine,
+};
 use sptune::models::ModelSpec;
 
 use super::Global;
@@ -169,17 +171,17 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         fisher::compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
     })?;
     let probe = timed("exact, probe path", || {
-        fisher::batched::compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
+        ProbeEngine.compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
     })?;
     let mc = timed("mc K=1 batched", || {
         fisher::compute(&net, &spec, &ds, &opts(Estimator::Mc), &device, quiet)
     })?;
     let looped = timed("exact batch-1 loop", || {
-        reference::compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
+        Batch1Loop.compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
     })?;
     let agreement = max_rel_diff(&batched.fisher, &looped.fisher);
     let probe_agreement = max_rel_diff(&probe.fisher, &looped.fisher);
-    let engine = if fisher::host::supports(&net, &device) {
+    let engine = if CpuEngine.supports(&net, &device) {
         "CPU engine"
     } else {
         "burn probe path"

@@ -12,28 +12,33 @@
 //! where `g_{i,c} = ∇_w log p_c(x_i)`. Squares are always **per example**: never the square of
 //! a batch-summed gradient. The model is in eval mode (BatchNorm uses its running statistics).
 //!
-//! Three implementations accumulate `Σ_i ω_i g_{i,y}²` over the same *rows* `(example i,
-//! label y, weight ω)`; the batched ones draw them from `batch_rows`, the loop builds its own:
+//! Three [`Engine`]s accumulate `Σ_i ω_i g_{i,y}²` over the same *rows* `(example i, label y,
+//! weight ω)`; the batched ones draw them from `batch_rows`, the loop builds its own:
 //!
-//! - [`host`], the CPU engine and [`compute`]'s choice on the CPU: one forward pass per batch,
-//!   then every row of an example through one hand-written backward pass, a matrix product per
-//!   layer;
-//! - [`batched`], burn's autodiff with "probe" tensors: one forward and backward pass per class
-//!   (or sample) over a whole batch, on any device (the GPU path);
-//! - [`reference`], the batch-1 loop, for the tests and the benchmark.
+//! - [`CpuEngine`] (`fisher/cpu/`), [`compute`]'s choice on the CPU: one forward pass per
+//!   batch, then every row of an example through one hand-written backward pass, a matrix
+//!   product per layer;
+//! - [`ProbeEngine`] (`fisher/probe.rs`), burn's autodiff with "probe" tensors: one forward and
+//!   backward pass per class (or sample) over a whole batch, on any device (the GPU path);
+//! - [`Batch1Loop`] ([`batch1`]), one example and one class at a time, for the tests and the
+//!   benchmark.
+//!
+//! `fisher/common.rs` holds what they share (the rows, the `mc` draws, the batches).
 
-pub mod batched;
-pub mod host;
-pub mod reference;
+pub mod batch1;
+mod common;
+mod cpu;
+mod probe;
+
+pub use common::eval_mode;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::Tensor;
-use rand::{Rng, SeedableRng};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::models::checkpoint::{Checkpoint, to_bytes};
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
@@ -109,98 +114,6 @@ impl FisherOptions {
             Estimator::Empirical => 1,
         }
     }
-}
-
-/// The `(label, weight)` rows of every example of a batch, example-major: `rows[i]` holds one
-/// row per backward pass of example `i` given the model's probabilities `probs` (row-major
-/// `[n, classes]`) and the true labels:
-///
-/// - `exact`: every class `c`, weight `p_c(x_i)`;
-/// - `mc`: `K` labels drawn from `p(x_i)`, weight `1/K` each;
-/// - `empirical`: the true label, weight 1.
-///
-/// The draws depend on the seed and the order of the examples only, not on the batch size.
-pub(crate) fn batch_rows(
-    opts: &FisherOptions,
-    probs: &[f32],
-    classes: usize,
-    labels: &[usize],
-    rng: &mut impl Rng,
-) -> Vec<Vec<(usize, f64)>> {
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &label)| {
-            let p = &probs[i * classes..(i + 1) * classes];
-            match opts.estimator {
-                Estimator::Exact => (0..classes).map(|c| (c, p[c] as f64)).collect(),
-                Estimator::Mc => {
-                    let k = opts.mc_samples;
-                    (0..k).map(|_| (sample(p, rng), 1.0 / k as f64)).collect()
-                }
-                Estimator::Empirical => vec![(label, 1.0)],
-            }
-        })
-        .collect()
-}
-
-/// Refuses non-finite model probabilities (a diverged or corrupt source model).
-pub(crate) fn check_probs(probs: &[f32]) -> Result<()> {
-    match probs.iter().find(|v| !v.is_finite()) {
-        Some(v) => Err(Error::Diverged(format!(
-            "the model's probabilities hold {v} on the Fisher data"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Seed offset of the `mc` label draws (shared by the batched paths).
-const DRAW_SEED: u64 = 0xf15e_0000;
-
-/// The generator of the `mc` label draws of a computation.
-pub(crate) fn draw_rng(opts: &FisherOptions) -> rand_chacha::ChaCha8Rng {
-    rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed ^ DRAW_SEED)
-}
-
-/// Draws a class from probabilities `p` (inverse CDF).
-fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
-    let u: f64 = rng.random::<f64>() * p.iter().map(|&v| v as f64).sum::<f64>();
-    let mut acc = 0.0;
-    for (c, &v) in p.iter().enumerate() {
-        acc += v as f64;
-        if u < acc {
-            return c;
-        }
-    }
-    p.len() - 1
-}
-
-/// Copies `net` onto the autodiff device `ad` with every BatchNorm in eval mode (running
-/// statistics) and the parameters requiring gradients or not.
-pub fn eval_mode(net: &Net, ad: &burn::tensor::Device, trainable: bool) -> Net {
-    struct M<'a>(&'a burn::tensor::Device, bool);
-    impl ModuleMapper for M<'_> {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let (id, t, mapper) = param.consume();
-            let inner = self.0.clone().without_autodiff();
-            let t = t.inner().to_device(&inner).autodiff();
-            let t = if self.1 { t.require_grad() } else { t };
-            Param::from_mapped_value(id, t, mapper)
-        }
-        fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
-            flag.with_value(false)
-        }
-    }
-    net.clone().map(&mut M(ad, trainable))
-}
-
-/// Softmax probabilities `[n, classes]` (row-major, on the host) from logits.
-pub(crate) fn softmax_rows(logits: Tensor<2>) -> Vec<f32> {
-    burn::tensor::activation::softmax(logits.inner(), 1)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("f32 logits")
 }
 
 /// A Fisher diagonal: one tensor per model parameter, checkpoint names and layout.
@@ -356,99 +269,72 @@ impl Fisher {
     }
 }
 
-/// The batch of examples `idx` as a normalized tensor plus labels (host), in eval layout.
-pub(crate) fn batch(
-    ds: &crate::data::Dataset,
-    spec: &ModelSpec,
-    idx: &[usize],
-    device: &burn::tensor::Device,
-) -> Result<(Tensor<4>, Vec<usize>)> {
-    let opts = spec.batch_options(false);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let (x, _) = crate::data::make_batch(ds, idx, &opts, &mut rng, device)?;
-    Ok((x, idx.iter().map(|&i| ds.labels[i]).collect()))
+/// A way of computing the Fisher diagonal.
+pub trait Engine {
+    /// Its name, as `sptune fisher` reports it: `"cpu-engine"`, `"probe"` or `"batch-1"`.
+    fn name(&self) -> &'static str;
+
+    /// Whether it computes the Fisher of `net` on `device`.
+    fn supports(&self, net: &Net, device: &Device) -> bool;
+
+    /// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes).
+    /// `progress(k)` is called with the number of examples done.
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher>;
 }
 
-/// Checks the data set against the model before a Fisher computation.
-pub(crate) fn check_inputs(spec: &ModelSpec, ds: &crate::data::Dataset) -> Result<()> {
-    if ds.is_empty() {
-        return Err(Error::invalid("Fisher data", "no images"));
-    }
-    if let Some(&l) = ds.labels.iter().find(|&&l| l >= spec.num_classes()) {
-        return Err(Error::invalid(
-            "Fisher data",
-            format!(
-                "label {l} is not one of the model's {} classes",
-                spec.num_classes()
-            ),
-        ));
-    }
-    Ok(())
-}
+/// The CPU engine (`"cpu-engine"`): one forward pass per batch, then every row of an example
+/// through one hand-written backward pass. Every architecture of sptune, on the CPU backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuEngine;
 
-/// `((top, bottom), (left, right))` padding of a convolution, as burn's `Conv2d` computes it.
-pub(crate) fn conv_padding(m: &burn::nn::conv::Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
-    resolve_padding(&m.padding, m.kernel_size, m.stride, h, w)
-}
+/// burn's autodiff with "probe" tensors (`"probe"`): one forward and backward pass per class
+/// (or sample) over whole batches. Any network on any device (the GPU path).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeEngine;
 
-/// `((top, bottom), (left, right))` of a padding configuration (burn's rules).
-pub(crate) fn resolve_padding(
-    padding: &burn::nn::PaddingConfig2d,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    h: usize,
-    w: usize,
-) -> [(usize, usize); 2] {
-    let same = |k: usize, s: usize, n: usize| {
-        let out = n.div_ceil(s);
-        let total = ((out - 1) * s + k).saturating_sub(n);
-        (total / 2, total - total / 2)
-    };
-    match padding {
-        burn::nn::PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        burn::nn::PaddingConfig2d::Same => {
-            [same(kernel[0], stride[0], h), same(kernel[1], stride[1], w)]
-        }
-        // burn's order: (top, left, bottom, right)
-        burn::nn::PaddingConfig2d::Explicit(t, l, b, r) => [(*t, *b), (*l, *r)],
-    }
-}
+/// The batch-1 loop (`"batch-1"`): one forward and backward pass per example and class, with
+/// burn's ordinary parameter gradients. `exact` and `empirical` only; for the tests and the
+/// benchmark.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch1Loop;
 
-/// Host values of a tensor as f64.
-pub(crate) fn host_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("f32 tensor")
+/// The engines [`compute`] chooses from, in order of preference; the last takes every network
+/// on every device.
+const ENGINES: [&dyn Engine; 2] = [&CpuEngine, &ProbeEngine];
+
+/// The first of [`ENGINES`] that supports `net` on `device`.
+fn chosen(net: &Net, device: &Device) -> &'static dyn Engine {
+    ENGINES
         .into_iter()
-        .map(|v| v as f64)
-        .collect()
+        .find(|e| e.supports(net, device))
+        .unwrap_or(&ProbeEngine)
 }
 
-/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes):
-/// the CPU engine ([`host`]) for ResNets and MLPs on the CPU, otherwise one burn backward pass
-/// per class or sample over whole batches ([`batched`]). `progress(k)` is called after each
+/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes) by
+/// the first engine that supports the network and the device: [`CpuEngine`] for every sptune
+/// architecture on the CPU, otherwise [`ProbeEngine`]. `progress(k)` is called after each
 /// batch with the number of examples done.
 pub fn compute(
     net: &Net,
     spec: &ModelSpec,
-    ds: &crate::data::Dataset,
+    ds: &Dataset,
     opts: &FisherOptions,
-    device: &burn::tensor::Device,
+    device: &Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
-    if host::supports(net, device) {
-        host::compute(net, spec, ds, opts, device, progress)
-    } else {
-        batched::compute(net, spec, ds, opts, device, progress)
-    }
+    chosen(net, device).compute(net, spec, ds, opts, device, progress)
 }
 
-/// Which path [`compute`] takes for `net` on `device`: `"cpu-engine"` or `"probe"`.
-pub fn engine(net: &Net, device: &burn::tensor::Device) -> &'static str {
-    if host::supports(net, device) {
-        "cpu-engine"
-    } else {
-        "probe"
-    }
+/// The name of the engine [`compute`] takes for `net` on `device`: `"cpu-engine"` or
+/// `"probe"`.
+pub fn engine(net: &Net, device: &Device) -> &'static str {
+    chosen(net, device).name()
 }

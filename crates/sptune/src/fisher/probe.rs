@@ -1,4 +1,5 @@
-//! Per-example squared gradients of a whole batch from one backward pass.
+//! The probe path ([`ProbeEngine`]): per-example squared gradients of a whole batch from one
+//! backward pass of burn's autodiff, on any device (the GPU path).
 //!
 //! The [`Probe`] hook records each layer's input `a_i` and adds a zero tensor `P` (requiring a
 //! gradient) to its output, so the backward pass returns `∂L/∂P`, i.e. each example's output
@@ -24,7 +25,8 @@ use burn::tensor::module::unfold4d;
 use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{Fisher, FisherOptions, conv_padding};
+use super::common::{self, conv_padding};
+use super::{Engine, Fisher, FisherOptions, ProbeEngine};
 use crate::Result;
 use crate::data::Dataset;
 use crate::models::{Hook, ModelSpec, Net};
@@ -35,7 +37,9 @@ use crate::models::{Hook, ModelSpec, Net};
 /// bound on the extra memory of large inputs.
 const BLOCK: usize = 1 << 20;
 
-enum Tap {
+/// One probed layer call: the parameters, what their squared gradients need from the forward
+/// pass, and the probe added to the layer's output.
+enum ProbeSite {
     Linear {
         weight: ParamId,
         bias: Option<ParamId>,
@@ -64,7 +68,7 @@ enum Tap {
 /// The hook: records layer inputs and adds probes to layer outputs.
 #[derive(Default)]
 struct Probe {
-    taps: Vec<Tap>,
+    sites: Vec<ProbeSite>,
 }
 
 fn probe_like<const D: usize>(y: &Tensor<D>) -> Tensor<D> {
@@ -77,7 +81,7 @@ impl Hook for Probe {
         let padding = conv_padding(m, h, w);
         let y = m.forward(x.clone());
         let probe = probe_like(&y);
-        self.taps.push(Tap::Conv {
+        self.sites.push(ProbeSite::Conv {
             weight: m.weight.id,
             bias: m.bias.as_ref().map(|b| b.id),
             input: x.inner(),
@@ -98,7 +102,7 @@ impl Hook for Probe {
         let normalized = (x.clone().inner() - mean) / var.add_scalar(m.epsilon).sqrt();
         let y = m.forward(x);
         let probe = probe_like(&y);
-        self.taps.push(Tap::Norm {
+        self.sites.push(ProbeSite::Norm {
             gamma: m.gamma.id,
             beta: m.beta.id,
             normalized,
@@ -110,7 +114,7 @@ impl Hook for Probe {
     fn linear(&mut self, m: &Linear, x: Tensor<2>) -> Tensor<2> {
         let y = m.forward(x.clone());
         let probe = probe_like(&y);
-        self.taps.push(Tap::Linear {
+        self.sites.push(ProbeSite::Linear {
             weight: m.weight.id,
             bias: m.bias.as_ref().map(|b| b.id),
             input: x.inner(),
@@ -129,10 +133,14 @@ fn accumulate(sums: &mut HashMap<ParamId, Tensor<2>>, id: ParamId, t: Tensor<2>)
     sums.insert(id, t);
 }
 
-/// Per-example squared gradients of one tap, summed over the batch, added to `sums`.
-fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<ParamId, Tensor<2>>) {
-    match tap {
-        Tap::Linear {
+/// Per-example squared gradients of one probe site, summed over the batch, added to `sums`.
+fn square_sums(
+    site: ProbeSite,
+    grads: &burn::tensor::Gradients,
+    sums: &mut HashMap<ParamId, Tensor<2>>,
+) {
+    match site {
+        ProbeSite::Linear {
             weight,
             bias,
             input,
@@ -145,7 +153,7 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
             }
             accumulate(sums, weight, g.transpose().matmul(input.square()));
         }
-        Tap::Conv {
+        ProbeSite::Conv {
             weight,
             bias,
             input,
@@ -203,7 +211,7 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
             }
             accumulate(sums, weight, total.expect("a non-empty batch"));
         }
-        Tap::Norm {
+        ProbeSite::Norm {
             gamma,
             beta,
             normalized,
@@ -219,60 +227,70 @@ fn square_sums(tap: Tap, grads: &burn::tensor::Gradients, sums: &mut HashMap<Par
     }
 }
 
-/// The Fisher diagonal of `net` on the examples of `ds` (labels index the model's classes),
-/// with per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
-/// one (`empirical`) for each batch. `progress(k)` is called after each batch with the number
-/// of examples done.
-pub fn compute(
-    net: &Net,
-    spec: &ModelSpec,
-    ds: &Dataset,
-    opts: &FisherOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Fisher> {
-    opts.validate()?;
-    super::check_inputs(spec, ds)?;
-    let ad = device.clone().autodiff();
-    let net = super::eval_mode(net, &ad, false);
-    let classes = spec.num_classes();
-    let passes = opts.passes(classes);
-    let mut rng = super::draw_rng(opts);
-    let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let mut done = 0;
-    for chunk in idx.chunks(opts.batch_size) {
-        let (x, labels) = super::batch(ds, spec, chunk, &ad)?;
-        let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
-        for pass in 0..passes {
-            let mut hook = Probe::default();
-            let logits = net.forward_with(x.clone(), &mut hook);
-            let rows = match &rows {
-                Some(r) => r,
-                None => {
-                    let probs = super::softmax_rows(logits.clone());
-                    super::check_probs(&probs)?;
-                    rows.insert(super::batch_rows(opts, &probs, classes, &labels, &mut rng))
-                }
-            };
-            let mut sel = vec![0f32; chunk.len() * classes];
-            for (i, r) in rows.iter().enumerate() {
-                let (y, w) = r[pass];
-                sel[i * classes + y] = w.sqrt() as f32;
-            }
-            let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
-            let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
-            let grads = loss.backward();
-            for tap in hook.taps {
-                square_sums(tap, &grads, &mut sums);
-            }
-        }
-        done += chunk.len();
-        progress(done);
+impl Engine for ProbeEngine {
+    fn name(&self) -> &'static str {
+        "probe"
     }
-    let host = sums
-        .into_iter()
-        .map(|(id, t)| (id, super::host_f64(t)))
-        .collect();
-    Fisher::from_sums(&net, host, ds.len(), opts)
+
+    /// Every network, on every device.
+    fn supports(&self, _: &Net, _: &Device) -> bool {
+        true
+    }
+
+    /// Per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
+    /// one (`empirical`) for each batch; `progress(k)` is called after each batch.
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        opts.validate()?;
+        common::check_inputs(spec, ds)?;
+        let ad = device.clone().autodiff();
+        let net = common::eval_mode(net, &ad, false);
+        let classes = spec.num_classes();
+        let passes = opts.passes(classes);
+        let mut rng = common::draw_rng(opts);
+        let mut sums: HashMap<ParamId, Tensor<2>> = HashMap::new();
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let mut done = 0;
+        for chunk in idx.chunks(opts.batch_size) {
+            let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
+            let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
+            for pass in 0..passes {
+                let mut hook = Probe::default();
+                let logits = net.forward_with(x.clone(), &mut hook);
+                let rows = match &rows {
+                    Some(r) => r,
+                    None => {
+                        let probs = common::softmax_rows(logits.clone());
+                        common::check_probs(&probs)?;
+                        rows.insert(common::batch_rows(opts, &probs, classes, &labels, &mut rng))
+                    }
+                };
+                let mut sel = vec![0f32; chunk.len() * classes];
+                for (i, r) in rows.iter().enumerate() {
+                    let (y, w) = r[pass];
+                    sel[i * classes + y] = w.sqrt() as f32;
+                }
+                let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
+                let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
+                let grads = loss.backward();
+                for site in hook.sites {
+                    square_sums(site, &grads, &mut sums);
+                }
+            }
+            done += chunk.len();
+            progress(done);
+        }
+        let host = sums
+            .into_iter()
+            .map(|(id, t)| (id, common::host_f64(t)))
+            .collect();
+        Fisher::from_sums(&net, host, ds.len(), opts)
+    }
 }

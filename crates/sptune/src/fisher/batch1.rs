@@ -1,13 +1,13 @@
-//! The batch-1 reference: one forward and one backward per example and per class, with
-//! burn's ordinary parameter gradients. Slow (it is what the batched path replaces); kept for
-//! the tests and `sptune bench-fisher`.
+//! The batch-1 loop ([`Batch1Loop`]): one forward and one backward per example and per class, with
+//! burn's ordinary parameter gradients. Slow (it is what the batched paths replace); kept for the
+//! tests and `sptune bench-fisher`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor};
 
-use super::{Estimator, Fisher, FisherOptions};
+use super::{Batch1Loop, Engine, Estimator, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::params::{self, Kind};
@@ -35,12 +35,12 @@ impl ModuleVisitor for Grab<'_> {
         };
         if let Some(g) = param.val().grad(self.grads) {
             self.out
-                .insert(name.clone(), super::host_f64(group_view(g, *transposed)));
+                .insert(name.clone(), common::host_f64(group_view(g, *transposed)));
         }
     }
 }
 
-/// The model prepared for the reference loop: eval mode, parameters requiring gradients.
+/// The model prepared for the batch-1 loop: eval mode, parameters requiring gradients.
 pub struct Prepared {
     net: Net,
     names: HashMap<ParamId, (String, bool)>,
@@ -51,7 +51,7 @@ impl Prepared {
     /// Moves `net` to the autodiff device of `device` in eval mode.
     pub fn new(net: &Net, device: &Device) -> Self {
         let ad = device.clone().autodiff();
-        let net = super::eval_mode(net, &ad, true);
+        let net = common::eval_mode(net, &ad, true);
         let names = params::table(&net)
             .into_iter()
             .filter(|i| i.kind == Kind::Param)
@@ -72,7 +72,7 @@ impl Prepared {
         i: usize,
         classes: Option<&[usize]>,
     ) -> Result<ExampleGradients> {
-        let (x, _) = super::batch(ds, spec, &[i], &self.device)?;
+        let (x, _) = common::batch(ds, spec, &[i], &self.device)?;
         let all: Vec<usize> = (0..spec.num_classes()).collect();
         let classes = classes.unwrap_or(&all);
         let mut probs = Vec::new();
@@ -80,7 +80,7 @@ impl Prepared {
         for &c in classes {
             let logits = self.net.forward(x.clone());
             if probs.is_empty() {
-                probs = super::softmax_rows(logits.clone())
+                probs = common::softmax_rows(logits.clone())
                     .into_iter()
                     .map(|v| v as f64)
                     .collect();
@@ -109,7 +109,7 @@ pub fn compute(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fisher> {
     opts.validate()?;
-    super::check_inputs(spec, ds)?;
+    common::check_inputs(spec, ds)?;
     let prep = Prepared::new(net, device);
     let mut sums: HashMap<ParamId, Vec<f64>> = HashMap::new();
     let ids: HashMap<&str, ParamId> = prep
@@ -131,7 +131,7 @@ pub fn compute(
             Estimator::Mc => {
                 return Err(Error::invalid(
                     "--estimator",
-                    "the batch-1 reference implements exact and empirical",
+                    "the batch-1 loop implements exact and empirical",
                 ));
             }
         };
@@ -148,4 +148,27 @@ pub fn compute(
         progress(i + 1);
     }
     Fisher::from_sums(&prep.net, sums, ds.len(), opts)
+}
+
+impl Engine for Batch1Loop {
+    fn name(&self) -> &'static str {
+        "batch-1"
+    }
+
+    /// Every network, on every device (`exact` and `empirical` only).
+    fn supports(&self, _: &Net, _: &Device) -> bool {
+        true
+    }
+
+    fn compute(
+        &self,
+        net: &Net,
+        spec: &ModelSpec,
+        ds: &Dataset,
+        opts: &FisherOptions,
+        device: &Device,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Fisher> {
+        compute(net, spec, ds, opts, device, progress)
+    }
 }

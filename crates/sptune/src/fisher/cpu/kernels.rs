@@ -1,0 +1,177 @@
+//! The kernels of the CPU engine on one example: matrix products (the `gemm` crate), the
+//! sliding [`Window`] of a convolution or pooling layer and its [`KernelTap`]s, and the
+//! unfolding of input patches (`im2col`) and its adjoint (`col2im`).
+
+/// The sliding window of a convolution or a pooling layer on its input.
+pub(super) struct Window {
+    pub(super) kernel: [usize; 2],
+    pub(super) stride: [usize; 2],
+    pub(super) dilation: [usize; 2],
+    /// `((top, bottom), (left, right))`.
+    pub(super) pad: [(usize, usize); 2],
+    pub(super) in_hw: [usize; 2],
+    pub(super) out_hw: [usize; 2],
+}
+
+impl Window {
+    pub(super) fn new(
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad: [(usize, usize); 2],
+        in_hw: [usize; 2],
+    ) -> Self {
+        let out_hw = [0, 1].map(|a| {
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            (in_hw[a] + pad[a].0 + pad[a].1 - span) / stride[a] + 1
+        });
+        Window {
+            kernel,
+            stride,
+            dilation,
+            pad,
+            in_hw,
+            out_hw,
+        }
+    }
+}
+
+/// One kernel tap of a [`Window`]: its index in the kernel, its offsets onto the (unpadded)
+/// input, and the output rows and columns whose input position lies inside the image.
+pub(super) struct KernelTap {
+    pub(super) k: usize,
+    pub(super) off: [isize; 2],
+    pub(super) rows: std::ops::Range<usize>,
+    pub(super) cols: std::ops::Range<usize>,
+}
+
+impl Window {
+    /// The kernel's taps, row-major (`k = ki·kw + kj`).
+    pub(super) fn taps(&self) -> Vec<KernelTap> {
+        let mut v = Vec::with_capacity(self.kernel[0] * self.kernel[1]);
+        for ki in 0..self.kernel[0] {
+            for kj in 0..self.kernel[1] {
+                let off = [0, 1].map(|a| {
+                    let k = if a == 0 { ki } else { kj };
+                    (k * self.dilation[a]) as isize - self.pad[a].0 as isize
+                });
+                v.push(KernelTap {
+                    k: ki * self.kernel[1] + kj,
+                    off,
+                    rows: valid(self.out_hw[0], self.stride[0], off[0], self.in_hw[0]),
+                    cols: valid(self.out_hw[1], self.stride[1], off[1], self.in_hw[1]),
+                });
+            }
+        }
+        v
+    }
+
+    /// The input row (`axis` 0) or column (1) that output position `o` reads at offset `off`.
+    pub(super) fn input(&self, axis: usize, o: usize, off: isize) -> usize {
+        ((o * self.stride[axis]) as isize + off) as usize
+    }
+}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_strides: [usize; 2],
+    rhs: &[f32],
+    rhs_strides: [usize; 2],
+    [m, k, n]: [usize; 3],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |s: [usize; 2], r: usize, c: usize| (r - 1) * s[0] + (c - 1) * s[1];
+    assert!(k == 0 || last(lhs_strides, m, k) < lhs.len());
+    assert!(k == 0 || last(rhs_strides, k, n) < rhs.len());
+    assert!(last([dst_rs, 1], m, n) < dst.len());
+    // SAFETY: the asserts above keep every element gemm touches inside the slices; `dst` is
+    // exclusively borrowed and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_strides[1] as isize,
+            lhs_strides[0] as isize,
+            rhs.as_ptr(),
+            rhs_strides[1] as isize,
+            rhs_strides[0] as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The output positions `o` with `0 <= o·s + off < n`, for `o < out`.
+fn valid(out: usize, s: usize, off: isize, n: usize) -> std::ops::Range<usize> {
+    let s = s as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = ((n as isize - off + s - 1) / s).clamp(0, out as isize);
+    (lo.min(hi) as usize)..(hi as usize)
+}
+
+/// Unfolded patches `[cin·kh·kw][positions]` of one example's input.
+pub(super) fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
+    let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
+    let kk = l.kernel[0] * l.kernel[1];
+    let taps = l.taps();
+    let mut u = vec![0f32; cin * kk * ho * wo];
+    for ci in 0..cin {
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for t in &taps {
+            let row = &mut u[(ci * kk + t.k) * ho * wo..][..ho * wo];
+            for oh in t.rows.clone() {
+                let src = &xc[l.input(0, oh, t.off[0]) * w..][..w];
+                let dst = &mut row[oh * wo..(oh + 1) * wo];
+                for ow in t.cols.clone() {
+                    dst[ow] = src[l.input(1, ow, t.off[1])];
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Adds unfolded patches `cols` `[cin·kh·kw][positions]` back onto an input-shaped `dx`
+/// (one row's `[cin][h·w]`, channel stride `cstride`).
+pub(super) fn col2im(l: &Window, cin: usize, cols: &[f32], dx: &mut [f32], cstride: usize) {
+    let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
+    let kk = l.kernel[0] * l.kernel[1];
+    let taps = l.taps();
+    for ci in 0..cin {
+        let xc = &mut dx[ci * cstride..ci * cstride + h * w];
+        for t in &taps {
+            let row = &cols[(ci * kk + t.k) * ho * wo..][..ho * wo];
+            for oh in t.rows.clone() {
+                let dst = &mut xc[l.input(0, oh, t.off[0]) * w..][..w];
+                let src = &row[oh * wo..(oh + 1) * wo];
+                if l.stride[1] == 1 {
+                    let start = l.input(1, t.cols.start, t.off[1]);
+                    let dst = &mut dst[start..start + t.cols.len()];
+                    for (d, s) in dst.iter_mut().zip(&src[t.cols.clone()]) {
+                        *d += s;
+                    }
+                } else {
+                    for ow in t.cols.clone() {
+                        dst[l.input(1, ow, t.off[1])] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
