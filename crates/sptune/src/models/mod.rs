@@ -4,6 +4,7 @@
 //! enough to rebuild the network for inference ([`ModelSpec::init`]).
 
 pub mod checkpoint;
+mod dtype;
 pub mod efficientnet;
 pub mod hook;
 pub mod mlp;
