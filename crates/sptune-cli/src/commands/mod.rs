@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json: cli.json,
         quiet: cli.quiet || cli.json,
     };
+    sptune::runtime::set_quiet(g.quiet);
     match cli.command {
         Command::Pretrain(a) => train::pretrain(a, &g),
         Command::Finetune(a) => train::finetune(a, &g),

@@ -4,6 +4,7 @@
 use super::{Dataset, Splits, one_line};
 use crate::util::write_atomic;
 use crate::{Error, Result};
+use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -192,22 +193,9 @@ pub fn load_idx_dir(dir: &Path) -> Result<Splits> {
             )
         })?);
     }
-    // Decompression dominates: read the four files in parallel.
-    let contents: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .iter()
-            .map(|p| s.spawn(move || read_maybe_gz(p)))
-            .collect();
-        handles
-            .into_iter()
-            .zip(&paths)
-            .map(|(h, p)| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::format(p, "reading the file failed unexpectedly"))
-                })
-            })
-            .collect()
-    });
+    // Decompression dominates: read the four files in parallel (on the global rayon pool,
+    // which `--threads` sizes), in order.
+    let contents: Vec<Result<Vec<u8>>> = paths.par_iter().map(|p| read_maybe_gz(p)).collect();
     let mut it = contents.into_iter();
     let mut next = || it.next().unwrap_or_else(|| Ok(Vec::new()));
     let (tr_img, tr_lab, te_img, te_lab) = (next()?, next()?, next()?, next()?);

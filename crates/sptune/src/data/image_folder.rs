@@ -4,6 +4,7 @@ use super::transforms::{convert_channels, shorter_side_to};
 use super::{Dataset, Splits, one_line};
 use crate::{Error, Result};
 use image::imageops::{self, FilterType};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Loads an image-folder data set from `root`.
@@ -123,35 +124,15 @@ fn decode_all(
     resize: usize,
 ) -> Result<Dataset> {
     let per = channels * resize * resize;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut buf = Vec::with_capacity(part.len() * per);
-                    for (path, _) in part {
-                        buf.extend(decode_image(path, channels, resize)?);
-                    }
-                    Ok(buf)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Other("image decoding thread panicked".into())))
-            })
-            .collect()
-    });
+    // On the global rayon pool (sized by `--threads`); results keep the files' order, and the
+    // first failing file (in that order) is the error.
+    let decoded: Vec<Result<Vec<f32>>> = files
+        .par_iter()
+        .map(|(path, _)| decode_image(path, channels, resize))
+        .collect();
     let mut images = Vec::with_capacity(files.len() * per);
-    for part in parts {
-        images.extend(part?);
+    for one in decoded {
+        images.extend(one?);
     }
     Ok(Dataset {
         images,

@@ -2,10 +2,9 @@
 
 use super::idx::{IDX_FILES, find_idx_file, has_idx_files};
 use super::one_line;
-use crate::{Error, Result};
+use crate::{Error, Result, download};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Where a data set lives and in which layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,8 +43,8 @@ const NAMED: [Named; 2] = [
 /// `fashion-mnist` (or `mnist`): the first of `$SPTUNE_DATA/NAME`,
 /// `/usr/share/datasets/NAME` (Debian package `dataset-fashion-mnist`) and `./data/NAME`
 /// that holds the four IDX files (plain or `.gz`). When none does, the missing `.gz` files
-/// are downloaded with `curl` into `./data/NAME` (each to a temporary file, checked to
-/// gunzip, then renamed); when that fails the error says how to install the data.
+/// are downloaded into `./data/NAME` (with [`crate::download`]: each to a temporary file,
+/// checked to gunzip, then renamed); when that fails the error says how to install the data.
 ///
 /// Any other value is a directory: [`DataSource::Idx`] when it holds the four IDX files,
 /// else [`DataSource::ImageFolder`].
@@ -101,45 +100,25 @@ pub(crate) fn resolve_named(
     Ok(download_dir.to_path_buf())
 }
 
-/// Downloads the missing `.gz` IDX files from `base_url` into `dir`; the reason on failure.
+/// Downloads the missing `.gz` IDX files from `base_url` into `dir`, each checked to gunzip
+/// before it is renamed into place; the reason on failure.
 fn download_idx(dir: &Path, base_url: &str) -> std::result::Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let gunzips =
+        |tmp: &Path| check_gzip(tmp).map_err(|e| format!("not a valid gzip file: {}", one_line(e)));
+    let opts = download::Options {
+        verify: Some(&gunzips),
+        ..download::Options::default()
+    };
     for base in IDX_FILES {
         if find_idx_file(dir, base).is_some() {
             continue;
         }
         let file = format!("{base}.gz");
         let url = format!("{}/{file}", base_url.trim_end_matches('/'));
-        let dest = dir.join(&file);
-        let tmp = dir.join(format!(".{file}.{}.part", std::process::id()));
-        let result = fetch(&url, &tmp).and_then(|_| {
-            check_gzip(&tmp).map_err(|e| format!("{url}: not a valid gzip file: {e}"))?;
-            std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result?;
+        download::download(&url, &dir.join(&file), &opts).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-pub(crate) fn fetch(url: &str, to: &Path) -> std::result::Result<(), String> {
-    let out = Command::new("curl")
-        .args(["--fail", "--silent", "--show-error", "--location"])
-        .args(["--connect-timeout", "20", "--retry", "2", "--output"])
-        .arg(to)
-        .arg(url)
-        .output()
-        .map_err(|e| format!("cannot run curl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let msg = one_line(String::from_utf8_lossy(&out.stderr));
-        Err(format!("curl {url}: {} {msg}", out.status)
-            .trim_end()
-            .to_string())
-    }
 }
 
 fn check_gzip(path: &Path) -> std::io::Result<()> {
@@ -205,13 +184,29 @@ mod tests {
         assert_eq!(got, b.path());
     }
 
-    #[test]
-    fn download_via_curl_from_file_url() {
+    /// A local HTTP server with the `.gz` IDX files of a small set under `/fm/`.
+    fn serve_set(corrupt: bool) -> String {
         let src = tempfile::tempdir().unwrap();
         write_set(src.path(), ".gz");
+        let files = IDX_FILES
+            .iter()
+            .map(|b| {
+                let body = if corrupt {
+                    b"not gzip at all".to_vec()
+                } else {
+                    std::fs::read(src.path().join(format!("{b}.gz"))).unwrap()
+                };
+                (format!("/fm/{b}.gz"), body)
+            })
+            .collect();
+        format!("{}/fm/", download::test_server(files))
+    }
+
+    #[test]
+    fn download_over_http() {
+        let url = serve_set(false);
         let dst = tempfile::tempdir().unwrap();
         let into = dst.path().join("fm");
-        let url = format!("file://{}/", src.path().display());
         let got = resolve_named("x", &[], &into, &url, "h").unwrap();
         assert_eq!(got, into);
         let splits = load_idx_dir(&into).unwrap();
@@ -222,6 +217,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 4, "{names:?}");
+    }
+
+    #[test]
+    fn missing_file_on_the_server_is_a_clear_error() {
+        let url = format!("{}/empty/", download::test_server(vec![]));
+        let dst = tempfile::tempdir().unwrap();
+        let err = resolve_named("x", &[], dst.path(), &url, "h")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("{url}train-images-idx3-ubyte.gz: HTTP status 404")),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(std::fs::read_dir(dst.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -242,12 +252,8 @@ mod tests {
 
     #[test]
     fn corrupt_download_is_rejected() {
-        let src = tempfile::tempdir().unwrap();
-        for b in IDX_FILES {
-            std::fs::write(src.path().join(format!("{b}.gz")), b"not gzip at all").unwrap();
-        }
+        let url = serve_set(true);
         let dst = tempfile::tempdir().unwrap();
-        let url = format!("file://{}", src.path().display());
         let err = resolve_named("x", &[], dst.path(), &url, "h")
             .unwrap_err()
             .to_string();

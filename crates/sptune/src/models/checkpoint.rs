@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::{ModelSpec, Net};
+use super::dtype::{self, Elem, Order};
+use super::{ModelSpec, Net, pytorch};
 use crate::params::{self, Kind};
 use crate::{Error, Result, util};
 
@@ -57,46 +58,13 @@ impl LoadReport {
     }
 }
 
-pub(crate) fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let frac = (h & 0x3ff) as u32;
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // subnormal: value = f * 2^-24
-            let v = f as f32 * (2.0f32).powi(-24);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 112) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
-}
-
 fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
-    let b = view.data();
-    let v = match view.dtype() {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => b
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        Dtype::BF16 => b
-            .chunks_exact(2)
-            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
-            .collect(),
-        Dtype::I64 => b
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
+    let elem = match view.dtype() {
+        Dtype::F32 => Elem::F32,
+        Dtype::F64 => Elem::F64,
+        Dtype::F16 => Elem::F16,
+        Dtype::BF16 => Elem::BF16,
+        Dtype::I64 => Elem::I64,
         other => {
             return Err(Error::format(
                 path,
@@ -104,7 +72,7 @@ fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
             ));
         }
     };
-    Ok(v)
+    Ok(dtype::to_f32(elem, view.data(), Order::Little))
 }
 
 impl Checkpoint {
@@ -123,8 +91,12 @@ impl Checkpoint {
                 return Ok(c);
             }
         }
-        if super::pytorch::is_pytorch_file(path) {
-            return super::pytorch::read(path);
+        if pytorch::is_pytorch_file(path) {
+            return Ok(Checkpoint {
+                path: path.to_path_buf(),
+                tensors: pytorch::read(path)?,
+                metadata: HashMap::new(),
+            });
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
@@ -386,18 +358,4 @@ pub fn save_model(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     util::write_atomic(path, &bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::f16_to_f32;
-    #[test]
-    fn f16_conversion_matches_ieee() {
-        // IEEE 754 half: 0x3c00 = 1.0, 0xc000 = -2.0, 0x3555 ~ 0.33325, 0x0001 = 2^-24
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert!((f16_to_f32(0x3555) - 0.333_251_95).abs() < 1e-7);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert!(f16_to_f32(0x7c00).is_infinite());
-    }
 }

@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod checkpoint;
+mod dtype;
 pub mod efficientnet;
 pub mod hook;
 pub mod mlp;

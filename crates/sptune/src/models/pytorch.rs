@@ -8,18 +8,22 @@
 //!
 //! A state dict nested under `state_dict` or `model` (training checkpoints) is unwrapped, and a
 //! `module.` prefix (`nn.DataParallel`) is stripped, when every tensor carries it. Values are
-//! converted to f32 like the safetensors reader's; the file carries no sptune metadata, so the
-//! architecture comes from `--arch` and [`Checkpoint::infer_spec`].
+//! converted to f32 (by `models/dtype.rs`, like the safetensors reader's). [`read`] returns the
+//! tensors only: the file carries no sptune metadata, so the architecture comes from `--arch`
+//! and [`Checkpoint::infer_spec`](super::checkpoint::Checkpoint::infer_spec).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
 use burn_store::pytorch::PytorchReader;
 use burn_store::pytorch_reader::{DType, PickleValue};
 
-use super::checkpoint::Checkpoint;
+use super::dtype::{Elem, Order, to_f32};
 use crate::{Error, Result};
+
+/// Tensors read from a file, converted to f32: name -> (shape, values).
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Wrappers that training scripts put around a state dict, outermost first.
 const WRAPPERS: &[&str] = &["state_dict", "model", "module"];
@@ -82,36 +86,18 @@ fn foreign_global(v: &PickleValue, at: &str) -> Option<(String, String)> {
     }
 }
 
-fn to_f32(path: &Path, name: &str, dtype: DType, b: &[u8]) -> Result<Vec<f32>> {
-    // the reader returns native-endian bytes
-    let chunks = |n: usize| b.chunks_exact(n);
-    Ok(match dtype {
-        DType::F32 => chunks(4)
-            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
-            .collect(),
-        DType::F64 => chunks(8)
-            .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
-        DType::F16 => chunks(2)
-            .map(|c| super::checkpoint::f16_to_f32(u16::from_ne_bytes([c[0], c[1]])))
-            .collect(),
-        DType::BF16 => chunks(2)
-            .map(|c| f32::from_bits((u16::from_ne_bytes([c[0], c[1]]) as u32) << 16))
-            .collect(),
-        DType::I64 => chunks(8)
-            .map(|c| i64::from_ne_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
-        DType::I32 => chunks(4)
-            .map(|c| i32::from_ne_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
-        DType::U8 | DType::Bool => b.iter().map(|v| *v as f32).collect(),
-        DType::I8 => b.iter().map(|v| *v as i8 as f32).collect(),
-        other => {
-            return Err(Error::format(
-                path,
-                format!("tensor {name} has unsupported dtype {other:?}"),
-            ));
-        }
+/// burn-store's element type as ours; `None` for those sptune does not read.
+fn elem(dtype: DType) -> Option<Elem> {
+    Some(match dtype {
+        DType::F32 => Elem::F32,
+        DType::F64 => Elem::F64,
+        DType::F16 => Elem::F16,
+        DType::BF16 => Elem::BF16,
+        DType::I64 => Elem::I64,
+        DType::I32 => Elem::I32,
+        DType::U8 | DType::Bool => Elem::U8,
+        DType::I8 => Elem::I8,
+        _ => return None,
     })
 }
 
@@ -132,8 +118,9 @@ fn unwrap_names(mut names: BTreeMap<String, String>) -> BTreeMap<String, String>
     }
 }
 
-/// Reads a PyTorch checkpoint into a [`Checkpoint`] (no metadata).
-pub fn read(path: &Path) -> Result<Checkpoint> {
+/// Reads the tensors of a PyTorch checkpoint, converted to f32 (such a file carries no
+/// metadata); [`super::checkpoint::Checkpoint::read`] makes a checkpoint of them.
+pub fn read(path: &Path) -> Result<Tensors> {
     if let Ok(v) = PytorchReader::read_pickle_data(path, None)
         && let Some((at, name)) = foreign_global(&v, "")
     {
@@ -157,12 +144,15 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
     for (orig, name) in names {
         let t = &tensors[&orig];
         let bytes = t.read().map_err(|e| Error::format(path, e.to_string()))?;
-        let vals = to_f32(path, &name, t.dtype(), &bytes)?;
+        let elem = elem(t.dtype()).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("tensor {name} has unsupported dtype {:?}", t.dtype()),
+            )
+        })?;
+        // the reader returns native-endian bytes
+        let vals = to_f32(elem, &bytes, Order::Native);
         out.insert(name, (t.shape().to_vec(), vals));
     }
-    Ok(Checkpoint {
-        path: path.to_path_buf(),
-        tensors: out,
-        metadata: HashMap::new(),
-    })
+    Ok(out)
 }
