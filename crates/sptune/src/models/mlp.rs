@@ -49,3 +49,70 @@ impl Mlp {
         x
     }
 }
+
+/// The MLP as a registered architecture (`fc1..fcK`; `spec.hidden` gives the hidden sizes).
+#[derive(Clone, Copy, Debug)]
+pub struct MlpArch;
+
+impl super::arch::Architecture for MlpArch {
+    fn name(&self) -> &'static str {
+        "mlp"
+    }
+
+    fn build(&self, spec: &super::ModelSpec, device: &Device) -> crate::Result<super::Net> {
+        let [c, h, w] = spec.input;
+        Ok(super::Net::Mlp(Mlp::new(
+            c * h * w,
+            &spec.hidden,
+            spec.num_classes(),
+            device,
+        )))
+    }
+
+    /// Sizes from `fc1.weight`, `fc2.weight`, ...; the input as one flat row.
+    fn infer_spec(
+        &self,
+        shapes: super::arch::Shapes,
+        spec: &mut super::ModelSpec,
+    ) -> std::result::Result<(), String> {
+        let mut k = 1;
+        let mut outs = vec![];
+        let mut first_in = 0;
+        while let Some(s) = shapes(&format!("fc{k}.weight")) {
+            if k == 1 {
+                first_in = s[1];
+            }
+            outs.push(s[0]);
+            k += 1;
+        }
+        let classes = outs.pop().ok_or("fc1.weight")?;
+        spec.hidden = outs;
+        spec.input = [1, 1, first_in];
+        spec.mean = vec![0.0];
+        spec.std = vec![1.0];
+        spec.classes = (0..classes).map(|i| i.to_string()).collect();
+        Ok(())
+    }
+
+    fn head_names(&self, spec: &super::ModelSpec) -> Vec<String> {
+        let k = spec.hidden.len() + 1;
+        vec![format!("fc{k}.weight"), format!("fc{k}.bias")]
+    }
+
+    /// `fcK` is stage K (no stem).
+    fn stage_of(&self, _spec: &super::ModelSpec, name: &str) -> usize {
+        let first = name.split('.').next().unwrap_or("");
+        first
+            .strip_prefix("fc")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(usize::MAX)
+    }
+
+    fn stages(&self, spec: &super::ModelSpec) -> usize {
+        spec.hidden.len()
+    }
+
+    fn bn_momentum(&self) -> Option<f64> {
+        None
+    }
+}

@@ -11,6 +11,7 @@ pub mod hook;
 pub mod mlp;
 pub mod pytorch;
 pub mod resnet;
+pub mod sequential;
 
 use crate::{Error, Result};
 use burn::module::Module;
@@ -21,6 +22,7 @@ pub use efficientnet::EfficientNetLite;
 pub use hook::{Hook, Plain};
 pub use mlp::Mlp;
 pub use resnet::ResNet;
+pub use sequential::Sequential;
 
 /// A bias-free convolution initialized as torchvision does (`kaiming_normal_`, fan-out, ReLU
 /// gain), shared by the architectures.
@@ -47,7 +49,7 @@ pub(crate) fn kaiming_conv(
 /// Everything needed to rebuild a network: architecture, sizes, classes and input normalization.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {
-    /// `resnet18`, `resnet34`, `resnet50`, `resnet101`, `efficientnet-lite0` or `mlp`.
+    /// A registered architecture ([`arch::names`]): `resnet18`, ..., `efficientnet-lite0`, `mlp`.
     pub arch: String,
     /// Names of the output classes; the head's output i is `classes[i]`.
     pub classes: Vec<String>,
@@ -72,29 +74,10 @@ fn default_width() -> usize {
     64
 }
 
-/// The known architecture names.
-pub const ARCHS: &[&str] = &[
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "efficientnet-lite0",
-    "mlp",
-];
-
 impl ModelSpec {
     /// Checks the spec for consistency (known arch, sizes, normalization lengths).
     pub fn validate(&self) -> Result<()> {
-        if !ARCHS.contains(&self.arch.as_str()) {
-            return Err(Error::invalid(
-                "--arch",
-                format!(
-                    "unknown architecture {:?}; known: {}",
-                    self.arch,
-                    ARCHS.join(", ")
-                ),
-            ));
-        }
+        let arch = arch::get(&self.arch)?;
         if self.classes.is_empty() {
             return Err(Error::invalid(
                 "classes",
@@ -124,19 +107,17 @@ impl ModelSpec {
                 format!("{s} is not a positive number"),
             ));
         }
-        if self.arch.starts_with("resnet") && self.width == 0 {
-            return Err(Error::invalid("--width", "must be positive"));
-        }
-        Ok(())
+        arch.validate(self)
+    }
+
+    /// The spec's architecture from the registry.
+    pub fn architecture(&self) -> Result<std::sync::Arc<dyn arch::Architecture>> {
+        arch::get(&self.arch)
     }
 
     /// The BatchNorm momentum of the architecture (PyTorch convention), if it has BatchNorm.
     pub fn bn_momentum(&self) -> Option<f64> {
-        match self.arch.as_str() {
-            "mlp" => None,
-            a if a.starts_with("efficientnet") => Some(efficientnet::BN_MOMENTUM),
-            _ => Some(resnet::BN_MOMENTUM),
-        }
+        self.architecture().ok().and_then(|a| a.bn_momentum())
     }
 
     /// How batches for this model are made: its input size and normalization, with random
@@ -163,73 +144,29 @@ impl ModelSpec {
     /// A freshly initialized network for this spec.
     pub fn init(&self, device: &Device) -> Result<Net> {
         self.validate()?;
-        let [c, h, w] = self.input;
-        Ok(match self.arch.as_str() {
-            "mlp" => Net::Mlp(Mlp::new(
-                c * h * w,
-                &self.hidden,
-                self.num_classes(),
-                device,
-            )),
-            "efficientnet-lite0" => {
-                Net::EfficientNet(EfficientNetLite::new(c, self.num_classes(), device))
-            }
-            a => {
-                let depth: usize = a.trim_start_matches("resnet").parse().unwrap_or(0);
-                let net = ResNet::new(
-                    depth,
-                    c,
-                    self.num_classes(),
-                    self.width,
-                    self.small_stem,
-                    device,
-                )
-                .ok_or_else(|| Error::invalid("--arch", format!("unknown ResNet depth in {a}")))?;
-                Net::ResNet(net)
-            }
-        })
+        self.architecture()?.build(self, device)
     }
 
     /// Checkpoint names of the head (the part replaced when the classes change).
     pub fn head_names(&self) -> Vec<String> {
-        if self.arch == "mlp" {
-            let k = self.hidden.len() + 1;
-            vec![format!("fc{k}.weight"), format!("fc{k}.bias")]
-        } else if self.arch.starts_with("efficientnet") {
-            vec!["_fc.weight".into(), "_fc.bias".into()]
-        } else {
-            vec!["fc.weight".into(), "fc.bias".into()]
-        }
+        self.architecture()
+            .map(|a| a.head_names(self))
+            .unwrap_or_default()
     }
 
-    /// The stage a checkpoint name belongs to, for `--freeze K`: the stem is 0, ResNet
-    /// `layerK` is K, the head is `usize::MAX`. For an MLP, `fcK` is stage K (no stem). For
-    /// EfficientNet-Lite0 the blocks of stage K (see [`efficientnet::STAGES`]) are K and the
-    /// final 1x1 conv with its BatchNorm is 8.
+    /// The number of stages `--freeze` can take.
+    pub fn stages(&self) -> usize {
+        self.architecture().map_or(0, |a| a.stages(self))
+    }
+
+    /// The stage a checkpoint name belongs to, for `--freeze K` (the head is `usize::MAX`;
+    /// the rest is the architecture's [`arch::Architecture::stage_of`]).
     pub fn stage_of(&self, name: &str) -> usize {
-        let first = name.split('.').next().unwrap_or("");
         if self.head_names().iter().any(|h| h == name) {
             return usize::MAX;
         }
-        if self.arch.starts_with("efficientnet") {
-            return match first {
-                "_blocks" => name
-                    .split('.')
-                    .nth(1)
-                    .and_then(|i| i.parse().ok())
-                    .map(efficientnet::stage_of_block)
-                    .unwrap_or(usize::MAX),
-                "_conv_head" | "_bn1" => efficientnet::STAGES.len() + 1,
-                _ => 0,
-            };
-        }
-        if let Some(k) = first.strip_prefix("layer") {
-            return k.parse().unwrap_or(usize::MAX);
-        }
-        if let Some(k) = first.strip_prefix("fc").filter(|_| self.arch == "mlp") {
-            return k.parse().unwrap_or(usize::MAX);
-        }
-        0
+        self.architecture()
+            .map_or(usize::MAX, |a| a.stage_of(self, name))
     }
 }
 
@@ -244,6 +181,8 @@ pub enum Net {
     Mlp(Mlp),
     /// EfficientNet-Lite0.
     EfficientNet(EfficientNetLite),
+    /// A plain stack of layers: what registered architectures outside sptune build on.
+    Sequential(Sequential),
 }
 
 impl Net {
@@ -253,6 +192,7 @@ impl Net {
             Net::ResNet(m) => m.forward(x),
             Net::Mlp(m) => m.forward(x),
             Net::EfficientNet(m) => m.forward(x),
+            Net::Sequential(m) => m.forward_with(x, &mut Plain),
         }
     }
 
@@ -262,6 +202,7 @@ impl Net {
             Net::ResNet(m) => m.batch_norms_mut(),
             Net::Mlp(_) => Vec::new(),
             Net::EfficientNet(m) => m.batch_norms_mut(),
+            Net::Sequential(m) => m.batch_norms_mut(),
         }
     }
 
@@ -271,6 +212,7 @@ impl Net {
             Net::ResNet(m) => m.forward_with(x, h),
             Net::Mlp(m) => m.forward_with(x, h),
             Net::EfficientNet(m) => m.forward_with(x, h),
+            Net::Sequential(m) => m.forward_with(x, h),
         }
     }
 }

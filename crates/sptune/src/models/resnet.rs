@@ -227,3 +227,100 @@ fn torchvision_max_pool() -> MaxPool2d {
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init()
 }
+
+/// A torchvision ResNet of one depth, as a registered architecture.
+#[derive(Clone, Copy, Debug)]
+pub struct ResNetArch {
+    /// `resnet18`, ...
+    pub name: &'static str,
+    /// 18, 34, 50 or 101.
+    pub depth: usize,
+}
+
+/// The registered ResNets.
+pub const ARCHS: [ResNetArch; 4] = [
+    ResNetArch {
+        name: "resnet18",
+        depth: 18,
+    },
+    ResNetArch {
+        name: "resnet34",
+        depth: 34,
+    },
+    ResNetArch {
+        name: "resnet50",
+        depth: 50,
+    },
+    ResNetArch {
+        name: "resnet101",
+        depth: 101,
+    },
+];
+
+impl super::arch::Architecture for ResNetArch {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn build(&self, spec: &super::ModelSpec, device: &Device) -> crate::Result<super::Net> {
+        let net = ResNet::new(
+            self.depth,
+            spec.input[0],
+            spec.num_classes(),
+            spec.width,
+            spec.small_stem,
+            device,
+        )
+        .ok_or_else(|| {
+            crate::Error::invalid("--arch", format!("no ResNet of depth {}", self.depth))
+        })?;
+        Ok(super::Net::ResNet(net))
+    }
+
+    /// Width from `conv1.weight`, stem from its kernel size, classes from `fc.weight`.
+    fn infer_spec(
+        &self,
+        shapes: super::arch::Shapes,
+        spec: &mut super::ModelSpec,
+    ) -> std::result::Result<(), String> {
+        let c1 = shapes("conv1.weight").ok_or("conv1.weight")?;
+        let fc = shapes("fc.weight").ok_or("fc.weight")?;
+        spec.width = c1[0];
+        spec.small_stem = c1[2] == 3;
+        spec.input[0] = c1[1];
+        if c1[1] == 1 {
+            spec.mean = vec![0.5];
+            spec.std = vec![0.5];
+        }
+        spec.classes = (0..fc[0]).map(|i| i.to_string()).collect();
+        Ok(())
+    }
+
+    fn head_names(&self, _spec: &super::ModelSpec) -> Vec<String> {
+        vec!["fc.weight".into(), "fc.bias".into()]
+    }
+
+    /// The stem is 0, `layerK` is K.
+    fn stage_of(&self, _spec: &super::ModelSpec, name: &str) -> usize {
+        let first = name.split('.').next().unwrap_or("");
+        match first.strip_prefix("layer") {
+            Some(k) => k.parse().unwrap_or(usize::MAX),
+            None => 0,
+        }
+    }
+
+    fn stages(&self, _spec: &super::ModelSpec) -> usize {
+        4
+    }
+
+    fn bn_momentum(&self) -> Option<f64> {
+        Some(BN_MOMENTUM)
+    }
+
+    fn validate(&self, spec: &super::ModelSpec) -> crate::Result<()> {
+        if spec.width == 0 {
+            return Err(crate::Error::invalid("--width", "must be positive"));
+        }
+        Ok(())
+    }
+}

@@ -373,6 +373,12 @@ pub fn fit(
     if train.is_empty() {
         return Err(Error::invalid("training set", "no images"));
     }
+    if let Some(k) = cfg.freeze.filter(|k| *k > spec.stages()) {
+        return Err(Error::invalid(
+            "--freeze",
+            format!("{k}, but {} has {} stages", spec.arch, spec.stages()),
+        ));
+    }
     let frozen = frozen_predicate(spec, cfg.freeze);
     let bn = cfg.bn.resolve(spec, start.is_some());
     let mut net = apply_freeze(net, &frozen, bn == BnMode::Frozen);

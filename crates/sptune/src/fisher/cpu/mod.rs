@@ -67,7 +67,7 @@ impl Engine for CpuEngine {
         "cpu-engine"
     }
 
-    /// Every architecture of sptune (ResNet, EfficientNet-Lite, MLP), on the CPU backend.
+    /// The built-in architectures (ResNet, EfficientNet-Lite, MLP), on the CPU backend.
     fn supports(&self, net: &Net, device: &Device) -> bool {
         if device.clone().without_autodiff() != Device::flex() {
             return false;
@@ -75,6 +75,8 @@ impl Engine for CpuEngine {
         match net {
             Net::Mlp(_) | Net::EfficientNet(_) => true,
             Net::ResNet(m) => m.maxpool.as_ref().is_none_or(|p| !p.ceil_mode),
+            // registered architectures outside sptune: the probe path
+            Net::Sequential(_) => false,
         }
     }
 

@@ -222,6 +222,11 @@ pub(super) fn plan(net: &Net, records: &[Record]) -> Result<(NetPlan, Vec<(Param
                 fc,
             }))
         }
+        Net::Sequential(_) => {
+            return Err(Error::Other(
+                "the CPU engine has no plan for Sequential networks (the probe path computes their Fisher)".into(),
+            ));
+        }
         Net::Mlp(m) => NetPlan::Mlp(
             m.layers
                 .iter()
