@@ -153,7 +153,7 @@ pub struct PretrainArgs {
     #[command(flatten)]
     pub common: TrainArgs,
     /// Architecture.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(sptune::models::arch::names()))]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(sptune::models::registry::names()))]
     pub arch: Option<String>,
     /// ResNet base width (torchvision: 64).
     #[arg(long)]
@@ -176,7 +176,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Architecture of an --init file without sptune metadata (e.g. a torchvision state dict).
-    #[arg(long = "init-arch", value_parser = clap::builder::PossibleValuesParser::new(sptune::models::arch::names()))]
+    #[arg(long = "init-arch", value_parser = clap::builder::PossibleValuesParser::new(sptune::models::registry::names()))]
     pub init_arch: Option<String>,
     /// Fisher file of the source model (`sptune fisher`), for l2-sp-fisher / gl-sp-fisher.
     #[arg(long)]

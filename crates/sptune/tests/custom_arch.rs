@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 use sptune::fisher::{Batch1Loop, Engine, FisherOptions};
-use sptune::models::arch::{self, Architecture, Shapes};
+use sptune::models::arch::{Architecture, Shapes};
 use sptune::models::checkpoint::{Checkpoint, load_model};
+use sptune::models::registry;
 use sptune::models::sequential::{LayerSpec, Sequential};
 use sptune::models::{ModelSpec, Net};
 use sptune::regularizer::Scheme;
@@ -114,8 +115,8 @@ fn tiny_idx(dir: &Path) {
 
 #[test]
 fn a_registered_architecture_pretrains_finetunes_frozen_and_has_a_fisher() {
-    arch::register(Arc::new(TinyCnn)).unwrap();
-    assert!(arch::names().contains(&"tiny-cnn"));
+    registry::register(Arc::new(TinyCnn)).unwrap();
+    assert!(registry::names().contains(&"tiny-cnn"));
     let d = tempfile::tempdir().unwrap();
     tiny_idx(d.path());
     let data = d.path().to_str().unwrap().to_string();

@@ -146,7 +146,7 @@ impl Checkpoint {
             std: vec![0.229, 0.224, 0.225],
         };
         let shapes = |n: &str| shape(n);
-        super::arch::get(arch)?
+        super::registry::get(arch)?
             .infer_spec(&shapes, &mut spec)
             .map_err(|n| Error::format(&self.path, format!("no tensor {n} for --arch {arch}")))?;
         spec.validate()?;

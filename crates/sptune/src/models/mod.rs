@@ -10,6 +10,7 @@ pub mod efficientnet;
 pub mod hook;
 pub mod mlp;
 pub mod pytorch;
+pub mod registry;
 pub mod resnet;
 pub mod sequential;
 
@@ -49,7 +50,7 @@ pub(crate) fn kaiming_conv(
 /// Everything needed to rebuild a network: architecture, sizes, classes and input normalization.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {
-    /// A registered architecture ([`arch::names`]): `resnet18`, ..., `efficientnet-lite0`, `mlp`.
+    /// A registered architecture ([`registry::names`]): `resnet18`, ..., `efficientnet-lite0`, `mlp`.
     pub arch: String,
     /// Names of the output classes; the head's output i is `classes[i]`.
     pub classes: Vec<String>,
@@ -77,7 +78,7 @@ fn default_width() -> usize {
 impl ModelSpec {
     /// Checks the spec for consistency (known arch, sizes, normalization lengths).
     pub fn validate(&self) -> Result<()> {
-        let arch = arch::get(&self.arch)?;
+        let arch = registry::get(&self.arch)?;
         if self.classes.is_empty() {
             return Err(Error::invalid(
                 "classes",
@@ -112,7 +113,7 @@ impl ModelSpec {
 
     /// The spec's architecture from the registry.
     pub fn architecture(&self) -> Result<std::sync::Arc<dyn arch::Architecture>> {
-        arch::get(&self.arch)
+        registry::get(&self.arch)
     }
 
     /// The BatchNorm momentum of the architecture (PyTorch convention), if it has BatchNorm.

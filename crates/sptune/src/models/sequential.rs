@@ -1,5 +1,5 @@
 //! A plain stack of layers, for architectures registered outside sptune
-//! ([`super::arch::register`]): convolutions, BatchNorm, ReLU, max-pooling, global average
+//! ([`super::registry::register`]): convolutions, BatchNorm, ReLU, max-pooling, global average
 //! pooling and linear layers, applied in order (the input is flattened before the first
 //! linear layer). Parameters are named `seq.{i}.weight`, `seq.{i}.bias` (BatchNorm also
 //! `running_mean` / `running_var`), `i` the layer's index. Every parametrized layer goes

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 ///
 /// | field | default | range |
 /// |---|---|---|
-/// | `arch` | resnet18 | a registered architecture ([`crate::models::arch::names`]) |
+/// | `arch` | resnet18 | a registered architecture ([`crate::models::registry::names`]) |
 /// | `width` | 64 | ≥ 1 (ResNet base channels) |
 /// | `small_stem` | automatic: inputs up to 64 px | |
 /// | `hidden` | [256] | MLP hidden sizes, each ≥ 1 |
