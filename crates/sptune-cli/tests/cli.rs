@@ -581,3 +581,15 @@ fn predict_matches_pytorch_top5() {
     let r = run(&["predict", "--model", "efficientnet-lite0", s(&bad)]);
     assert_clean_failure(&r, &["bad.png"], &d.path().join("nothing"));
 }
+
+#[test]
+fn an_io_error_is_printed_once() {
+    let d = tempfile::tempdir().unwrap();
+    // a directory where a checkpoint is expected: the OS error must appear once, on one line
+    let r = run(&["eval", "--model", s(d.path())]);
+    assert_ne!(r.code, 0);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{:?}", r.stderr);
+    assert!(lines[0].contains(s(d.path())), "{}", lines[0]);
+    assert_eq!(lines[0].matches("os error").count(), 1, "{}", lines[0]);
+}

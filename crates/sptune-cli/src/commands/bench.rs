@@ -15,7 +15,6 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde_json::json;
 use sptune::fisher::{Estimator, Fisher};
 use sptune::models::ModelSpec;
-use sptune::models::checkpoint::Checkpoint;
 use sptune::params;
 use sptune::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
 use sptune::train::Sgd;
@@ -45,16 +44,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     device.seed(7);
     let base = spec.init(&ad)?;
     // The starting point w0: the initial weights, so S is the whole network but the head.
-    let mut initial = Checkpoint {
-        path: "initial weights".into(),
-        tensors: Default::default(),
-        metadata: Default::default(),
-    };
-    for (info, vals) in params::values(&base) {
-        initial
-            .tensors
-            .insert(info.name.clone(), (info.shape.clone(), vals));
-    }
+    let initial = StartingPoint::of_network(&base, &spec.head_names());
     let x = Tensor::<4>::random(
         [a.batch_size, 3, a.size, a.size],
         Distribution::Normal(0.0, 1.0),
@@ -75,6 +65,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
     let fisher = Fisher {
         tensors: initial
+            .source()
             .tensors
             .iter()
             .filter(|(n, _)| !sptune::params::is_buffer_name(n))
@@ -90,8 +81,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         mc_samples: 0,
         path: None,
     };
-    let start = StartingPoint::new(initial, &spec.head_names())
-        .with_fisher(fisher, FisherScaling::default())?;
+    let start = initial.with_fisher(fisher, FisherScaling::default())?;
     let mut state: Vec<_> = variants
         .iter()
         .map(|(_, scheme, beta)| {

@@ -195,9 +195,10 @@ impl Fisher {
         util::write_atomic(path, &bytes)
     }
 
-    /// Reads a Fisher file; every entry must be finite and non-negative.
+    /// Reads a Fisher file, by path only (a known weights name is not resolved); every entry
+    /// must be finite and non-negative.
     pub fn read(path: &Path) -> Result<Self> {
-        let ck = Checkpoint::read(path)?;
+        let ck = Checkpoint::read_file(path)?;
         for (name, (_, vals)) in &ck.tensors {
             if let Some((j, v)) = vals
                 .iter()

@@ -84,13 +84,19 @@ impl Checkpoint {
         if !path.exists() {
             let (cached, arch) = crate::weights::resolve(path)?;
             if let Some(arch) = arch {
-                let mut c = Self::read(&cached)?;
+                let mut c = Self::read_file(&cached)?;
                 c.metadata
                     .entry("arch".into())
                     .or_insert_with(|| arch.to_string());
                 return Ok(c);
             }
         }
+        Self::read_file(path)
+    }
+
+    /// Reads the checkpoint file at `path`, never a known weights name (what Fisher files,
+    /// which share the format, are read with).
+    pub fn read_file(path: &Path) -> Result<Self> {
         if pytorch::is_pytorch_file(path) {
             return Ok(Checkpoint {
                 path: path.to_path_buf(),

@@ -86,6 +86,21 @@ impl StartingPoint {
         }
     }
 
+    /// The current weights of `net` as the starting point, the `head` tensors excluded from
+    /// `S` (for benchmarks and tests that fine-tune from an initialization).
+    pub fn of_network(net: &crate::models::Net, head: &[String]) -> Self {
+        let tensors = params::values(net)
+            .into_iter()
+            .map(|(info, vals)| (info.name, (info.shape, vals)))
+            .collect();
+        let source = Checkpoint {
+            path: "the network's weights".into(),
+            tensors,
+            metadata: Default::default(),
+        };
+        StartingPoint::new(source, head)
+    }
+
     /// Attaches the Fisher weights of the Fisher schemes. The file must describe exactly the
     /// source model (names and shapes); the error names the file and the tensor.
     pub fn with_fisher(mut self, fisher: Fisher, scaling: FisherScaling) -> Result<Self> {
