@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod dir;
+pub mod predict;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 pub use config::{FinetuneConfig, ModelConfig, PretrainConfig, StartConfig};
+pub use predict::{Prediction, predict};
 
 use crate::eval::Forgetting;
 use crate::fisher::Fisher;
