@@ -43,6 +43,7 @@ pub mod models;
 pub mod params;
 pub mod regularizer;
 pub mod run;
+pub mod study;
 pub mod runtime;
 pub mod task;
 pub mod train;

@@ -1,0 +1,123 @@
+//! What a study found, in the shape the report draws: one row per scheme (the chosen
+//! hyperparameters, test accuracy and forgetting over seeds with their intervals, the paired
+//! difference to L2), the search's trials, per-layer distances to `w0`, the freeze sweep and
+//! the training curves.
+
+use serde::{Deserialize, Serialize};
+
+/// A mean with its two-sided 95 % interval (Student t over `n` values).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The mean.
+    pub mean: f64,
+    /// Half the interval's width (NaN when `n < 2`).
+    pub half_width: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+/// One scheme's final runs (the chosen hyperparameters, one run per seed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchemeRow {
+    /// `l2`, `l2-sp`, ...
+    pub scheme: String,
+    /// The chosen α.
+    pub alpha: f64,
+    /// The chosen β.
+    pub beta: f64,
+    /// The chosen learning rate.
+    pub lr: f64,
+    /// The chosen backbone learning-rate multiplier.
+    pub backbone_lr_mult: f64,
+    /// Best validation accuracy of the chosen hyperparameters in the search (0..1).
+    pub val_acc: f64,
+    /// Target test accuracy per seed, in percent (seed order).
+    pub acc: Vec<f64>,
+    /// Source forgetting per seed, in points (seed order); empty when not measured.
+    pub forgetting: Vec<f64>,
+    /// Mean and interval of `acc`.
+    pub acc_ci: Interval,
+    /// Mean and interval of `forgetting` (None when not measured).
+    pub forgetting_ci: Option<Interval>,
+    /// Paired by seed: this scheme's accuracy minus L2's (None for L2 or without L2).
+    pub acc_minus_l2: Option<Interval>,
+    /// Paired by seed: this scheme's forgetting minus L2's.
+    pub forgetting_minus_l2: Option<Interval>,
+}
+
+/// One search trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchPoint {
+    /// The scheme.
+    pub scheme: String,
+    /// α tried.
+    pub alpha: f64,
+    /// β tried.
+    pub beta: f64,
+    /// Learning rate tried.
+    pub lr: f64,
+    /// Backbone learning-rate multiplier tried.
+    pub backbone_lr_mult: f64,
+    /// Best validation accuracy reached (0..1).
+    pub val_acc: f64,
+    /// Epochs run (fewer than planned when successive halving stopped it).
+    pub epochs: usize,
+    /// Whether successive halving stopped it early.
+    pub stopped: bool,
+}
+
+/// Relative distance `‖w − w0‖ / ‖w0‖` of one tensor after fine-tuning (mean over seeds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerDistance {
+    /// The scheme.
+    pub scheme: String,
+    /// Checkpoint name of the tensor, network order.
+    pub layer: String,
+    /// Mean relative distance over the seeds.
+    pub rel: f64,
+}
+
+/// Test accuracy with the first `k` stages frozen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FreezePoint {
+    /// The scheme.
+    pub scheme: String,
+    /// Frozen stages.
+    pub k: usize,
+    /// Test accuracy over seeds, percent.
+    pub acc: Interval,
+}
+
+/// Per-epoch figures of one final run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// The scheme.
+    pub scheme: String,
+    /// The seed.
+    pub seed: u64,
+    /// Training accuracy per epoch (0..1).
+    pub train_acc: Vec<f64>,
+    /// Validation accuracy per epoch (0..1), if a validation split was held out.
+    pub val_acc: Vec<f64>,
+    /// Mean task loss per epoch.
+    pub task_loss: Vec<f64>,
+}
+
+/// Everything the report shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyResults {
+    /// A title (the study's name).
+    pub title: String,
+    /// One paragraph on the setup: source, target, images per class, seeds, search budget.
+    pub setup: String,
+    /// One row per scheme, in the study's order.
+    pub schemes: Vec<SchemeRow>,
+    /// Every search trial.
+    pub search: Vec<SearchPoint>,
+    /// Per-layer distances (all schemes; the report compares L2 with L2-SP).
+    pub distances: Vec<LayerDistance>,
+    /// The freeze sweep (may be empty).
+    pub freeze: Vec<FreezePoint>,
+    /// Training curves of the final runs.
+    pub curves: Vec<Curve>,
+}
