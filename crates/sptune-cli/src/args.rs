@@ -144,6 +144,9 @@ pub struct TrainArgs {
     /// Seed of initialization, subsets and shuffling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Learning-rate factor of everything but the new head (e.g. 0.1; default 1).
+    #[arg(long)]
+    pub backbone_lr_mult: Option<f64>,
 }
 
 /// `sptune pretrain`.

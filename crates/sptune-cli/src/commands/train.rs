@@ -47,6 +47,7 @@ fn apply_common(a: TrainArgs, data: &mut DataConfig, train: &mut TrainConfig) {
     }
     set(&mut train.bn, a.bn);
     set(&mut train.augment, a.augment);
+    set(&mut train.backbone_lr_mult, a.backbone_lr_mult);
     if let Some(seed) = a.seed {
         data.seed = seed;
         train.seed = seed;

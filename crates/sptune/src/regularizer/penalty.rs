@@ -153,6 +153,15 @@ impl Penalty {
         self.curvature
     }
 
+    /// The trained tensors outside the new part `S̄` (the backbone), by id.
+    pub fn backbone(&self) -> std::collections::HashSet<ParamId> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| matches!(s.role, Role::Anchored(_) | Role::Free))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The role of each named trainable tensor: `shared`, `shared-free`, `new` or `frozen`.
     pub fn roles(&self) -> Vec<(String, &'static str)> {
         let mut v: Vec<_> = self

@@ -65,12 +65,19 @@ pub struct RunReport {
     pub load: Option<LoadReport>,
     /// The BatchNorm mode that ran (`auto` resolved).
     pub bn: BnMode,
+    /// The epoch of best validation accuracy (with a validation split); its model is saved as
+    /// `<out stem>.best.safetensors` beside the last one.
+    pub best_epoch: Option<usize>,
+    /// Whether training was stopped before its last epoch (successive halving).
+    pub stopped: bool,
 }
 
 /// The outcome of a run: the trained model (eval mode, no autodiff), its spec, the report.
 pub struct Outcome {
-    /// The trained network.
+    /// The trained network (after the last epoch).
     pub model: Net,
+    /// The network after the epoch of best validation accuracy, with a validation split.
+    pub best: Option<Net>,
     /// Its spec (architecture, classes, input normalization).
     pub spec: ModelSpec,
     /// Metrics.
@@ -111,7 +118,15 @@ pub fn pretrain(
     let net = spec.init(&ad)?;
     let mut lines = vec![];
     let outcome = train_and_test(
-        net, spec, None, &task, &cfg.train, &ad, progress, &mut lines,
+        net,
+        spec,
+        None,
+        &task,
+        &cfg.train,
+        &ad,
+        progress,
+        &mut |_| false,
+        &mut lines,
     )?;
     finish(
         outcome,
@@ -129,6 +144,17 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    finetune_until(cfg, device, progress, &mut |_| false)
+}
+
+/// [`finetune`], asking `stop` after each epoch whether to end there (see
+/// [`train::fit_until`]).
+pub fn finetune_until(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+    stop: &mut dyn FnMut(&EpochLog) -> bool,
 ) -> Result<Outcome> {
     cfg.validate()?;
     let source = Checkpoint::read(&cfg.start.init)?;
@@ -173,6 +199,7 @@ pub fn finetune(
         &cfg.train,
         &ad,
         progress,
+        stop,
         &mut lines,
     )?;
     finish(
@@ -222,16 +249,28 @@ fn train_and_test(
     cfg: &train::TrainConfig,
     ad: &Device,
     progress: &mut dyn FnMut(Progress),
+    stop: &mut dyn FnMut(&EpochLog) -> bool,
     lines: &mut Vec<String>,
-) -> Result<(Net, ModelSpec, RunReport)> {
+) -> Result<Trained> {
     let val = (!task.val.is_empty()).then_some(&task.val);
     let mut epoch_lines = vec![];
-    let (net, logs) = train::fit(net, &spec, start, &task.train, val, cfg, ad, &mut |p| {
-        if let Progress::Epoch(l) = &p {
-            epoch_lines.push(dir::epoch_line(l));
-        }
-        progress(p)
-    })?;
+    let fitted = train::fit_until(
+        net,
+        &spec,
+        start,
+        &task.train,
+        val,
+        cfg,
+        ad,
+        &mut |p| {
+            if let Progress::Epoch(l) = &p {
+                epoch_lines.push(dir::epoch_line(l));
+            }
+            progress(p)
+        },
+        stop,
+    )?;
+    let (net, logs) = (fitted.net, fitted.logs);
     let bn = cfg.bn.resolve(&spec, start.is_some());
     lines.insert(
         0,
@@ -258,12 +297,17 @@ fn train_and_test(
         epochs: logs,
         load: None,
         bn,
+        best_epoch: fitted.best.as_ref().map(|(e, _)| *e),
+        stopped: fitted.stopped,
     };
-    Ok((net, spec, report))
+    Ok((net, fitted.best.map(|(_, b)| b.valid()), spec, report))
 }
 
+/// A trained network, the one of its best validation epoch, its spec and its report.
+type Trained = (Net, Option<Net>, ModelSpec, RunReport);
+
 fn finish(
-    (model, spec, mut report): (Net, ModelSpec, RunReport),
+    (model, best, spec, mut report): Trained,
     load: Option<LoadReport>,
     out: Option<&Path>,
     run_dir: Option<&Path>,
@@ -274,6 +318,9 @@ fn finish(
     report.load = load;
     if let Some(out) = out {
         save_model(&model, &spec, out, meta)?;
+        if let Some(b) = &best {
+            save_model(b, &spec, &best_path(out), meta)?;
+        }
         let rd = dir::run_dir_for(out, run_dir);
         report.out = Some(out.to_path_buf());
         report.run_dir = Some(rd.clone());
@@ -283,9 +330,19 @@ fn finish(
     }
     Ok(Outcome {
         model,
+        best,
         spec,
         report,
     })
+}
+
+/// Where the model of the best validation epoch goes: `<out stem>.best.safetensors`.
+pub fn best_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{stem}.best.safetensors"))
 }
 
 /// What [`evaluate`] measures.

@@ -48,6 +48,7 @@ pub use sgd::Sgd;
 /// | `bn` | auto | train | train, frozen, auto, recalibrate |
 /// | `augment` | false | false | |
 /// | `seed` | 0 | 0 | |
+/// | `backbone_lr_mult` | 1 | 1 | > 0: the lr of everything but the new head is scaled by it |
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -81,6 +82,9 @@ pub struct TrainConfig {
     pub augment: bool,
     /// Seed of initialization, shuffling and augmentation.
     pub seed: u64,
+    /// Learning-rate factor of every trained tensor but the new head `S̄` (peers fine-tune the
+    /// backbone at 0.1x); 1 = one learning rate for all.
+    pub backbone_lr_mult: f64,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +112,7 @@ impl TrainConfig {
             bn: BnMode::Auto,
             augment: false,
             seed: 0,
+            backbone_lr_mult: 1.0,
         }
     }
 
@@ -146,6 +151,12 @@ impl TrainConfig {
             return bad(
                 "--alpha",
                 format!("{} is not a non-negative number", self.alpha),
+            );
+        }
+        if !(self.backbone_lr_mult.is_finite() && self.backbone_lr_mult > 0.0) {
+            return bad(
+                "--backbone-lr-mult",
+                format!("{} is not a positive number", self.backbone_lr_mult),
             );
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
@@ -363,6 +374,47 @@ pub fn fit(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Net, Vec<EpochLog>)> {
+    let f = fit_until(
+        net,
+        spec,
+        start,
+        train,
+        val,
+        cfg,
+        device,
+        progress,
+        &mut |_| false,
+    )?;
+    Ok((f.net, f.logs))
+}
+
+/// What [`fit_until`] returns.
+pub struct Fitted {
+    /// The network after the last epoch run (on the autodiff device).
+    pub net: Net,
+    /// Per-epoch figures of the epochs run.
+    pub logs: Vec<EpochLog>,
+    /// The network after the epoch of best validation accuracy (1-based epoch), when a
+    /// validation split was given.
+    pub best: Option<(usize, Net)>,
+    /// Whether `stop` ended training before the last epoch.
+    pub stopped: bool,
+}
+
+/// [`fit`], keeping the network of the best validation epoch, and asking `stop` after each
+/// epoch whether to end training there (successive halving's early stop).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_until(
+    net: Net,
+    spec: &ModelSpec,
+    start: Option<&StartingPoint>,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+    stop: &mut dyn FnMut(&EpochLog) -> bool,
+) -> Result<Fitted> {
     cfg.validate()?;
     if cfg.reg.needs_starting_point() && start.is_none() {
         return Err(Error::invalid(
@@ -395,6 +447,10 @@ pub fn fit(
         device,
     )?;
     let mut opt = Sgd::new(cfg.momentum);
+    if cfg.backbone_lr_mult != 1.0 {
+        opt = opt.with_scaled_lr(penalty.backbone(), cfg.backbone_lr_mult);
+    }
+    let (mut best, mut best_acc, mut stopped) = (None, f64::NEG_INFINITY, false);
     // heavy-ball SGD on a quadratic of curvature h alone diverges when lr·h ≥ 2(1 + μ)
     let h = penalty.curvature();
     let limit = 2.0 * (1.0 + cfg.momentum);
@@ -478,12 +534,33 @@ pub fn fit(
             )));
         }
         progress(Progress::Epoch(log.clone()));
+        if let Some(v) = log.val_acc.filter(|v| *v > best_acc) {
+            best_acc = v;
+            best = Some((log.epoch, net.clone()));
+        }
+        let halt = epoch + 1 < cfg.epochs && stop(&log);
         logs.push(log);
+        if halt {
+            stopped = true;
+            break;
+        }
     }
-    let net = if bn == BnMode::Recalibrate {
-        recalibrate_bn(net, spec, train, cfg.batch_size, device)?
+    let (net, best) = if bn == BnMode::Recalibrate {
+        let best = match best {
+            Some((e, b)) => Some((e, recalibrate_bn(b, spec, train, cfg.batch_size, device)?)),
+            None => None,
+        };
+        (
+            recalibrate_bn(net, spec, train, cfg.batch_size, device)?,
+            best,
+        )
     } else {
-        net
+        (net, best)
     };
-    Ok((net, logs))
+    Ok(Fitted {
+        net,
+        logs,
+        best,
+        stopped,
+    })
 }

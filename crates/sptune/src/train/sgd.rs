@@ -19,6 +19,8 @@ use crate::regularizer::{from_group_view, group_view};
 pub struct Sgd {
     momentum: f64,
     buffers: HashMap<ParamId, Tensor<2>>,
+    scaled: std::collections::HashSet<ParamId>,
+    lr_mult: f64,
 }
 
 impl Sgd {
@@ -27,7 +29,16 @@ impl Sgd {
         Sgd {
             momentum,
             buffers: HashMap::new(),
+            scaled: Default::default(),
+            lr_mult: 1.0,
         }
+    }
+
+    /// Scales the learning rate of the parameters `ids` by `mult` (the backbone at 0.1x).
+    pub fn with_scaled_lr(mut self, ids: std::collections::HashSet<ParamId>, mult: f64) -> Self {
+        self.scaled = ids;
+        self.lr_mult = mult;
+        self
     }
 
     /// One update of every parameter that has a gradient in `grads`, learning rate `lr`.
@@ -71,7 +82,12 @@ impl ModuleMapper for Step<'_> {
         } else {
             g
         };
-        let w = from_group_view(w - step.mul_scalar(self.lr), dims, linear);
+        let lr = if self.opt.scaled.contains(&id) {
+            self.lr * self.opt.lr_mult
+        } else {
+            self.lr
+        };
+        let w = from_group_view(w - step.mul_scalar(lr), dims, linear);
         Param::from_mapped_value(id, Tensor::from_inner(w).require_grad(), mapper)
     }
 }
