@@ -66,6 +66,79 @@ pub enum Command {
     /// Time and peak memory of the batched Fisher against the batch-1 loop.
     #[command(args_override_self = true)]
     BenchFisher(BenchFisherArgs),
+    /// Compare schemes with hyperparameters chosen on validation, over seeds, with a report
+    /// (resumes an interrupted study in the same folder).
+    #[command(args_override_self = true)]
+    Study(StudyArgs),
+    /// The report (HTML with plots, Markdown, CSV) of a study folder.
+    #[command(args_override_self = true)]
+    Report(ReportArgs),
+    /// The trials of a study: list them, show one.
+    Runs(RunsArgs),
+}
+
+/// `sptune study`.
+#[derive(Args, Debug)]
+pub struct StudyArgs {
+    /// Study file (TOML; see examples/study.toml).
+    #[arg(long, conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// A built-in study: fashion-mnist or fashion-mnist-quick.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Study folder (study.sqlite, checkpoints, report.html); default runs/study-NAME.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Final runs per scheme (overrides the file).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Random search points per scheme (overrides the file).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Fine-tuning epochs (overrides the file).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Schemes to compare (overrides the file).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub schemes: Option<Vec<Scheme>>,
+    /// Stop after this many trials (run again to resume).
+    #[arg(long)]
+    pub max_trials: Option<usize>,
+}
+
+/// `sptune report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The study folder (or its study.sqlite).
+    pub study: PathBuf,
+    /// Output HTML file (default: report.html in the study folder).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `sptune runs`.
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// `sptune runs list|show`.
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// One line per trial: key, status, scheme, parameters, main metric, seconds.
+    List {
+        /// The study folder (or its study.sqlite).
+        study: PathBuf,
+    },
+    /// One trial whole: parameters, metrics, per-epoch figures.
+    Show {
+        /// The study folder (or its study.sqlite).
+        study: PathBuf,
+        /// The trial's key (e.g. final/l2-sp/seed1).
+        key: String,
+    },
 }
 
 /// Flags shared by `pretrain` and `finetune`. Each overrides the same field of the `--config`

@@ -8,6 +8,7 @@ mod distance;
 mod eval;
 pub mod fisher;
 mod predict;
+mod study;
 pub mod train;
 mod weights;
 
@@ -46,5 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a, &g),
         Command::Bench(a) => bench::run(a, &g),
         Command::BenchFisher(a) => bench_fisher::run(a, &g),
+        Command::Study(a) => study::run(a, &g),
+        Command::Report(a) => study::report(a, &g),
+        Command::Runs(a) => study::runs(a, &g),
     }
 }

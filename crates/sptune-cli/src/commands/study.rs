@@ -1,0 +1,151 @@
+//! `sptune study`, `sptune report` and `sptune runs`: thin over [`sptune::study`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sptune::study::store::Store;
+use sptune::study::{self, RunOptions, StudyConfig};
+
+use super::Global;
+use crate::args::{ReportArgs, RunsArgs, RunsCommand, StudyArgs};
+
+/// Runs (or resumes) a study and prints its main table.
+pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let mut cfg = match (&a.config, &a.preset) {
+        (Some(p), _) => StudyConfig::from_toml(p)?,
+        (None, Some(name)) => StudyConfig::preset(name)?,
+        (None, None) => anyhow::bail!("study needs --config FILE or --preset NAME"),
+    };
+    if let Some(n) = a.seeds {
+        cfg.seeds = n;
+    }
+    if let Some(n) = a.trials {
+        cfg.search.trials = n;
+    }
+    if let Some(n) = a.epochs {
+        cfg.train.epochs = n;
+    }
+    if let Some(s) = a.schemes {
+        cfg.schemes = s;
+    }
+    let dir = a
+        .dir
+        .unwrap_or_else(|| PathBuf::from(format!("runs/study-{}", cfg.name)));
+    let quiet = g.quiet;
+    let o = study::run(
+        &cfg,
+        &dir,
+        &g.device,
+        RunOptions {
+            max_trials: a.max_trials,
+            ..RunOptions::default()
+        },
+        &mut |line| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        },
+    )?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&o.results)?);
+    } else {
+        println!("{}", o.markdown);
+        if o.complete {
+            println!("report: {}", study::report_path(&dir).display());
+        } else {
+            println!(
+                "stopped before the end; run the same command again to resume ({})",
+                study::store_path(&dir).display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {
+    let (file, dir) = if study.is_dir() {
+        (study::store_path(study), study.to_path_buf())
+    } else {
+        let dir = study.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (study.to_path_buf(), dir)
+    };
+    anyhow::ensure!(file.is_file(), "{}: no study file", file.display());
+    let store = Store::open_existing(&file)?;
+    let text = store.config()?;
+    let cfg = StudyConfig::from_toml_text(&text, &file)?;
+    Ok((store, cfg, dir))
+}
+
+/// Writes the report of a study folder from its stored trials.
+pub fn report(a: ReportArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let (store, cfg, dir) = open(&a.study)?;
+    let results = study::aggregate(&cfg, &store.trials()?);
+    let out = a.out.unwrap_or_else(|| study::report_path(&dir));
+    let written = study::report::write(&results, &out)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&written)?);
+    } else {
+        println!("{}", study::report::markdown(&results));
+        for w in written {
+            println!("wrote {}", w.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists or shows trials.
+pub fn runs(a: RunsArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    match a.command {
+        RunsCommand::List { study } => {
+            let (store, _, _) = open(&study)?;
+            let trials = store.trials()?;
+            if g.json {
+                let v: Vec<_> = trials.iter().map(trial_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<28} {:<8} {:<12} {:>10} {:>8} {:>8} {:>8}",
+                "key", "status", "scheme", "alpha", "lr", "metric", "seconds"
+            );
+            for t in &trials {
+                let m = t.metrics.as_ref();
+                let metric = m
+                    .and_then(|m| m["test_acc"].as_f64().or(m["val_acc"].as_f64()))
+                    .map(|v| format!("{:.2}%", 100.0 * v))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<28} {:<8} {:<12} {:>10} {:>8} {:>8} {:>8}",
+                    t.key,
+                    format!("{:?}", t.status).to_lowercase(),
+                    t.scheme,
+                    t.params["alpha"].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_default(),
+                    t.params["lr"].as_f64().map(|v| v.to_string()).unwrap_or_default(),
+                    metric,
+                    t.seconds.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into())
+                );
+            }
+            let counts = store.counts()?;
+            println!("{counts:?}");
+        }
+        RunsCommand::Show { study, key } => {
+            let (store, _, _) = open(&study)?;
+            let t = store
+                .get(&key)?
+                .with_context(|| format!("{}: no trial {key:?}", study.display()))?;
+            println!("{}", serde_json::to_string_pretty(&trial_json(&t))?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trial_json(t: &sptune::study::store::Trial) -> serde_json::Value {
+    serde_json::json!({
+        "key": t.key, "phase": t.phase, "scheme": t.scheme, "seed": t.seed,
+        "status": format!("{:?}", t.status).to_lowercase(), "params": t.params,
+        "metrics": t.metrics, "epochs": t.epochs, "error": t.error, "seconds": t.seconds,
+        "worker": t.worker, "host": t.host, "started_at": t.started_at,
+        "finished_at": t.finished_at,
+    })
+}

@@ -1,0 +1,351 @@
+//! A study's configuration (`sptune study --config study.toml`), its defaults and the
+//! built-in presets.
+//!
+//! ```toml
+//! name = "my-study"
+//! schemes = ["l2", "l2-sp", "l2-sp-fisher"]
+//! seeds = 5
+//! [source]
+//! init = "runs/source.safetensors"     # or a known weights name; or a [source.pretrain] table
+//! [target]
+//! classes = "5-9"
+//! per_class = 20
+//! [train]
+//! epochs = 20
+//! batch_size = 32
+//! [search]
+//! method = "random"                    # or "grid"
+//! trials = 8                           # per scheme
+//! lr = [0.02]
+//! [search.alpha]
+//! l2-sp = [0.001, 10.0]                # log-uniform range per scheme (defaults for the rest)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::regularizer::Scheme;
+use crate::run::PretrainConfig;
+use crate::task::DataConfig;
+use crate::train::TrainConfig;
+use crate::util::Choice;
+use crate::{Error, Result};
+
+/// Where the source model comes from: a checkpoint (`init`, a file or a known weights name) or
+/// a pretrain run (`pretrain`), done once per study.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A source checkpoint or known weights name.
+    pub init: Option<PathBuf>,
+    /// Architecture of an `init` file without sptune metadata.
+    pub init_arch: Option<String>,
+    /// Pretrain the source with this configuration instead (its `out` is ignored: the study
+    /// keeps it in its own folder).
+    pub pretrain: Option<PretrainConfig>,
+    /// Source test images used to measure forgetting (first N, file order); 0 = all.
+    pub test_limit: usize,
+    /// Source training images the Fisher is taken on (first N); 0 = all.
+    pub fisher_samples: usize,
+    /// Cap on the mean-normalized Fisher weights.
+    pub fisher_max: Option<f64>,
+}
+
+/// How hyperparameters are searched.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// `trials` points drawn log-uniformly from the α and β ranges (lr and the backbone
+    /// multiplier drawn from their lists).
+    #[default]
+    Random,
+    /// Every combination of `grid_points` log-spaced α values (β the range's low end), the lr
+    /// list and the multiplier list.
+    Grid,
+}
+
+/// The search space and budget.
+///
+/// | field | default |
+/// |---|---|
+/// | `method` | random |
+/// | `trials` | 6 per scheme |
+/// | `grid_points` | 4 |
+/// | `alpha` | per scheme: l2 [1e-4, 0.1], l2-sp and l2-sp-fisher [1e-3, 10], l1-sp, gl-sp and gl-sp-fisher [1e-5, 1e-2] |
+/// | `beta` | [0.01, 0.01] |
+/// | `lr` | [the train section's lr] |
+/// | `backbone_lr_mult` | [1] |
+/// | `val_fraction` | 0.25 |
+/// | `halving` | true, η = 3 |
+/// | `budget_minutes` | none |
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Random or grid.
+    pub method: Method,
+    /// Random trials per scheme.
+    pub trials: usize,
+    /// α values per scheme in a grid.
+    pub grid_points: usize,
+    /// α range `[low, high]` per scheme name (log scale); schemes not listed use the defaults.
+    pub alpha: BTreeMap<String, [f64; 2]>,
+    /// β range `[low, high]` (log scale; equal ends fix β).
+    pub beta: [f64; 2],
+    /// Learning rates to choose from (empty: the train section's).
+    pub lr: Vec<f64>,
+    /// Backbone learning-rate multipliers to choose from.
+    pub backbone_lr_mult: Vec<f64>,
+    /// Fraction of the target training images held out to choose on.
+    pub val_fraction: f64,
+    /// Successive halving: stop a trial at an epoch milestone when its validation accuracy is
+    /// below the best 1/η of the trials of its scheme that reached the milestone before it.
+    pub halving: bool,
+    /// η of successive halving (≥ 2).
+    pub eta: usize,
+    /// Stop planning new search trials after this many minutes (the trials already planned
+    /// run).
+    pub budget_minutes: Option<f64>,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            method: Method::Random,
+            trials: 6,
+            grid_points: 4,
+            alpha: BTreeMap::new(),
+            beta: [0.01, 0.01],
+            lr: vec![],
+            backbone_lr_mult: vec![1.0],
+            val_fraction: 0.25,
+            halving: true,
+            eta: 3,
+            budget_minutes: None,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// The α range of `scheme`: the config's, else the default.
+    pub fn alpha_range(&self, scheme: Scheme) -> [f64; 2] {
+        if let Some(r) = self.alpha.get(scheme.name()) {
+            return *r;
+        }
+        match scheme {
+            Scheme::None => [0.0, 0.0],
+            Scheme::L2 => [1e-4, 0.1],
+            Scheme::L2Sp | Scheme::L2SpFisher => [1e-3, 10.0],
+            Scheme::L1Sp | Scheme::GlSp | Scheme::GlSpFisher => [1e-5, 1e-2],
+        }
+    }
+}
+
+/// A whole study.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudyConfig {
+    /// Name (the report's title).
+    pub name: String,
+    /// The source model.
+    pub source: SourceConfig,
+    /// The target task (`val_fraction` is ignored: the search holds out its own).
+    pub target: DataConfig,
+    /// Schemes compared, in the report's order.
+    pub schemes: Vec<Scheme>,
+    /// Final runs per scheme (seeds 1..=N; the search uses seed 0).
+    pub seeds: usize,
+    /// Training settings shared by every fine-tune (reg, alpha, beta, lr and seed are set per
+    /// trial).
+    pub train: TrainConfig,
+    /// The search.
+    pub search: SearchConfig,
+    /// Freeze sweep: for these schemes, final runs with K = 0 ..= stages frozen.
+    pub freeze_sweep: Vec<Scheme>,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        StudyConfig {
+            name: "study".into(),
+            source: SourceConfig::default(),
+            target: DataConfig {
+                resize: 0,
+                ..DataConfig::default()
+            },
+            schemes: Scheme::ALL.to_vec(),
+            seeds: 5,
+            train: TrainConfig::finetune(),
+            search: SearchConfig::default(),
+            freeze_sweep: vec![],
+        }
+    }
+}
+
+impl StudyConfig {
+    /// Reads a study file laid over the defaults; errors name the file, and for TOML errors
+    /// the key and line.
+    pub fn from_toml(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_text(&text, path)
+    }
+
+    /// Parses study TOML `text` that came from `origin` (named in errors).
+    pub fn from_toml_text(text: &str, origin: &Path) -> Result<Self> {
+        let path = origin;
+        let cfg: StudyConfig = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| {
+                let upto = &text[..s.start.min(text.len())];
+                upto.matches('\n').count() + 1
+            });
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            Error::format(path, format!("{}{at}", e.message()))
+        })?;
+        cfg.validate()
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// A built-in preset: `fashion-mnist` (a ResNet-18 of width 16 pretrained on Fashion-MNIST
+    /// 0-4, target 5-9 with 20 images per class, all seven schemes) or `fashion-mnist-quick`
+    /// (the demo's smaller version: fewer trials, seeds and epochs).
+    pub fn preset(name: &str) -> Result<Self> {
+        let mut pre = PretrainConfig::default();
+        pre.model.width = 16;
+        pre.model.small_stem = Some(true);
+        pre.data.classes = "0-4".into();
+        pre.data.per_class = Some(2000);
+        pre.train.epochs = 2;
+        pre.train.lr = 0.05;
+        let mut c = StudyConfig {
+            name: name.into(),
+            source: SourceConfig {
+                pretrain: Some(pre),
+                test_limit: 2000,
+                fisher_samples: 1000,
+                fisher_max: Some(50.0),
+                ..SourceConfig::default()
+            },
+            target: DataConfig {
+                classes: "5-9".into(),
+                per_class: Some(20),
+                test_limit: Some(2000),
+                resize: 0,
+                ..DataConfig::default()
+            },
+            ..StudyConfig::default()
+        };
+        c.train.epochs = 20;
+        c.train.batch_size = 32;
+        c.train.lr = 0.02;
+        c.search.lr = vec![0.02];
+        match name {
+            "fashion-mnist" => {}
+            "fashion-mnist-quick" => {
+                c.seeds = 3;
+                c.search.trials = 3;
+                c.train.epochs = 12;
+                if let Some(p) = c.source.pretrain.as_mut() {
+                    p.data.per_class = Some(1000);
+                }
+                c.source.test_limit = 1000;
+                c.target.test_limit = Some(1000);
+                c.source.fisher_samples = 500;
+            }
+            other => {
+                return Err(Error::invalid(
+                    "--preset",
+                    format!("unknown preset {other:?}; known: fashion-mnist, fashion-mnist-quick"),
+                ));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Checks the study: schemes, seeds, ranges; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.schemes.is_empty() {
+            return Err(Error::invalid("schemes", "no scheme to compare"));
+        }
+        if self.seeds == 0 {
+            return Err(Error::invalid("seeds", "must be at least 1"));
+        }
+        match (&self.source.init, &self.source.pretrain) {
+            (None, None) => {
+                return Err(Error::invalid(
+                    "source",
+                    "give source.init (a checkpoint) or a [source.pretrain] table",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "source",
+                    "give either source.init or [source.pretrain], not both",
+                ));
+            }
+            _ => {}
+        }
+        if self.target.classes.trim().is_empty() {
+            return Err(Error::invalid("target.classes", "the target task's classes"));
+        }
+        let s = &self.search;
+        for (name, r) in &s.alpha {
+            Scheme::parse_for("search.alpha", name)?;
+            check_range(&format!("search.alpha.{name}"), *r)?;
+        }
+        check_range("search.beta", s.beta)?;
+        if s.method == Method::Random && s.trials == 0 {
+            return Err(Error::invalid("search.trials", "must be at least 1"));
+        }
+        if s.method == Method::Grid && s.grid_points == 0 {
+            return Err(Error::invalid("search.grid_points", "must be at least 1"));
+        }
+        if s.halving && s.eta < 2 {
+            return Err(Error::invalid("search.eta", format!("{} is below 2", s.eta)));
+        }
+        if !(s.val_fraction > 0.0 && s.val_fraction < 1.0) {
+            return Err(Error::invalid(
+                "search.val_fraction",
+                format!("{} is outside (0, 1)", s.val_fraction),
+            ));
+        }
+        for lr in s.lr.iter().chain(&s.backbone_lr_mult) {
+            if !(lr.is_finite() && *lr > 0.0) {
+                return Err(Error::invalid(
+                    "search.lr / search.backbone_lr_mult",
+                    format!("{lr} is not a positive number"),
+                ));
+            }
+        }
+        if s.backbone_lr_mult.is_empty() {
+            return Err(Error::invalid("search.backbone_lr_mult", "empty list"));
+        }
+        self.train.validate()
+    }
+
+    /// Learning rates searched.
+    pub fn lrs(&self) -> Vec<f64> {
+        if self.search.lr.is_empty() {
+            vec![self.train.lr]
+        } else {
+            self.search.lr.clone()
+        }
+    }
+}
+
+fn check_range(what: &str, [lo, hi]: [f64; 2]) -> Result<()> {
+    if !(lo.is_finite() && hi.is_finite() && lo >= 0.0) {
+        return Err(Error::invalid(what, format!("[{lo}, {hi}] is not a non-negative range")));
+    }
+    if lo > hi {
+        return Err(Error::invalid(what, format!("low {lo} is above high {hi}")));
+    }
+    if lo == 0.0 && hi > 0.0 {
+        return Err(Error::invalid(
+            what,
+            format!("[{lo}, {hi}]: a log range needs a positive low end (or [0, 0])"),
+        ));
+    }
+    Ok(())
+}
