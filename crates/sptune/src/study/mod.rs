@@ -4,3 +4,4 @@
 //! report.
 
 pub mod results;
+pub mod store;
