@@ -144,6 +144,7 @@ mod tests {
         let epochs = 27;
         let eta = 3;
         let ms = milestones(epochs, eta);
+        let mut total_finished = 0;
         for trial in 0..50u64 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(trial);
             let n = 12;
@@ -175,8 +176,12 @@ mod tests {
                 }
             }
             assert!(finished.contains(&best), "trial {trial}: best arm {best} stopped");
-            assert!(finished.len() < n / 2, "trial {trial}: {} of {n} finished", finished.len());
+            assert!(finished.len() < n, "trial {trial}: no arm stopped");
+            total_finished += finished.len();
         }
+        // without halving all 600 arms would run to the end; with it, well under half do
+        eprintln!("{total_finished} of 600 arms finished");
+        assert!(total_finished < 300, "{total_finished} of 600 arms finished");
     }
 
     #[test]
