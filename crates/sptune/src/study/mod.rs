@@ -3,4 +3,5 @@
 //! accuracy, source forgetting and distance to `w0`; aggregated with intervals and drawn in a
 //! report.
 
+pub mod report;
 pub mod results;
