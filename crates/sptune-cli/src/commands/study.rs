@@ -120,10 +120,18 @@ pub fn runs(a: RunsArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     t.key,
                     format!("{:?}", t.status).to_lowercase(),
                     t.scheme,
-                    t.params["alpha"].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_default(),
-                    t.params["lr"].as_f64().map(|v| v.to_string()).unwrap_or_default(),
+                    t.params["alpha"]
+                        .as_f64()
+                        .map(|v| format!("{v:.3e}"))
+                        .unwrap_or_default(),
+                    t.params["lr"]
+                        .as_f64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                     metric,
-                    t.seconds.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into())
+                    t.seconds
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_else(|| "-".into())
                 );
             }
             let counts = store.counts()?;

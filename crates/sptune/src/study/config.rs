@@ -287,7 +287,10 @@ impl StudyConfig {
             _ => {}
         }
         if self.target.classes.trim().is_empty() {
-            return Err(Error::invalid("target.classes", "the target task's classes"));
+            return Err(Error::invalid(
+                "target.classes",
+                "the target task's classes",
+            ));
         }
         let s = &self.search;
         for (name, r) in &s.alpha {
@@ -302,7 +305,10 @@ impl StudyConfig {
             return Err(Error::invalid("search.grid_points", "must be at least 1"));
         }
         if s.halving && s.eta < 2 {
-            return Err(Error::invalid("search.eta", format!("{} is below 2", s.eta)));
+            return Err(Error::invalid(
+                "search.eta",
+                format!("{} is below 2", s.eta),
+            ));
         }
         if !(s.val_fraction > 0.0 && s.val_fraction < 1.0) {
             return Err(Error::invalid(
@@ -336,7 +342,10 @@ impl StudyConfig {
 
 fn check_range(what: &str, [lo, hi]: [f64; 2]) -> Result<()> {
     if !(lo.is_finite() && hi.is_finite() && lo >= 0.0) {
-        return Err(Error::invalid(what, format!("[{lo}, {hi}] is not a non-negative range")));
+        return Err(Error::invalid(
+            what,
+            format!("[{lo}, {hi}] is not a non-negative range"),
+        ));
     }
     if lo > hi {
         return Err(Error::invalid(what, format!("low {lo} is above high {hi}")));

@@ -115,12 +115,19 @@ impl Ctx<'_> {
             let secs = || t0.elapsed().as_secs_f64();
             match f(self, &t) {
                 Ok((status, metrics, epochs)) => {
-                    self.store
-                        .finish(t.id, status, Some(&metrics), epochs.as_ref(), None, secs())?;
+                    self.store.finish(
+                        t.id,
+                        status,
+                        Some(&metrics),
+                        epochs.as_ref(),
+                        None,
+                        secs(),
+                    )?;
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    self.store.finish(t.id, Status::Failed, None, None, Some(&msg), secs())?;
+                    self.store
+                        .finish(t.id, Status::Failed, None, None, Some(&msg), secs())?;
                     (self.log)(&format!("[{phase}] {} failed: {msg}", t.key));
                 }
             }
@@ -151,13 +158,22 @@ fn scheme_of(t: &Trial) -> Result<Scheme> {
 }
 
 /// The fine-tune of one trial.
-fn finetune_config(cfg: &StudyConfig, dir: &Path, scheme: Scheme, p: &Point, seed: u64) -> FinetuneConfig {
+fn finetune_config(
+    cfg: &StudyConfig,
+    dir: &Path,
+    scheme: Scheme,
+    p: &Point,
+    seed: u64,
+) -> FinetuneConfig {
     let mut ft = FinetuneConfig {
         start: StartConfig {
             init: source_path(cfg, dir),
             init_arch: cfg.source.init_arch.clone(),
             fisher: scheme.needs_fisher().then(|| fisher_path(dir)),
-            fisher_max: scheme.needs_fisher().then_some(cfg.source.fisher_max).flatten(),
+            fisher_max: scheme
+                .needs_fisher()
+                .then_some(cfg.source.fisher_max)
+                .flatten(),
             ..StartConfig::default()
         },
         data: cfg.target.clone(),
@@ -203,9 +219,14 @@ fn f64_series(epochs: &Value, key: &str) -> Vec<f64> {
 /// validation accuracy; ties go to the earlier trial.
 pub fn chosen(trials: &[Trial]) -> BTreeMap<String, (Point, f64)> {
     let mut out: BTreeMap<String, (Point, f64)> = BTreeMap::new();
-    for t in trials.iter().filter(|t| t.phase == "search" && t.status == Status::Done) {
-        let (Ok(p), Some(v)) = (point_of(t), t.metrics.as_ref().and_then(|m| m["val_acc"].as_f64()))
-        else {
+    for t in trials
+        .iter()
+        .filter(|t| t.phase == "search" && t.status == Status::Done)
+    {
+        let (Ok(p), Some(v)) = (
+            point_of(t),
+            t.metrics.as_ref().and_then(|m| m["val_acc"].as_f64()),
+        ) else {
             continue;
         };
         match out.get(&t.scheme) {
@@ -228,11 +249,14 @@ pub fn run(
 ) -> Result<StudyOutcome> {
     cfg.validate()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let config_text = toml::to_string(cfg).map_err(|e| Error::Other(format!("study config: {e}")))?;
+    let config_text =
+        toml::to_string(cfg).map_err(|e| Error::Other(format!("study config: {e}")))?;
     let store = Store::open(&store_path(dir), &config_text)?;
     let requeued = store.requeue_running()?;
     if requeued > 0 {
-        log(&format!("resuming: {requeued} interrupted trial(s) requeued"));
+        log(&format!(
+            "resuming: {requeued} interrupted trial(s) requeued"
+        ));
     }
     let mut ctx = Ctx {
         cfg,
@@ -268,7 +292,12 @@ pub fn run(
     ctx.store.plan(&plan)?;
     ctx.run_phase("source", &mut |c, t| {
         if t.key == "source/pretrain" {
-            let mut pre = c.cfg.source.pretrain.clone().expect("planned with a pretrain");
+            let mut pre = c
+                .cfg
+                .source
+                .pretrain
+                .clone()
+                .expect("planned with a pretrain");
             pre.out = Some(source_path(c.cfg, c.dir));
             pre.run_dir = None;
             let o = run::pretrain(&pre, c.device, &mut |_| {})?;
@@ -289,7 +318,11 @@ pub fn run(
                 c.device,
                 &mut |_, _| {},
             )?;
-            Ok((Status::Done, json!({"seconds": o.seconds, "engine": o.engine}), None))
+            Ok((
+                Status::Done,
+                json!({"seconds": o.seconds, "engine": o.engine}),
+                None,
+            ))
         }
     })?;
     let source_ready = ctx
@@ -372,10 +405,23 @@ pub fn run(
             "epochs": r.epochs.len(),
             "stopped": r.stopped,
         });
-        let status = if r.stopped { Status::Stopped } else { Status::Done };
-        Ok((status, metrics, Some(serde_json::to_value(&r.epochs).unwrap_or(Value::Null))))
+        let status = if r.stopped {
+            Status::Stopped
+        } else {
+            Status::Done
+        };
+        Ok((
+            status,
+            metrics,
+            Some(serde_json::to_value(&r.epochs).unwrap_or(Value::Null)),
+        ))
     })?;
-    if ctx.store.trials_of("search")?.iter().any(|t| matches!(t.status, Status::Pending | Status::Running)) {
+    if ctx
+        .store
+        .trials_of("search")?
+        .iter()
+        .any(|t| matches!(t.status, Status::Pending | Status::Running))
+    {
         return finish(ctx, false);
     }
 
@@ -422,7 +468,10 @@ pub fn run(
             if let Some(k) = t.params["freeze"].as_u64() {
                 ft.train.freeze = (k > 0).then_some(k as usize);
             }
-            let out = c.dir.join(phase).join(format!("{}.safetensors", t.key.replace('/', "_")));
+            let out = c
+                .dir
+                .join(phase)
+                .join(format!("{}.safetensors", t.key.replace('/', "_")));
             ft.out = Some(out.clone());
             let o = run::finetune(&ft, c.device, &mut |_| {})?;
             let mut metrics = json!({"test_acc": o.report.test_acc});
@@ -490,7 +539,11 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
     let l2_acc = per_seed(&l2, "test_acc", 100.0);
     let l2_forget = per_seed(&l2, "forgetting", 1.0);
     let paired = |mine: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>| {
-        let seeds: Vec<u64> = mine.keys().filter(|s| base.contains_key(s)).copied().collect();
+        let seeds: Vec<u64> = mine
+            .keys()
+            .filter(|s| base.contains_key(s))
+            .copied()
+            .collect();
         let a: Vec<f64> = seeds.iter().map(|s| mine[s]).collect();
         let b: Vec<f64> = seeds.iter().map(|s| base[s]).collect();
         stats::paired_diff(&a, &b)
@@ -580,7 +633,10 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         })
         .collect();
     let mut freeze_acc: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
-    for t in trials.iter().filter(|t| t.phase == "freeze" && t.status == Status::Done) {
+    for t in trials
+        .iter()
+        .filter(|t| t.phase == "freeze" && t.status == Status::Done)
+    {
         if let (Some(k), Some(a)) = (t.params["freeze"].as_u64(), metric(t, "test_acc")) {
             freeze_acc
                 .entry((t.scheme.clone(), k as usize))

@@ -154,9 +154,7 @@ mod tests {
             for i in (1..n).rev() {
                 q.swap(i, rng.random_range(0..=i));
             }
-            let best = (0..n)
-                .max_by(|a, b| q[*a].total_cmp(&q[*b]))
-                .unwrap();
+            let best = (0..n).max_by(|a, b| q[*a].total_cmp(&q[*b])).unwrap();
             let mut recorded: Vec<Vec<f64>> = vec![vec![]; ms.len()];
             let mut finished = vec![];
             for i in 0..n {
@@ -175,13 +173,19 @@ mod tests {
                     finished.push(i);
                 }
             }
-            assert!(finished.contains(&best), "trial {trial}: best arm {best} stopped");
+            assert!(
+                finished.contains(&best),
+                "trial {trial}: best arm {best} stopped"
+            );
             assert!(finished.len() < n, "trial {trial}: no arm stopped");
             total_finished += finished.len();
         }
         // without halving all 600 arms would run to the end; with it, well under half do
         eprintln!("{total_finished} of 600 arms finished");
-        assert!(total_finished < 300, "{total_finished} of 600 arms finished");
+        assert!(
+            total_finished < 300,
+            "{total_finished} of 600 arms finished"
+        );
     }
 
     #[test]
