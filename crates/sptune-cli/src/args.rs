@@ -70,6 +70,10 @@ pub enum Command {
     /// (resumes an interrupted study in the same folder).
     #[command(args_override_self = true)]
     Study(StudyArgs),
+    /// Pick the scheme, alpha, beta and lr on validation within a budget, fine-tune with the
+    /// winner, save it and print the table behind the choice.
+    #[command(args_override_self = true)]
+    Auto(AutoArgs),
     /// The report (HTML with plots, Markdown, CSV) of a study folder.
     #[command(args_override_self = true)]
     Report(ReportArgs),
@@ -104,6 +108,81 @@ pub struct StudyArgs {
     /// Stop after this many trials (run again to resume).
     #[arg(long)]
     pub max_trials: Option<usize>,
+}
+
+/// `sptune auto`.
+#[derive(Args, Debug)]
+pub struct AutoArgs {
+    /// The source checkpoint (a file or a known weights name).
+    #[arg(long)]
+    pub init: PathBuf,
+    /// Architecture of an --init file without sptune metadata.
+    #[arg(long = "init-arch", value_parser = clap::builder::PossibleValuesParser::new(sptune::models::registry::names()))]
+    pub init_arch: Option<String>,
+    /// Target data (fashion-mnist or a directory).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// Target classes.
+    #[arg(long)]
+    pub classes: String,
+    /// Training images per class (default: all).
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Test on the first N test images only.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Time for the search, e.g. 20m, 90s, 1h (default: no limit).
+    #[arg(long, value_parser = parse_minutes)]
+    pub budget: Option<f64>,
+    /// Schemes to choose from (the Fisher ones need the source task's data: see study).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "l2,l2-sp,l1-sp,gl-sp"
+    )]
+    pub schemes: Vec<Scheme>,
+    /// Search points per scheme.
+    #[arg(long, default_value_t = 6)]
+    pub trials: usize,
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Learning rates to choose from (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.01")]
+    pub lr: Vec<f64>,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Study folder (trials, checkpoints; resumable); default: beside --out.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Where the chosen model goes.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `90s`, `20m`, `1.5h` or plain minutes.
+fn parse_minutes(s: &str) -> Result<f64, String> {
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 'm'),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 20m, 90s or 1h"))?;
+    let minutes = match unit {
+        's' => v / 60.0,
+        'm' => v,
+        'h' => v * 60.0,
+        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+    };
+    if minutes.is_finite() && minutes > 0.0 {
+        Ok(minutes)
+    } else {
+        Err(format!("{s:?} is not a positive duration"))
+    }
 }
 
 /// `sptune report`.

@@ -6,7 +6,9 @@
 //! CPU engine covers only the built-in networks) must equal the batch-1 loop, an independent
 //! per-example autodiff computation of the same formula.
 
-use std::path::Path;
+mod common;
+
+use common::tiny_idx;
 use std::sync::Arc;
 
 use burn::tensor::Device;
@@ -82,34 +84,6 @@ impl Architecture for TinyCnn {
     }
     fn bn_momentum(&self) -> Option<f64> {
         Some(0.1)
-    }
-}
-
-/// 8x8 images whose class is the bright row, plus noise; 6 classes.
-fn tiny_idx(dir: &Path) {
-    for (split, n) in [("train", 180usize), ("t10k", 60)] {
-        let (mut img, mut lab) = (vec![], vec![]);
-        for i in 0..n {
-            let c = (i % 6) as u8;
-            for p in 0..64usize {
-                img.push(if p / 8 == c as usize {
-                    220
-                } else {
-                    ((i * 7 + p * 13) % 50) as u8
-                });
-            }
-            lab.push(c);
-        }
-        sptune::data::write_idx(
-            &img,
-            &lab,
-            n,
-            8,
-            8,
-            &dir.join(format!("{split}-images-idx3-ubyte")),
-            &dir.join(format!("{split}-labels-idx1-ubyte")),
-        )
-        .unwrap();
     }
 }
 

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a, &g),
         Command::BenchFisher(a) => bench_fisher::run(a, &g),
         Command::Study(a) => study::run(a, &g),
+        Command::Auto(a) => study::auto(a, &g),
         Command::Report(a) => study::report(a, &g),
         Command::Runs(a) => study::runs(a, &g),
     }

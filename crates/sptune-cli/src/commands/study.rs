@@ -8,7 +8,7 @@ use sptune::study::store::Store;
 use sptune::study::{self, RunOptions, StudyConfig};
 
 use super::Global;
-use crate::args::{ReportArgs, RunsArgs, RunsCommand, StudyArgs};
+use crate::args::{AutoArgs, ReportArgs, RunsArgs, RunsCommand, StudyArgs};
 
 /// Runs (or resumes) a study and prints its main table.
 pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
@@ -156,4 +156,58 @@ fn trial_json(t: &sptune::study::store::Trial) -> serde_json::Value {
         "worker": t.worker, "host": t.host, "started_at": t.started_at,
         "finished_at": t.finished_at,
     })
+}
+
+/// `sptune auto`: a study with one final run, of the winner.
+pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let mut cfg = StudyConfig {
+        name: "auto".into(),
+        schemes: a.schemes,
+        ..StudyConfig::default()
+    };
+    cfg.source.init = Some(a.init.clone());
+    cfg.source.init_arch = a.init_arch;
+    cfg.target.data = a.data;
+    cfg.target.classes = a.classes;
+    cfg.target.per_class = a.per_class;
+    cfg.target.test_limit = a.test_limit;
+    cfg.train.epochs = a.epochs;
+    cfg.train.batch_size = a.batch_size;
+    cfg.search.trials = a.trials;
+    cfg.search.lr = a.lr;
+    cfg.search.budget_minutes = a.budget;
+    let dir = a.dir.unwrap_or_else(|| {
+        let stem = a
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "auto".into());
+        a.out.with_file_name(format!("{stem}.auto"))
+    });
+    let quiet = g.quiet;
+    let o = study::auto::auto(&cfg, &dir, &a.out, &g.device, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    if g.json {
+        let v = serde_json::json!({
+            "winner": sptune::Choice::name(o.winner), "point": o.point, "val_acc": o.val_acc,
+            "test_acc": o.test_acc, "out": o.out, "dir": dir,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", o.table);
+        println!(
+            "chosen: {} (alpha {:.3e}, beta {:.3e}, lr {}): validation {:.2}%, test {:.2}% -> {}",
+            sptune::Choice::name(o.winner),
+            o.point.alpha,
+            o.point.beta,
+            o.point.lr,
+            100.0 * o.val_acc,
+            100.0 * o.test_acc,
+            o.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -163,6 +163,9 @@ pub struct StudyConfig {
     pub search: SearchConfig,
     /// Freeze sweep: for these schemes, final runs with K = 0 ..= stages frozen.
     pub freeze_sweep: Vec<Scheme>,
+    /// Final runs only for the scheme of best validation accuracy (`sptune auto`), not for
+    /// every scheme.
+    pub only_best: bool,
 }
 
 impl Default for StudyConfig {
@@ -179,6 +182,7 @@ impl Default for StudyConfig {
             train: TrainConfig::finetune(),
             search: SearchConfig::default(),
             freeze_sweep: vec![],
+            only_best: false,
         }
     }
 }
@@ -194,12 +198,22 @@ impl StudyConfig {
     /// Parses study TOML `text` that came from `origin` (named in errors).
     pub fn from_toml_text(text: &str, origin: &Path) -> Result<Self> {
         let path = origin;
-        let cfg: StudyConfig = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| {
-                let upto = &text[..s.start.min(text.len())];
-                upto.matches('\n').count() + 1
-            });
-            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        let cfg: StudyConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let start = s.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    // the key written on that line, if it is a `key = value` line
+                    let row = text.lines().nth(line - 1).unwrap_or("");
+                    match row.split_once('=') {
+                        Some((k, _)) if !row.trim_start().starts_with('[') => {
+                            format!(" (line {line}, key {})", k.trim())
+                        }
+                        _ => format!(" (line {line})"),
+                    }
+                })
+                .unwrap_or_default();
             Error::format(path, format!("{}{at}", e.message()))
         })?;
         cfg.validate()

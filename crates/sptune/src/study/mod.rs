@@ -18,6 +18,7 @@
 //! [`aggregate`] turns the stored trials into [`results::StudyResults`] (means with Student-t
 //! intervals, the paired difference to L2 per seed), which [`report`] draws.
 
+pub mod auto;
 pub mod config;
 pub mod report;
 pub mod results;
@@ -85,6 +86,9 @@ pub fn report_path(dir: &Path) -> PathBuf {
     dir.join("report.html")
 }
 
+/// A trial's status, metrics and per-epoch figures.
+type TrialOutcome = (Status, Value, Option<Value>);
+
 struct Ctx<'a> {
     cfg: &'a StudyConfig,
     dir: &'a Path,
@@ -104,7 +108,7 @@ impl Ctx<'_> {
     fn run_phase(
         &mut self,
         phase: &str,
-        f: &mut dyn FnMut(&mut Self, &Trial) -> Result<(Status, Value, Option<Value>)>,
+        f: &mut dyn FnMut(&mut Self, &Trial) -> Result<TrialOutcome>,
     ) -> Result<()> {
         while self.budget_left() {
             let Some(t) = self.store.claim(&self.opts.worker, Some(phase))? else {
@@ -197,7 +201,7 @@ fn recorded_val(trials: &[Trial], scheme: &str) -> Vec<Vec<f64>> {
         .filter(|t| t.phase == "search" && t.scheme == scheme)
         .filter(|t| matches!(t.status, Status::Done | Status::Stopped))
         .filter_map(|t| t.epochs.as_ref())
-        .map(|e| val_series(e))
+        .map(val_series)
         .collect()
 }
 
@@ -237,6 +241,26 @@ pub fn chosen(trials: &[Trial]) -> BTreeMap<String, (Point, f64)> {
         }
     }
     out
+}
+
+/// The scheme whose chosen point has the best validation accuracy (the first in the study's
+/// order on a tie).
+pub fn best_scheme(cfg: &StudyConfig, choice: &BTreeMap<String, (Point, f64)>) -> Option<Scheme> {
+    let mut best: Option<(Scheme, f64)> = None;
+    for &s in &cfg.schemes {
+        if let Some((_, v)) = choice.get(s.name())
+            && best.is_none_or(|(_, b)| *v > b)
+        {
+            best = Some((s, *v));
+        }
+    }
+    best.map(|(s, _)| s)
+}
+
+/// The final checkpoint of `scheme`'s run with `seed` in a study folder.
+pub fn final_checkpoint(dir: &Path, scheme: Scheme, seed: u64) -> PathBuf {
+    dir.join("final")
+        .join(format!("final_{}_seed{seed}.safetensors", scheme.name()))
 }
 
 /// Runs (or resumes) the study `cfg` in the folder `dir`; `log` gets one line per trial.
@@ -427,11 +451,15 @@ pub fn run(
 
     // 3. the final runs, and 4. the freeze sweep
     let choice = chosen(&ctx.store.trials()?);
+    let winner = best_scheme(cfg, &choice);
     let mut plan = vec![];
     for &scheme in &cfg.schemes {
         let Some((p, _)) = choice.get(scheme.name()) else {
             continue;
         };
+        if cfg.only_best && winner != Some(scheme) {
+            continue;
+        }
         for seed in 1..=cfg.seeds as u64 {
             plan.push(NewTrial {
                 key: format!("final/{}/seed{seed}", scheme.name()),

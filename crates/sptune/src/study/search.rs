@@ -157,11 +157,11 @@ mod tests {
             let best = (0..n).max_by(|a, b| q[*a].total_cmp(&q[*b])).unwrap();
             let mut recorded: Vec<Vec<f64>> = vec![vec![]; ms.len()];
             let mut finished = vec![];
-            for i in 0..n {
+            for (i, &qi) in q.iter().enumerate() {
                 let mut alive = true;
                 for (k, &m) in ms.iter().enumerate() {
                     let noise = (rng.random::<f64>() - 0.5) * 0.02 / m as f64;
-                    let acc = q[i] * (1.0 - 1.0 / (m as f64 + 1.0)) + noise;
+                    let acc = qi * (1.0 - 1.0 / (m as f64 + 1.0)) + noise;
                     let go = continues(acc, &recorded[k], eta);
                     recorded[k].push(acc);
                     if !go {

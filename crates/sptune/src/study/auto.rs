@@ -1,0 +1,113 @@
+//! `sptune auto`: pick the scheme, α, β and learning rate for a source model and a target task
+//! within a budget, fine-tune with the winner, and show the validation table behind the choice.
+//!
+//! It is a study ([`super::run`]) with one final run, for the winning scheme only: the search
+//! (random points per scheme, successive halving, a time budget) chooses each scheme's best
+//! point on a validation split; the scheme whose point has the best validation accuracy wins
+//! and is fine-tuned once on all target training images.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use super::{RunOptions, StudyConfig, chosen, final_checkpoint, store::Store};
+use crate::regularizer::Scheme;
+use crate::util::Choice;
+use crate::{Error, Result};
+
+/// What [`auto`] chose and produced.
+#[derive(Clone, Debug)]
+pub struct AutoOutcome {
+    /// The winning scheme.
+    pub winner: Scheme,
+    /// Its chosen α, β, lr and backbone multiplier.
+    pub point: super::search::Point,
+    /// Validation accuracy of the winner's point (0..1).
+    pub val_acc: f64,
+    /// Test accuracy of the final model (0..1).
+    pub test_acc: f64,
+    /// The validation table, Markdown: one row per scheme.
+    pub table: String,
+    /// Where the model was saved.
+    pub out: PathBuf,
+}
+
+/// Runs the search of `cfg` (its seeds and freeze sweep are ignored: one final run of the
+/// winner) in `dir`, then copies the winner's model to `out`.
+pub fn auto(
+    cfg: &StudyConfig,
+    dir: &Path,
+    out: &Path,
+    device: &Device,
+    log: &mut dyn FnMut(&str),
+) -> Result<AutoOutcome> {
+    let mut cfg = cfg.clone();
+    cfg.seeds = 1;
+    cfg.freeze_sweep.clear();
+    cfg.only_best = true;
+    let o = super::run(&cfg, dir, device, RunOptions::default(), log)?;
+    if !o.complete {
+        return Err(Error::Other(format!(
+            "{}: the study did not finish",
+            dir.display()
+        )));
+    }
+    let store = Store::open_existing(&super::store_path(dir))?;
+    let trials = store.trials()?;
+    let choice = chosen(&trials);
+    let winner = super::best_scheme(&cfg, &choice)
+        .ok_or_else(|| Error::Other("no search trial finished; raise the budget".into()))?;
+    let (point, val_acc) = choice[winner.name()];
+    let model = final_checkpoint(dir, winner, 1);
+    let bytes = std::fs::read(&model).map_err(|e| Error::io(&model, e))?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    crate::util::write_atomic(out, &bytes)?;
+    let test_acc = o
+        .results
+        .schemes
+        .iter()
+        .find(|r| r.scheme == winner.name())
+        .map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
+    let mut table = String::from(
+        "| scheme | alpha | beta | lr | backbone lr x | val acc (%) | trials (stopped early) |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for &s in &cfg.schemes {
+        let ts: Vec<_> = trials
+            .iter()
+            .filter(|t| t.phase == "search" && t.scheme == s.name())
+            .collect();
+        let stopped = ts
+            .iter()
+            .filter(|t| t.status == super::store::Status::Stopped)
+            .count();
+        let mark = if s == winner { " **(chosen)**" } else { "" };
+        match choice.get(s.name()) {
+            Some((p, v)) => table.push_str(&format!(
+                "| {}{mark} | {:.3e} | {:.3e} | {} | {} | {:.2} | {} ({stopped}) |\n",
+                s.name(),
+                p.alpha,
+                p.beta,
+                p.lr,
+                p.backbone_lr_mult,
+                100.0 * v,
+                ts.len()
+            )),
+            None => table.push_str(&format!(
+                "| {} | - | - | - | - | - | {} ({stopped}) |\n",
+                s.name(),
+                ts.len()
+            )),
+        }
+    }
+    Ok(AutoOutcome {
+        winner,
+        point,
+        val_acc,
+        test_acc,
+        table,
+        out: out.to_path_buf(),
+    })
+}

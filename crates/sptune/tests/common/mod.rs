@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+
+/// A tiny IDX data set in `dir`: 8x8 images whose class (of 6) is the bright row, plus noise;
+/// 180 training and 60 test images.
+pub fn tiny_idx(dir: &Path) {
+    tiny_idx_shifted(dir, 0)
+}
+
+/// [`tiny_idx`] with class `c` drawn with row `(c + shift) % 6` bright.
+#[allow(dead_code)] // not every test file uses it
+pub fn tiny_idx_shifted(dir: &Path, shift: usize) {
+    for (split, n) in [("train", 180usize), ("t10k", 60)] {
+        let (mut img, mut lab) = (vec![], vec![]);
+        for i in 0..n {
+            let c = (i % 6) as u8;
+            for p in 0..64usize {
+                img.push(if p / 8 == (c as usize + shift) % 6 {
+                    220
+                } else {
+                    ((i * 7 + p * 13) % 50) as u8
+                });
+            }
+            lab.push(c);
+        }
+        sptune::data::write_idx(
+            &img,
+            &lab,
+            n,
+            8,
+            8,
+            &dir.join(format!("{split}-images-idx3-ubyte")),
+            &dir.join(format!("{split}-labels-idx1-ubyte")),
+        )
+        .unwrap();
+    }
+}
