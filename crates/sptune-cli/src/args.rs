@@ -56,8 +56,9 @@ pub enum Command {
     /// Diagonal Fisher information of a source model on its training inputs.
     #[command(args_override_self = true)]
     Fisher(FisherArgs),
-    /// The main job: pretrain on Fashion-MNIST 0-4, fine-tune on 5-9 with few images per
-    /// class with every scheme, print target accuracy and source forgetting.
+    /// The main job: the fashion-mnist-quick study (pretrain on Fashion-MNIST 0-4; per scheme,
+    /// choose the hyperparameters on validation and fine-tune on 5-9 with 20 images per class
+    /// over seeds), its table and its HTML report.
     #[command(args_override_self = true)]
     Demo(DemoArgs),
     /// Train-step time of plain fine-tuning and of each scheme on ResNet-18.
@@ -478,61 +479,24 @@ pub struct FisherArgs {
 /// `sptune demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Where checkpoints and run directories go.
+    /// The study folder (study.sqlite, checkpoints, report.html); run again to resume.
     #[arg(long, default_value = "runs/demo")]
     pub out_dir: PathBuf,
-    /// Target images per class.
-    #[arg(long, default_value_t = 20)]
-    pub per_class: usize,
-    /// Seeds per scheme (mean ± 95 % CI over seeds; the paper averages 5 runs).
-    #[arg(long, default_value_t = 5)]
-    pub seeds: usize,
-    /// Schemes to compare (comma-separated).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "l2,l2-sp,l1-sp,gl-sp,l2-sp-fisher,gl-sp-fisher"
-    )]
-    pub schemes: Vec<Scheme>,
-    /// Source training images (first N in file order) for the Fisher of the Fisher schemes.
-    #[arg(long, default_value_t = 1000)]
-    pub fisher_samples: usize,
-    /// Cap on the mean-normalized Fisher weights (keeps lr·alpha·max F well below the
-    /// explicit step's stability limit 2(1 + momentum); about 0.1 % of the weights are above
-    /// 50 on the demo's source model).
-    #[arg(long, default_value_t = 50.0)]
-    pub fisher_max: f64,
-    /// Source pretraining epochs.
-    #[arg(long, default_value_t = 2)]
-    pub source_epochs: usize,
-    /// Source training images per class (of 6000).
-    #[arg(long, default_value_t = 2000)]
-    pub source_per_class: usize,
-    /// ResNet-18 base width.
-    #[arg(long, default_value_t = 16)]
-    pub width: usize,
-    /// Fine-tuning epochs.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Fine-tuning learning rate.
-    #[arg(long, default_value_t = 0.02)]
-    pub lr: f64,
-    /// α per scheme (`scheme=value`, comma-separated). Defaults: L2 0.01 (the paper's
-    /// baseline); the -SP values were picked on one seed of this demo (not on the test seeds).
-    #[arg(
-        long,
-        default_value = "none=0,l2=0.01,l2-sp=1,l1-sp=0.001,gl-sp=0.001,l2-sp-fisher=1,gl-sp-fisher=0.001"
-    )]
-    pub alphas: String,
+    /// Final runs per scheme (the preset's 3; the paper averages 5).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Search points per scheme (the preset's 3).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Fine-tuning epochs (the preset's 12).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Schemes to compare (default: all seven).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub schemes: Option<Vec<Scheme>>,
     /// Data (default fashion-mnist).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
-    /// Evaluate on the first N test images of each task (file order; Fashion-MNIST's test
-    /// split is class-interleaved); 0 = all 5000. Default 2000 keeps the demo within minutes
-    /// on 2 cores.
-    #[arg(long, default_value_t = 2000)]
-    pub test_limit: usize,
 }
 
 /// `sptune bench`.
