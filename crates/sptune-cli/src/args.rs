@@ -109,6 +109,12 @@ pub struct StudyArgs {
     /// Stop after this many trials (run again to resume).
     #[arg(long)]
     pub max_trials: Option<usize>,
+    /// Worker processes sharing the trials (each gets cores/N threads unless --threads says).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Run as a helper of a study led by another process in --dir (what --jobs starts).
+    #[arg(long, hide = true)]
+    pub helper: bool,
 }
 
 /// `sptune auto`.

@@ -34,11 +34,17 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let quiet = g.quiet;
     let t0 = std::time::Instant::now();
-    let o = study::run(&cfg, &a.out_dir, &g.device, RunOptions::default(), &mut |l| {
-        if !quiet {
-            eprintln!("{l}");
-        }
-    })?;
+    let o = study::run(
+        &cfg,
+        &a.out_dir,
+        &g.device,
+        RunOptions::default(),
+        &mut |l| {
+            if !quiet {
+                eprintln!("{l}");
+            }
+        },
+    )?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&o.results)?);
     } else {

@@ -18,6 +18,8 @@ use crate::args::{Cli, Command};
 
 /// Global options every command sees.
 pub struct Global {
+    /// Compute threads of this process (0 = all cores).
+    pub threads: usize,
     /// The compute device.
     pub device: burn::tensor::Device,
     /// Print JSON.
@@ -28,8 +30,17 @@ pub struct Global {
 
 /// Dispatches the command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    sptune::runtime::set_threads(cli.threads)?;
+    // --jobs N: the cores are shared among the N worker processes
+    let threads = match &cli.command {
+        Command::Study(a) if a.jobs > 1 && cli.threads == 0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / a.jobs).max(1)
+        }
+        _ => cli.threads,
+    };
+    sptune::runtime::set_threads(threads)?;
     let g = Global {
+        threads,
         device: sptune::runtime::device(&cli.device)?,
         json: cli.json,
         quiet: cli.quiet || cli.json,

@@ -32,13 +32,25 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let dir = a
         .dir
         .unwrap_or_else(|| PathBuf::from(format!("runs/study-{}", cfg.name)));
+    anyhow::ensure!(a.jobs >= 1, "invalid value for --jobs: must be at least 1");
     let quiet = g.quiet;
+    let role = if a.helper {
+        study::Role::Helper
+    } else {
+        study::Role::Leader
+    };
+    let helpers = if role == study::Role::Leader && a.jobs > 1 {
+        spawn_helpers(&cfg, &dir, a.jobs - 1, g)?
+    } else {
+        vec![]
+    };
     let o = study::run(
         &cfg,
         &dir,
         &g.device,
         RunOptions {
             max_trials: a.max_trials,
+            role,
             ..RunOptions::default()
         },
         &mut |line| {
@@ -46,7 +58,17 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 eprintln!("{line}");
             }
         },
-    )?;
+    );
+    for mut h in helpers {
+        if o.is_err() {
+            let _ = h.kill();
+        }
+        let _ = h.wait();
+    }
+    let o = o?;
+    if role == study::Role::Helper {
+        return Ok(ExitCode::SUCCESS);
+    }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&o.results)?);
     } else {
@@ -61,6 +83,38 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `n` helper processes on the study in `dir` (its resolved config written first, as
+/// the helpers read it).
+fn spawn_helpers(
+    cfg: &StudyConfig,
+    dir: &Path,
+    n: usize,
+    g: &Global,
+) -> anyhow::Result<Vec<std::process::Child>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = study::config_text(cfg)?;
+    sptune::util::write_atomic(&study::config_path(dir), text.as_bytes())?;
+    let exe = std::env::current_exe().context("locating the sptune binary")?;
+    (0..n)
+        .map(|i| {
+            let log = std::fs::File::create(dir.join(format!("helper-{}.log", i + 1)))
+                .with_context(|| format!("creating a log in {}", dir.display()))?;
+            std::process::Command::new(&exe)
+                .args(["--quiet", "--threads", &g.threads.max(1).to_string()])
+                .arg("study")
+                .arg("--config")
+                .arg(study::config_path(dir))
+                .arg("--dir")
+                .arg(dir)
+                .arg("--helper")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting a helper process")
+        })
+        .collect()
 }
 
 fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {

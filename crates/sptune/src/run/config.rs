@@ -256,6 +256,7 @@ pub fn to_toml<T: Serialize>(cfg: &T) -> Result<String> {
 }
 
 /// Reads `path` and lays its tables over `defaults`, key by key (nested tables merged).
+/// Reads `path` laid over `defaults` (see [`merge`]).
 fn from_toml_over<T: Serialize + DeserializeOwned>(path: &Path, defaults: &T) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let file: toml::Table = toml::from_str(&text).map_err(|e| Error::format(path, e.message()))?;
@@ -273,7 +274,8 @@ fn from_toml_over<T: Serialize + DeserializeOwned>(path: &Path, defaults: &T) ->
         .map_err(|e: toml::de::Error| Error::format(path, e.message()))
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
+/// Lays `over` on `base`, key by key (nested tables merged).
+pub(crate) fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),

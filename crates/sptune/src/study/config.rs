@@ -198,27 +198,54 @@ impl StudyConfig {
     /// Parses study TOML `text` that came from `origin` (named in errors).
     pub fn from_toml_text(text: &str, origin: &Path) -> Result<Self> {
         let path = origin;
-        let cfg: StudyConfig = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let start = s.start.min(text.len());
-                    let line = text[..start].matches('\n').count() + 1;
-                    // the key written on that line, if it is a `key = value` line
-                    let row = text.lines().nth(line - 1).unwrap_or("");
-                    match row.split_once('=') {
-                        Some((k, _)) if !row.trim_start().starts_with('[') => {
-                            format!(" (line {line}, key {})", k.trim())
+        // parsed once as written, for errors with their line, then laid over the defaults
+        let cfg = toml::from_str::<StudyConfig>(text)
+            .and_then(|_| Self::over_defaults(text))
+            .map_err(|e| {
+                let at = e
+                    .span()
+                    .map(|s| {
+                        let start = s.start.min(text.len());
+                        let line = text[..start].matches('\n').count() + 1;
+                        // the key written on that line, if it is a `key = value` line
+                        let row = text.lines().nth(line - 1).unwrap_or("");
+                        match row.split_once('=') {
+                            Some((k, _)) if !row.trim_start().starts_with('[') => {
+                                format!(" (line {line}, key {})", k.trim())
+                            }
+                            _ => format!(" (line {line})"),
                         }
-                        _ => format!(" (line {line})"),
-                    }
-                })
-                .unwrap_or_default();
-            Error::format(path, format!("{}{at}", e.message()))
-        })?;
+                    })
+                    .unwrap_or_default();
+                Error::format(path, format!("{}{at}", e.message()))
+            })?;
         cfg.validate()
             .map_err(|e| Error::format(path, e.to_string()))?;
         Ok(cfg)
+    }
+
+    /// Parses `text` laid over the defaults, key by key: a partial `[train]` keeps the
+    /// fine-tuning defaults for the rest, a partial `[source.pretrain.train]` the pretraining
+    /// ones.
+    fn over_defaults(text: &str) -> std::result::Result<Self, toml::de::Error> {
+        let mut file: toml::Table = toml::from_str(text)?;
+        let table = |v: &Self| match toml::Value::try_from(v) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        if let Some(toml::Value::Table(source)) = file.get_mut("source")
+            && let Some(toml::Value::Table(pre)) = source.remove("pretrain")
+        {
+            let mut base = match toml::Value::try_from(PretrainConfig::default()) {
+                Ok(toml::Value::Table(t)) => t,
+                _ => toml::Table::new(),
+            };
+            crate::run::config::merge(&mut base, pre);
+            source.insert("pretrain".into(), toml::Value::Table(base));
+        }
+        let mut base = table(&StudyConfig::default());
+        crate::run::config::merge(&mut base, file);
+        toml::Value::Table(base).try_into()
     }
 
     /// A built-in preset: `fashion-mnist` (a ResNet-18 of width 16 pretrained on Fashion-MNIST

@@ -46,6 +46,18 @@ use crate::train::EpochLog;
 use crate::util::Choice;
 use crate::{Error, Result};
 
+/// Whether a process leads a study or helps with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Requeues interrupted trials, plans each phase when the previous one has finished, and
+    /// writes the report.
+    #[default]
+    Leader,
+    /// Runs whatever trials are pending (`--jobs`' worker processes) until the leader marks
+    /// the study done.
+    Helper,
+}
+
 /// How one process takes part in a study.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -53,6 +65,8 @@ pub struct RunOptions {
     pub worker: String,
     /// Stop after this many trials (for tests of resuming, and for bounded sessions).
     pub max_trials: Option<usize>,
+    /// Leader or helper.
+    pub role: Role,
 }
 
 impl Default for RunOptions {
@@ -60,6 +74,7 @@ impl Default for RunOptions {
         RunOptions {
             worker: format!("pid{}", std::process::id()),
             max_trials: None,
+            role: Role::Leader,
         }
     }
 }
@@ -86,8 +101,26 @@ pub fn report_path(dir: &Path) -> PathBuf {
     dir.join("report.html")
 }
 
+/// The resolved study config a study folder's helpers read (`--jobs`).
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join("study.toml")
+}
+
+/// The resolved config as the study file stores it (and helpers read it back).
+pub fn config_text(cfg: &StudyConfig) -> Result<String> {
+    toml::to_string(cfg).map_err(|e| Error::Other(format!("study config: {e}")))
+}
+
 /// A trial's status, metrics and per-epoch figures.
 type TrialOutcome = (Status, Value, Option<Value>);
+
+/// What the final runs measure against: the source model, its task's test images and its
+/// accuracy on them.
+struct SourceCtx {
+    source: Checkpoint,
+    test: Option<crate::data::Dataset>,
+    acc: Option<f64>,
+}
 
 struct Ctx<'a> {
     cfg: &'a StudyConfig,
@@ -96,48 +129,221 @@ struct Ctx<'a> {
     store: Store,
     opts: RunOptions,
     done: usize,
+    started: Instant,
+    source: Option<SourceCtx>,
     log: &'a mut dyn FnMut(&str),
 }
+
+/// How long helpers and the leader wait between looks at the study file.
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Ctx<'_> {
     fn budget_left(&self) -> bool {
         self.opts.max_trials.is_none_or(|m| self.done < m)
     }
 
-    /// Claims and runs the pending trials of `phase` with `f`, recording each outcome.
-    fn run_phase(
-        &mut self,
-        phase: &str,
-        f: &mut dyn FnMut(&mut Self, &Trial) -> Result<TrialOutcome>,
-    ) -> Result<()> {
-        while self.budget_left() {
-            let Some(t) = self.store.claim(&self.opts.worker, Some(phase))? else {
-                break;
-            };
-            (self.log)(&format!("[{phase}] {}", t.key));
-            let t0 = Instant::now();
-            let secs = || t0.elapsed().as_secs_f64();
-            match f(self, &t) {
-                Ok((status, metrics, epochs)) => {
-                    self.store.finish(
-                        t.id,
-                        status,
-                        Some(&metrics),
-                        epochs.as_ref(),
-                        None,
-                        secs(),
-                    )?;
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    self.store
-                        .finish(t.id, Status::Failed, None, None, Some(&msg), secs())?;
-                    (self.log)(&format!("[{phase}] {} failed: {msg}", t.key));
+    /// Runs one claimed trial and records its outcome (a failure is recorded, not returned).
+    fn run_claimed(&mut self, t: &Trial) -> Result<()> {
+        (self.log)(&format!("[{}] {}", t.phase, t.key));
+        let t0 = Instant::now();
+        let outcome = self.run_trial(t);
+        let secs = t0.elapsed().as_secs_f64();
+        match outcome {
+            Ok((status, metrics, epochs)) => {
+                self.store
+                    .finish(t.id, status, Some(&metrics), epochs.as_ref(), None, secs)?;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.store
+                    .finish(t.id, Status::Failed, None, None, Some(&msg), secs)?;
+                (self.log)(&format!("[{}] {} failed: {msg}", t.phase, t.key));
+            }
+        }
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Runs pending trials of `phase` until none is left, then waits for the ones other
+    /// workers run. Returns whether every trial of the phase is finished.
+    fn complete_phase(&mut self, phase: &str) -> Result<bool> {
+        loop {
+            while self.budget_left() {
+                match self.store.claim(&self.opts.worker, Some(phase))? {
+                    Some(t) => self.run_claimed(&t)?,
+                    None => break,
                 }
             }
-            self.done += 1;
+            let ts = self.store.trials_of(phase)?;
+            let pending = ts.iter().any(|t| t.status == Status::Pending);
+            let running = ts.iter().any(|t| t.status == Status::Running);
+            if !running {
+                return Ok(!pending);
+            }
+            if pending && !self.budget_left() {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
         }
-        Ok(())
+    }
+
+    fn source_ctx(&mut self) -> Result<&SourceCtx> {
+        if self.source.is_none() {
+            let cfg = self.cfg;
+            let source = Checkpoint::read(&source_path(cfg, self.dir))?;
+            let spec = source.spec_or_infer(cfg.source.init_arch.as_deref())?;
+            // the source task's test images, where the target data has the source's classes
+            let test = task::load(
+                &DataConfig {
+                    data: cfg.target.data.clone(),
+                    classes: spec.classes.join(","),
+                    test_limit: (cfg.source.test_limit > 0).then_some(cfg.source.test_limit),
+                    resize: crate::data::stored_side(spec.input[1]),
+                    ..DataConfig::default()
+                },
+                spec.input[0],
+            )
+            .ok()
+            .map(|t| t.test);
+            let acc = match (&test, source.metadata.contains_key("spec")) {
+                (Some(st), true) => {
+                    Some(crate::eval::forgetting(&source, &source, st, self.device)?.source_acc)
+                }
+                _ => None,
+            };
+            self.source = Some(SourceCtx { source, test, acc });
+        }
+        Ok(self.source.as_ref().expect("set above"))
+    }
+
+    fn run_trial(&mut self, t: &Trial) -> Result<TrialOutcome> {
+        match t.phase.as_str() {
+            "source" => self.run_source(t),
+            "search" => self.run_search(t),
+            "final" | "freeze" => self.run_final(t),
+            other => Err(Error::Other(format!("unknown phase {other:?}"))),
+        }
+    }
+
+    fn run_source(&mut self, t: &Trial) -> Result<TrialOutcome> {
+        let (cfg, dir) = (self.cfg, self.dir);
+        if t.key == "source/pretrain" {
+            let mut pre = cfg.source.pretrain.clone().ok_or_else(|| {
+                Error::Other("source/pretrain planned without [source.pretrain]".into())
+            })?;
+            pre.out = Some(source_path(cfg, dir));
+            pre.run_dir = None;
+            let o = run::pretrain(&pre, self.device, &mut |_| {})?;
+            return Ok((Status::Done, json!({"test_acc": o.report.test_acc}), None));
+        }
+        let o = run::fisher(
+            &FisherConfig {
+                model: source_path(cfg, dir),
+                arch: cfg.source.init_arch.clone(),
+                data: DataConfig {
+                    data: cfg.target.data.clone(),
+                    ..FisherConfig::default().data
+                },
+                samples: cfg.source.fisher_samples,
+                out: Some(fisher_path(dir)),
+                ..FisherConfig::default()
+            },
+            self.device,
+            &mut |_, _| {},
+        )?;
+        Ok((
+            Status::Done,
+            json!({"seconds": o.seconds, "engine": o.engine}),
+            None,
+        ))
+    }
+
+    fn run_search(&mut self, t: &Trial) -> Result<TrialOutcome> {
+        let cfg = self.cfg;
+        if let Some(b) = cfg.search.budget_minutes
+            && self.started.elapsed().as_secs_f64() > 60.0 * b
+        {
+            return Ok((Status::Stopped, json!({"skipped": "budget"}), None));
+        }
+        let scheme = scheme_of(t)?;
+        let p = point_of(t)?;
+        let mut ft = finetune_config(cfg, self.dir, scheme, &p, 0);
+        ft.data.val_fraction = cfg.search.val_fraction;
+        let milestones = if cfg.search.halving {
+            search::milestones(cfg.train.epochs, cfg.search.eta)
+        } else {
+            vec![]
+        };
+        let recorded = recorded_val(&self.store.trials()?, &t.scheme);
+        let eta = cfg.search.eta;
+        let mut stop = |l: &EpochLog| {
+            let Some(acc) = l.val_acc else { return false };
+            if !milestones.contains(&l.epoch) {
+                return false;
+            }
+            let before: Vec<f64> = recorded
+                .iter()
+                .filter_map(|r| r.get(l.epoch - 1).copied())
+                .collect();
+            !search::continues(acc, &before, eta)
+        };
+        let o = run::finetune_until(&ft, self.device, &mut |_| {}, &mut stop)?;
+        let r = &o.report;
+        let vals: Vec<f64> = r.epochs.iter().filter_map(|e| e.val_acc).collect();
+        let metrics = json!({
+            "val_acc": vals.last().copied().unwrap_or(f64::NAN),
+            "best_val_acc": vals.iter().copied().fold(f64::NAN, f64::max),
+            "epochs": r.epochs.len(),
+            "stopped": r.stopped,
+        });
+        let status = if r.stopped {
+            Status::Stopped
+        } else {
+            Status::Done
+        };
+        Ok((
+            status,
+            metrics,
+            Some(serde_json::to_value(&r.epochs).unwrap_or(Value::Null)),
+        ))
+    }
+
+    fn run_final(&mut self, t: &Trial) -> Result<TrialOutcome> {
+        let (cfg, dir, device) = (self.cfg, self.dir, self.device);
+        let scheme = scheme_of(t)?;
+        let p = point_of(t)?;
+        let mut ft = finetune_config(cfg, dir, scheme, &p, t.seed);
+        ft.data.val_fraction = 0.0;
+        if let Some(k) = t.params["freeze"].as_u64() {
+            ft.train.freeze = (k > 0).then_some(k as usize);
+        }
+        let out = if t.phase == "final" {
+            final_checkpoint(dir, scheme, t.seed)
+        } else {
+            dir.join(&t.phase)
+                .join(format!("{}.safetensors", t.key.replace('/', "_")))
+        };
+        ft.out = Some(out.clone());
+        let o = run::finetune(&ft, device, &mut |_| {})?;
+        let mut metrics = json!({"test_acc": o.report.test_acc});
+        if t.phase == "final" {
+            let tuned = Checkpoint::read(&out)?;
+            let src = self.source_ctx()?;
+            if let (Some(st), Some(before)) = (&src.test, src.acc) {
+                let after = crate::eval::source_head_accuracy(&src.source, &tuned, st, device)?;
+                metrics["source_acc_after"] = json!(after);
+                metrics["forgetting"] = json!(100.0 * (before - after));
+            }
+            let start = run::starting_point_of(src.source.clone(), &tuned)?;
+            let d = crate::eval::distance(&start, &tuned, Anchor::All);
+            let rel: Vec<Value> = d.tensors.iter().map(|t| json!([t.name, t.rel])).collect();
+            metrics["distances"] = Value::Array(rel);
+        }
+        Ok((
+            Status::Done,
+            metrics,
+            Some(serde_json::to_value(&o.report.epochs).unwrap_or(Value::Null)),
+        ))
     }
 }
 
@@ -263,7 +469,8 @@ pub fn final_checkpoint(dir: &Path, scheme: Scheme, seed: u64) -> PathBuf {
         .join(format!("final_{}_seed{seed}.safetensors", scheme.name()))
 }
 
-/// Runs (or resumes) the study `cfg` in the folder `dir`; `log` gets one line per trial.
+/// Runs (or resumes) the study `cfg` in the folder `dir`; `log` gets one line per trial. A
+/// [`Role::Helper`] runs pending trials of a study its leader runs in the same folder.
 pub fn run(
     cfg: &StudyConfig,
     dir: &Path,
@@ -273,14 +480,18 @@ pub fn run(
 ) -> Result<StudyOutcome> {
     cfg.validate()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let config_text =
-        toml::to_string(cfg).map_err(|e| Error::Other(format!("study config: {e}")))?;
+    let config_text = config_text(cfg)?;
     let store = Store::open(&store_path(dir), &config_text)?;
-    let requeued = store.requeue_running()?;
-    if requeued > 0 {
-        log(&format!(
-            "resuming: {requeued} interrupted trial(s) requeued"
-        ));
+    let role = opts.role;
+    if role == Role::Leader {
+        let requeued = store.requeue_running()?;
+        if requeued > 0 {
+            log(&format!(
+                "resuming: {requeued} interrupted trial(s) requeued"
+            ));
+        }
+        store.set_note("state", "running")?;
+        crate::util::write_atomic(&config_path(dir), config_text.as_bytes())?;
     }
     let mut ctx = Ctx {
         cfg,
@@ -289,14 +500,50 @@ pub fn run(
         store,
         opts,
         done: 0,
+        started: Instant::now(),
+        source: None,
         log,
     };
-    let started = Instant::now();
+    match role {
+        Role::Leader => lead(ctx),
+        Role::Helper => {
+            help(&mut ctx)?;
+            finish(ctx, false)
+        }
+    }
+}
 
-    // 1. the source model and its Fisher
-    let mut plan = vec![];
+/// A helper's loop: run pending trials of any phase until the leader says the study is done
+/// (or nothing has been pending or running for a minute: a leader that died).
+fn help(ctx: &mut Ctx<'_>) -> Result<()> {
+    let mut idle = Instant::now();
+    while ctx.budget_left() {
+        if let Some(t) = ctx.store.claim(&ctx.opts.worker, None)? {
+            ctx.run_claimed(&t)?;
+            idle = Instant::now();
+            continue;
+        }
+        if ctx.store.note("state")?.as_deref() == Some("done") {
+            break;
+        }
+        let counts = ctx.store.counts()?;
+        let busy = counts.get("running").copied().unwrap_or(0) > 0;
+        if busy {
+            idle = Instant::now();
+        } else if idle.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
+    let cfg = ctx.cfg;
+    // 1. the source model, then its Fisher (computed from the pretrained source)
+    let mut steps = vec![];
     if cfg.source.pretrain.is_some() {
-        plan.push(NewTrial {
+        steps.push(NewTrial {
             key: "source/pretrain".into(),
             phase: "source".into(),
             scheme: "none".into(),
@@ -305,7 +552,7 @@ pub fn run(
         });
     }
     if cfg.schemes.iter().any(|s| s.needs_fisher()) {
-        plan.push(NewTrial {
+        steps.push(NewTrial {
             key: "source/fisher".into(),
             phase: "source".into(),
             scheme: "none".into(),
@@ -313,70 +560,29 @@ pub fn run(
             seed: 0,
         });
     }
-    ctx.store.plan(&plan)?;
-    ctx.run_phase("source", &mut |c, t| {
-        if t.key == "source/pretrain" {
-            let mut pre = c
-                .cfg
-                .source
-                .pretrain
-                .clone()
-                .expect("planned with a pretrain");
-            pre.out = Some(source_path(c.cfg, c.dir));
-            pre.run_dir = None;
-            let o = run::pretrain(&pre, c.device, &mut |_| {})?;
-            Ok((Status::Done, json!({"test_acc": o.report.test_acc}), None))
-        } else {
-            let o = run::fisher(
-                &FisherConfig {
-                    model: source_path(c.cfg, c.dir),
-                    arch: c.cfg.source.init_arch.clone(),
-                    data: DataConfig {
-                        data: c.cfg.target.data.clone(),
-                        ..FisherConfig::default().data
-                    },
-                    samples: c.cfg.source.fisher_samples,
-                    out: Some(fisher_path(c.dir)),
-                    ..FisherConfig::default()
-                },
-                c.device,
-                &mut |_, _| {},
-            )?;
-            Ok((
-                Status::Done,
-                json!({"seconds": o.seconds, "engine": o.engine}),
-                None,
-            ))
+    for step in steps {
+        ctx.store.plan(&[step])?;
+        if !ctx.complete_phase("source")? {
+            return finish(ctx, false);
         }
-    })?;
-    let source_ready = ctx
+    }
+    if ctx
         .store
         .trials_of("source")?
         .iter()
-        .all(|t| t.status == Status::Done);
-    if !source_ready {
-        return finish(ctx, false);
+        .any(|t| t.status != Status::Done)
+    {
+        let failed: Vec<String> = ctx
+            .store
+            .trials_of("source")?
+            .into_iter()
+            .filter_map(|t| t.error.map(|e| format!("{}: {e}", t.key)))
+            .collect();
+        return Err(Error::Other(format!(
+            "the source phase failed: {}",
+            failed.join("; ")
+        )));
     }
-
-    // the source task's test images and the source model's accuracy on them (forgetting)
-    let source = Checkpoint::read(&source_path(cfg, dir))?;
-    let source_spec = source.spec_or_infer(cfg.source.init_arch.as_deref())?;
-    let source_test = task::load(
-        &DataConfig {
-            data: cfg.target.data.clone(),
-            classes: source_spec.classes.join(","),
-            test_limit: (cfg.source.test_limit > 0).then_some(cfg.source.test_limit),
-            resize: crate::data::stored_side(source_spec.input[1]),
-            ..DataConfig::default()
-        },
-        source_spec.input[0],
-    )
-    .ok()
-    .map(|t| t.test);
-    let source_acc = match (&source_test, source.metadata.contains_key("spec")) {
-        (Some(st), true) => Some(crate::eval::forgetting(&source, &source, st, device)?.source_acc),
-        _ => None,
-    };
 
     // 2. the search
     let mut plan = vec![];
@@ -392,66 +598,18 @@ pub fn run(
         }
     }
     ctx.store.plan(&plan)?;
-    let milestones = if cfg.search.halving {
-        search::milestones(cfg.train.epochs, cfg.search.eta)
-    } else {
-        vec![]
-    };
-    ctx.run_phase("search", &mut |c, t| {
-        if let Some(b) = c.cfg.search.budget_minutes
-            && started.elapsed().as_secs_f64() > 60.0 * b
-        {
-            return Ok((Status::Stopped, json!({"skipped": "budget"}), None));
-        }
-        let scheme = scheme_of(t)?;
-        let p = point_of(t)?;
-        let mut ft = finetune_config(c.cfg, c.dir, scheme, &p, 0);
-        ft.data.val_fraction = c.cfg.search.val_fraction;
-        let recorded = recorded_val(&c.store.trials()?, &t.scheme);
-        let eta = c.cfg.search.eta;
-        let mut stop = |l: &EpochLog| {
-            let Some(acc) = l.val_acc else { return false };
-            if !milestones.contains(&l.epoch) {
-                return false;
-            }
-            let before: Vec<f64> = recorded
-                .iter()
-                .filter_map(|r| r.get(l.epoch - 1).copied())
-                .collect();
-            !search::continues(acc, &before, eta)
-        };
-        let o = run::finetune_until(&ft, c.device, &mut |_| {}, &mut stop)?;
-        let r = &o.report;
-        let vals: Vec<f64> = r.epochs.iter().filter_map(|e| e.val_acc).collect();
-        let metrics = json!({
-            "val_acc": vals.last().copied().unwrap_or(f64::NAN),
-            "best_val_acc": vals.iter().copied().fold(f64::NAN, f64::max),
-            "epochs": r.epochs.len(),
-            "stopped": r.stopped,
-        });
-        let status = if r.stopped {
-            Status::Stopped
-        } else {
-            Status::Done
-        };
-        Ok((
-            status,
-            metrics,
-            Some(serde_json::to_value(&r.epochs).unwrap_or(Value::Null)),
-        ))
-    })?;
-    if ctx
-        .store
-        .trials_of("search")?
-        .iter()
-        .any(|t| matches!(t.status, Status::Pending | Status::Running))
-    {
+    if !ctx.complete_phase("search")? {
         return finish(ctx, false);
     }
 
     // 3. the final runs, and 4. the freeze sweep
     let choice = chosen(&ctx.store.trials()?);
     let winner = best_scheme(cfg, &choice);
+    let stages = ctx
+        .source_ctx()?
+        .source
+        .spec_or_infer(cfg.source.init_arch.as_deref())?
+        .stages();
     let mut plan = vec![];
     for &scheme in &cfg.schemes {
         let Some((p, _)) = choice.get(scheme.name()) else {
@@ -470,7 +628,7 @@ pub fn run(
             });
         }
         if cfg.freeze_sweep.contains(&scheme) {
-            for k in 0..=source_spec.stages() {
+            for k in 0..=stages {
                 for seed in 1..=cfg.seeds as u64 {
                     let mut params = serde_json::to_value(p).expect("a point serializes");
                     params["freeze"] = json!(k);
@@ -486,54 +644,19 @@ pub fn run(
         }
     }
     ctx.store.plan(&plan)?;
-    let source_test = source_test.as_ref();
-    for phase in ["final", "freeze"] {
-        ctx.run_phase(phase, &mut |c, t| {
-            let scheme = scheme_of(t)?;
-            let p = point_of(t)?;
-            let mut ft = finetune_config(c.cfg, c.dir, scheme, &p, t.seed);
-            ft.data.val_fraction = 0.0;
-            if let Some(k) = t.params["freeze"].as_u64() {
-                ft.train.freeze = (k > 0).then_some(k as usize);
-            }
-            let out = c
-                .dir
-                .join(phase)
-                .join(format!("{}.safetensors", t.key.replace('/', "_")));
-            ft.out = Some(out.clone());
-            let o = run::finetune(&ft, c.device, &mut |_| {})?;
-            let mut metrics = json!({"test_acc": o.report.test_acc});
-            if phase == "final" {
-                let tuned = Checkpoint::read(&out)?;
-                if let (Some(st), Some(before)) = (source_test, source_acc) {
-                    let after = crate::eval::source_head_accuracy(&source, &tuned, st, c.device)?;
-                    metrics["source_acc_after"] = json!(after);
-                    metrics["forgetting"] = json!(100.0 * (before - after));
-                }
-                let start = run::starting_point_of(source.clone(), &tuned)?;
-                let d = crate::eval::distance(&start, &tuned, Anchor::All);
-                let rel: Vec<Value> = d.tensors.iter().map(|t| json!([t.name, t.rel])).collect();
-                metrics["distances"] = Value::Array(rel);
-            }
-            Ok((
-                Status::Done,
-                metrics,
-                Some(serde_json::to_value(&o.report.epochs).unwrap_or(Value::Null)),
-            ))
-        })?;
+    let finals = ctx.complete_phase("final")?;
+    let freeze = ctx.complete_phase("freeze")?;
+    let complete = finals && freeze;
+    if complete {
+        ctx.store.set_note("state", "done")?;
     }
-    let complete = ctx
-        .store
-        .trials()?
-        .iter()
-        .all(|t| !matches!(t.status, Status::Pending | Status::Running));
     finish(ctx, complete)
 }
 
 fn finish(ctx: Ctx<'_>, complete: bool) -> Result<StudyOutcome> {
     let results = aggregate(ctx.cfg, &ctx.store.trials()?);
     let markdown = report::markdown(&results);
-    let written = if complete {
+    let written = if complete && ctx.opts.role == Role::Leader {
         report::write(&results, &report_path(ctx.dir))?
     } else {
         vec![]

@@ -438,6 +438,27 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Sets a note of the study (`state = done` tells helper workers to stop); the keys of
+    /// the file's own records (`format`, `config`, `created_at`) are refused.
+    pub fn set_note(&self, key: &str, value: &str) -> Result<()> {
+        if matches!(key, "format" | "config" | "created_at") {
+            return Err(Error::Other(format!("{key} is not a note")));
+        }
+        let tx = self.write()?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// A note set by [`Store::set_note`].
+    pub fn note(&self, key: &str) -> Result<Option<String>> {
+        self.meta(key)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

@@ -1,0 +1,128 @@
+//! `sptune study --jobs 2` through the binary: two processes share one study file; every
+//! trial runs exactly once, both take part, and (successive halving off, so no trial depends on
+//! another's timing) the study finds exactly what a single process finds. The trials are made
+//! long enough (200 epochs) that the helper, which looks for work every 100 ms, gets some.
+
+use std::path::Path;
+use std::process::Command;
+
+/// 8x8 images whose class (of 6) is the bright row, plus noise.
+fn tiny_idx(dir: &Path) {
+    for (split, n) in [("train", 180usize), ("t10k", 60)] {
+        let (mut img, mut lab) = (vec![], vec![]);
+        for i in 0..n {
+            let c = i % 6;
+            for p in 0..64usize {
+                img.push(if p / 8 == c {
+                    220
+                } else {
+                    ((i * 7 + p * 13) % 50) as u8
+                });
+            }
+            lab.push(c as u8);
+        }
+        sptune::data::write_idx(
+            &img,
+            &lab,
+            n,
+            8,
+            8,
+            &dir.join(format!("{split}-images-idx3-ubyte")),
+            &dir.join(format!("{split}-labels-idx1-ubyte")),
+        )
+        .unwrap();
+    }
+}
+
+fn sptune(args: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_sptune"))
+        .args(["--quiet", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sptune {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn two_jobs_share_the_trials_and_find_what_one_finds() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path());
+    let data = d.path().to_str().unwrap();
+    let cfg = d.path().join("study.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"name = "jobs"
+schemes = ["l2", "l2-sp"]
+seeds = 3
+[source.pretrain.model]
+arch = "mlp"
+hidden = [16]
+[source.pretrain.data]
+data = "{data}"
+classes = "0-2"
+[source.pretrain.train]
+epochs = 4
+batch_size = 16
+lr = 0.1
+[target]
+data = "{data}"
+classes = "3-5"
+per_class = 12
+[train]
+epochs = 200
+batch_size = 8
+lr = 0.05
+[search]
+trials = 6
+lr = [0.05]
+halving = false
+"#
+        ),
+    )
+    .unwrap();
+    let (one, two) = (d.path().join("one"), d.path().join("two"));
+    let c = cfg.to_str().unwrap();
+    let a = sptune(&[
+        "--threads",
+        "1",
+        "study",
+        "--config",
+        c,
+        "--dir",
+        one.to_str().unwrap(),
+    ]);
+    let b = sptune(&[
+        "--threads",
+        "1",
+        "study",
+        "--config",
+        c,
+        "--dir",
+        two.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
+    assert_eq!(a, b, "two jobs found something else than one");
+    let trials = sptune(&["runs", "list", two.to_str().unwrap()]);
+    let trials = trials.as_array().unwrap();
+    // 1 pretrain + 2 schemes x 6 points + 2 x 3 finals
+    assert_eq!(trials.len(), 1 + 12 + 6);
+    let mut keys: Vec<&str> = trials.iter().map(|t| t["key"].as_str().unwrap()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), trials.len());
+    assert!(trials.iter().all(|t| t["status"] == "done"), "{trials:?}");
+    let mut workers: Vec<&str> = trials
+        .iter()
+        .map(|t| t["worker"].as_str().unwrap())
+        .collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
+}
