@@ -212,3 +212,27 @@ fn auto_picks_the_scheme_the_objective_favours() {
         .collect();
     assert_eq!(finals, vec!["final/l2/seed1"]);
 }
+
+/// Every preset and the documented example file are valid studies, and a study's stored text
+/// reads back to the same study (what `--jobs` helpers rely on).
+#[test]
+fn presets_and_the_example_file_are_valid_and_read_back() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/study.toml");
+    let mut all = vec![StudyConfig::from_toml(&example).unwrap()];
+    for p in ["fashion-mnist", "fashion-mnist-quick", "efficientnet-lite0"] {
+        all.push(StudyConfig::preset(p).unwrap());
+    }
+    for cfg in all {
+        cfg.validate().unwrap();
+        let text = study::config_text(&cfg).unwrap();
+        let back = StudyConfig::from_toml_text(&text, std::path::Path::new("stored")).unwrap();
+        assert_eq!(back, cfg, "{}", cfg.name);
+        assert_eq!(study::config_text(&back).unwrap(), text);
+    }
+    // the example's partial [source.pretrain.train] keeps pretraining's defaults
+    let ex = StudyConfig::from_toml(&example).unwrap();
+    let pre = ex.source.pretrain.unwrap();
+    assert_eq!(pre.train.reg, Scheme::None);
+    assert_eq!(pre.train.epochs, 2);
+}

@@ -249,8 +249,9 @@ impl StudyConfig {
     }
 
     /// A built-in preset: `fashion-mnist` (a ResNet-18 of width 16 pretrained on Fashion-MNIST
-    /// 0-4, target 5-9 with 20 images per class, all seven schemes) or `fashion-mnist-quick`
-    /// (the demo's smaller version: fewer trials, seeds and epochs).
+    /// 0-4, target 5-9 with 20 images per class, all seven schemes), `fashion-mnist-quick`
+    /// (the demo's smaller version: fewer trials, seeds and epochs) or `efficientnet-lite0`
+    /// (ImageNet weights -> Fashion-MNIST, 10 images per class; L2, L2-SP, L1-SP, GL-SP).
     pub fn preset(name: &str) -> Result<Self> {
         let mut pre = PretrainConfig::default();
         pre.model.width = 16;
@@ -283,6 +284,25 @@ impl StudyConfig {
         c.search.lr = vec![0.02];
         match name {
             "fashion-mnist" => {}
+            "efficientnet-lite0" => {
+                // ImageNet weights -> Fashion-MNIST's 10 classes, 10 images each (upsampled to
+                // 224 px, replicated to RGB); no Fisher schemes and no forgetting (the source
+                // task's data, ImageNet, is not at hand)
+                c.source = SourceConfig {
+                    init: Some("efficientnet-lite0".into()),
+                    ..SourceConfig::default()
+                };
+                c.target.classes = "0-9".into();
+                c.target.per_class = Some(10);
+                c.target.test_limit = Some(500);
+                c.schemes = vec![Scheme::L2, Scheme::L2Sp, Scheme::L1Sp, Scheme::GlSp];
+                c.train.epochs = 6;
+                c.train.batch_size = 16;
+                c.train.lr = 0.01;
+                c.search.lr = vec![0.01];
+                c.search.trials = 3;
+                c.search.halving = false;
+            }
             "fashion-mnist-quick" => {
                 c.seeds = 3;
                 c.search.trials = 3;
@@ -297,7 +317,10 @@ impl StudyConfig {
             other => {
                 return Err(Error::invalid(
                     "--preset",
-                    format!("unknown preset {other:?}; known: fashion-mnist, fashion-mnist-quick"),
+                    format!(
+                        "unknown preset {other:?}; known: fashion-mnist, fashion-mnist-quick, \
+                         efficientnet-lite0"
+                    ),
                 ));
             }
         }
