@@ -14,6 +14,36 @@ use crate::{Error, Result};
 pub use distance::{Distance, distance};
 pub use forgetting::{Forgetting, forgetting, source_head_accuracy};
 
+/// Top-1 accuracy and mean cross-entropy of `net` (in eval mode) on `ds`: the validation
+/// figures of a fine-tune (the loss breaks ties between accuracies on a few images).
+pub fn accuracy_and_loss(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    if ds.is_empty() {
+        return Err(Error::invalid("evaluation set", "no images"));
+    }
+    let device = device.clone().without_autodiff();
+    let opts = spec.batch_options(false);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let (mut correct, mut loss) = (0usize, 0.0f64);
+    for chunk in idx.chunks(batch.max(1)) {
+        let (x, y) = data::make_batch(ds, chunk, &opts, &mut rng, &device)?;
+        let logits = net.forward(x);
+        let pred = logits.clone().argmax(1).flatten::<1>(0, 1);
+        correct += pred.equal(y.clone()).int().sum().into_scalar::<i64>() as usize;
+        let l = loss_fn.forward(logits, y).into_scalar::<f32>() as f64;
+        loss += l * chunk.len() as f64;
+    }
+    let n = ds.len() as f64;
+    Ok((correct as f64 / n, loss / n))
+}
+
 /// Top-1 accuracy of `net` (in eval mode: call `net.valid()` first when it was training) on
 /// `ds`, whose labels index the model's classes.
 pub fn accuracy(

@@ -44,11 +44,12 @@ pub fn epoch_line(l: &EpochLog) -> String {
 
 /// The per-epoch CSV (timm's `summary.csv`).
 pub fn summary_csv(logs: &[EpochLog]) -> String {
-    let mut s =
-        String::from("epoch,lr,task_loss,penalty_shared,penalty_new,train_acc,val_acc,seconds\n");
+    let mut s = String::from(
+        "epoch,lr,task_loss,penalty_shared,penalty_new,train_acc,val_acc,val_loss,seconds\n",
+    );
     for l in logs {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.3}\n",
+            "{},{},{},{},{},{},{},{},{:.3}\n",
             l.epoch,
             l.lr,
             l.task_loss,
@@ -56,6 +57,7 @@ pub fn summary_csv(logs: &[EpochLog]) -> String {
             l.penalty_new,
             l.train_acc,
             l.val_acc.map(|v| v.to_string()).unwrap_or_default(),
+            l.val_loss.map(|v| v.to_string()).unwrap_or_default(),
             l.seconds
         ));
     }

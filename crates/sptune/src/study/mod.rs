@@ -292,6 +292,7 @@ impl Ctx<'_> {
         let vals: Vec<f64> = r.epochs.iter().filter_map(|e| e.val_acc).collect();
         let metrics = json!({
             "val_acc": vals.last().copied().unwrap_or(f64::NAN),
+            "val_loss": r.epochs.last().and_then(|e| e.val_loss).unwrap_or(f64::NAN),
             "best_val_acc": vals.iter().copied().fold(f64::NAN, f64::max),
             "epochs": r.epochs.len(),
             "stopped": r.stopped,
@@ -426,27 +427,31 @@ fn f64_series(epochs: &Value, key: &str) -> Vec<f64> {
 }
 
 /// The chosen point of each scheme: the finished (not stopped) search trial of best final
-/// validation accuracy; ties go to the earlier trial.
+/// validation accuracy; between equal accuracies (a validation split of a few images makes
+/// them common) the lower final validation loss wins, then the earlier trial.
 pub fn chosen(trials: &[Trial]) -> BTreeMap<String, (Point, f64)> {
-    let mut out: BTreeMap<String, (Point, f64)> = BTreeMap::new();
+    let mut best: BTreeMap<String, (Point, f64, f64)> = BTreeMap::new();
     for t in trials
         .iter()
         .filter(|t| t.phase == "search" && t.status == Status::Done)
     {
-        let (Ok(p), Some(v)) = (
-            point_of(t),
-            t.metrics.as_ref().and_then(|m| m["val_acc"].as_f64()),
-        ) else {
+        let m = t.metrics.as_ref();
+        let (Ok(p), Some(v)) = (point_of(t), m.and_then(|m| m["val_acc"].as_f64())) else {
             continue;
         };
-        match out.get(&t.scheme) {
-            Some((_, best)) if *best >= v => {}
-            _ => {
-                out.insert(t.scheme.clone(), (p, v));
-            }
+        let loss = m
+            .and_then(|m| m["val_loss"].as_f64())
+            .filter(|l| l.is_finite())
+            .unwrap_or(f64::INFINITY);
+        let better = match best.get(&t.scheme) {
+            None => true,
+            Some((_, bv, bl)) => v > *bv || (v == *bv && loss < *bl),
+        };
+        if better {
+            best.insert(t.scheme.clone(), (p, v, loss));
         }
     }
-    out
+    best.into_iter().map(|(k, (p, v, _))| (k, (p, v))).collect()
 }
 
 /// The scheme whose chosen point has the best validation accuracy (the first in the study's
@@ -850,5 +855,51 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         distances,
         freeze,
         curves,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(scheme: &str, alpha: f64, status: Status, acc: f64, loss: f64) -> Trial {
+        Trial {
+            id: 0,
+            key: format!("search/{scheme}/{alpha}"),
+            phase: "search".into(),
+            scheme: scheme.into(),
+            params: json!({"alpha": alpha, "beta": 0.01, "lr": 0.02, "backbone_lr_mult": 1.0}),
+            seed: 0,
+            status,
+            metrics: Some(json!({"val_acc": acc, "val_loss": loss})),
+            epochs: None,
+            error: None,
+            seconds: None,
+            worker: None,
+            host: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn the_best_accuracy_wins_then_the_lower_loss_then_the_earlier_trial() {
+        let ts = [
+            trial("l2-sp", 0.1, Status::Done, 0.90, 0.50),
+            trial("l2-sp", 1.0, Status::Done, 0.92, 0.40),
+            trial("l2-sp", 3.0, Status::Done, 0.92, 0.30), // same accuracy, lower loss
+            trial("l2-sp", 9.0, Status::Stopped, 0.99, 0.10), // stopped early: not a candidate
+            trial("l2", 0.01, Status::Done, 0.80, 0.70),
+            trial("l2", 0.02, Status::Done, 0.80, 0.70), // a full tie: the earlier stays
+        ];
+        let c = chosen(&ts);
+        assert_eq!(c["l2-sp"].0.alpha, 3.0);
+        assert_eq!(c["l2-sp"].1, 0.92);
+        assert_eq!(c["l2"].0.alpha, 0.01);
+        let cfg = StudyConfig {
+            schemes: vec![Scheme::L2, Scheme::L2Sp],
+            ..StudyConfig::default()
+        };
+        assert_eq!(best_scheme(&cfg, &c), Some(Scheme::L2Sp));
     }
 }

@@ -286,6 +286,8 @@ pub struct EpochLog {
     pub train_acc: f64,
     /// Accuracy on the validation split, if any.
     pub val_acc: Option<f64>,
+    /// Mean cross-entropy on the validation split, if any (eval mode).
+    pub val_loss: Option<f64>,
     /// Wall time of the epoch.
     pub seconds: f64,
 }
@@ -511,9 +513,12 @@ pub fn fit_until(
             progress(Progress::Step);
         }
         net = sync_running_stats(net);
-        let val_acc = match val {
-            Some(v) if !v.is_empty() => Some(eval::accuracy(&net.valid(), spec, v, 256, device)?),
-            _ => None,
+        let (val_acc, val_loss) = match val {
+            Some(v) if !v.is_empty() => {
+                let (a, l) = eval::accuracy_and_loss(&net.valid(), spec, v, 256, device)?;
+                (Some(a), Some(l))
+            }
+            _ => (None, None),
         };
         let log = EpochLog {
             epoch: epoch + 1,
@@ -523,6 +528,7 @@ pub fn fit_until(
             penalty_new: pen.new,
             train_acc: correct as f64 / seen as f64,
             val_acc,
+            val_loss,
             seconds: t0.elapsed().as_secs_f64(),
         };
         if !(log.penalty_shared.is_finite() && log.penalty_new.is_finite()) {
