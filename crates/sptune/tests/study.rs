@@ -62,7 +62,22 @@ fn a_resumed_study_finds_what_an_uninterrupted_one_finds() {
     // the MLP has one hidden layer: K = 0 and 1, two seeds each
     assert_eq!(r.freeze.len(), 2);
     assert!(!r.distances.is_empty() && !r.curves.is_empty());
-    assert!(whole.join("report.html").exists());
+    let html = std::fs::read_to_string(whole.join("report.html")).unwrap();
+    for id in [
+        "setup",
+        "table",
+        "accuracy",
+        "search",
+        "forgetting",
+        "distance",
+        "freeze",
+        "curves",
+    ] {
+        assert!(html.contains(&format!("<section id=\"{id}\"")), "no section {id}");
+    }
+    assert!(html.matches("<svg").count() >= 6, "plots missing");
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    assert!(whole.join("report.md").exists());
 
     // the same study cut after 3 trials, then a trial left "running" by a killed worker
     let cut = d.path().join("cut");
