@@ -218,6 +218,15 @@ pub enum RunsCommand {
         /// The study folder (or its study.sqlite).
         study: PathBuf,
     },
+    /// Trials side by side: parameters and main metrics.
+    Compare {
+        /// The study folder (or its study.sqlite).
+        study: PathBuf,
+        /// Trial keys (e.g. final/l2/seed1 final/l2-sp/seed1), or a prefix ending in / for
+        /// all trials under it (e.g. final/).
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// One trial whole: parameters, metrics, per-epoch figures.
     Show {
         /// The study folder (or its study.sqlite).

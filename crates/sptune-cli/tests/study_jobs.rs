@@ -125,4 +125,20 @@ halving = false
     workers.sort();
     workers.dedup();
     assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
+
+    // the readers: compare a prefix, show one trial, rewrite the report elsewhere
+    let finals = sptune(&["runs", "compare", two.to_str().unwrap(), "final/"]);
+    assert_eq!(finals.as_array().unwrap().len(), 6);
+    let one_trial = sptune(&["runs", "show", two.to_str().unwrap(), "final/l2-sp/seed2"]);
+    assert_eq!(one_trial["seed"], 2);
+    assert!(one_trial["metrics"]["test_acc"].as_f64().unwrap() > 0.5);
+    let html = d.path().join("elsewhere/r.html");
+    let written = sptune(&[
+        "report",
+        two.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(written.as_array().unwrap().len() >= 3, "{written}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
 }

@@ -73,7 +73,10 @@ fn a_resumed_study_finds_what_an_uninterrupted_one_finds() {
         "freeze",
         "curves",
     ] {
-        assert!(html.contains(&format!("<section id=\"{id}\"")), "no section {id}");
+        assert!(
+            html.contains(&format!("<section id=\"{id}\"")),
+            "no section {id}"
+        );
     }
     assert!(html.matches("<svg").count() >= 6, "plots missing");
     assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());

@@ -191,6 +191,74 @@ pub fn runs(a: RunsArgs, g: &Global) -> anyhow::Result<ExitCode> {
             let counts = store.counts()?;
             println!("{counts:?}");
         }
+        RunsCommand::Compare { study, keys } => {
+            let (store, _, _) = open(&study)?;
+            let all = store.trials()?;
+            let mut picked = vec![];
+            for k in &keys {
+                let hits: Vec<_> = all
+                    .iter()
+                    .filter(|t| &t.key == k || (k.ends_with('/') && t.key.starts_with(k.as_str())))
+                    .collect();
+                anyhow::ensure!(!hits.is_empty(), "{}: no trial {k:?}", study.display());
+                picked.extend(hits);
+            }
+            if g.json {
+                let v: Vec<_> = picked.iter().map(|t| trial_json(t)).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let f = |v: &serde_json::Value, scale: f64, unit: &str| {
+                v.as_f64()
+                    .map(|x| format!("{:.2}{unit}", scale * x))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "{:<28} {:<8} {:>10} {:>9} {:>6} {:>7} {:>9} {:>9} {:>11} {:>7}",
+                "key",
+                "status",
+                "alpha",
+                "beta",
+                "lr",
+                "epochs",
+                "val acc",
+                "test acc",
+                "forgetting",
+                "seconds"
+            );
+            for t in picked {
+                let m = t.metrics.clone().unwrap_or_default();
+                let epochs = t
+                    .epochs
+                    .as_ref()
+                    .and_then(|e| e.as_array().map(|a| a.len().to_string()))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<28} {:<8} {:>10} {:>9} {:>6} {:>7} {:>9} {:>9} {:>11} {:>7}",
+                    t.key,
+                    t.status.to_string(),
+                    t.params["alpha"]
+                        .as_f64()
+                        .map(|v| format!("{v:.3e}"))
+                        .unwrap_or_default(),
+                    t.params["beta"]
+                        .as_f64()
+                        .map(|v| format!("{v:.0e}"))
+                        .unwrap_or_default(),
+                    t.params["lr"]
+                        .as_f64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    epochs,
+                    f(&m["val_acc"], 100.0, "%"),
+                    f(&m["test_acc"], 100.0, "%"),
+                    f(&m["forgetting"], 1.0, ""),
+                    t.seconds
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
         RunsCommand::Show { study, key } => {
             let (store, _, _) = open(&study)?;
             let t = store
