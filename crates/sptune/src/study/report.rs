@@ -1041,8 +1041,20 @@ fn category_plot(
     }
     let y = padded(&ys, 1.0);
     let plot_w = (W - LEGEND_W - 100) as usize;
-    let chars = (plot_w / n.max(1) / 8).clamp(4, 18);
-    let names: Vec<String> = items.iter().map(|i| truncate(&i.name, chars)).collect();
+    let chars = (plot_w / n.max(1) / 7).clamp(4, 18);
+    // "l2-sp-fisher" and "gl-sp-fisher" as "l2-sp-F" and "gl-sp-F" when space is short, so that
+    // no two labels shorten to the same text
+    let names: Vec<String> = items
+        .iter()
+        .map(|i| {
+            let name = if i.name.chars().count() > chars {
+                i.name.replace("-fisher", "-F")
+            } else {
+                i.name.clone()
+            };
+            truncate(&name, chars)
+        })
+        .collect();
     let x_fmt = move |v: &f64| {
         let i = v.round();
         if i >= 0.0 && (i as usize) < names.len() && (v - i).abs() < 1e-6 {
