@@ -11,6 +11,13 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
+    // like other Unix tools, end quietly when the reader of stdout goes away (`| head`)
+    // instead of panicking in println!
+    #[cfg(unix)]
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid handler
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
