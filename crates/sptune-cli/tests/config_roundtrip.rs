@@ -143,6 +143,20 @@ fn run_directory_config_reproduces_the_run() {
         ];
         a.extend(extra);
         ok(&a);
+        // with a validation split, the model of the best validation epoch is kept beside the
+        // last one, and result.json says which epoch it was
+        let best = p(&format!("{reg}.best.safetensors"));
+        let result: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(p(&format!("{reg}.run/result.json"))).unwrap(),
+        )
+        .unwrap();
+        if reg == "l2-sp" {
+            assert!(best.exists(), "no {}", best.display());
+            let e = result["best_epoch"].as_u64().unwrap();
+            assert!((1..=2).contains(&e), "{result}");
+        } else {
+            assert!(!best.exists() && result["best_epoch"].is_null(), "{result}");
+        }
         rerun_from_config("finetune", &tuned, &p(&format!("{reg}-again.safetensors")));
     }
 

@@ -547,3 +547,68 @@ fn recalibration_averages_batch_statistics() {
     let tuned = train::recalibrate_bn(net, &spec, &ds, 4, &dev).unwrap();
     assert_eq!(stats(&tuned), before);
 }
+
+/// `backbone_lr_mult`: on the first step SGD with momentum moves each weight by `lr·g` (the
+/// momentum buffer starts at the gradient), so with the multiplier m every tensor of the
+/// backbone moves by exactly m times its move at m = 1 and the new head's moves are unchanged.
+/// One epoch of one batch, same seed and data, m = 1 and m = 0.1.
+#[test]
+fn backbone_lr_multiplier_scales_every_update_but_the_new_heads() {
+    let spec = tiny_resnet(3);
+    let dev = Device::flex().autodiff();
+    let ds = random_dataset(8, 3);
+    let src_spec = tiny_resnet(5);
+    dev.seed(11);
+    let src = src_spec.init(&dev).unwrap();
+    let reference = ckpt(
+        params::values(&src)
+            .into_iter()
+            .map(|(i, v)| (Box::leak(i.name.into_boxed_str()) as &str, i.shape, v))
+            .collect(),
+    );
+    let run = |mult: f64| {
+        dev.seed(5);
+        let (net, report) = load_into(spec.init(&dev).unwrap(), &spec, &reference, true).unwrap();
+        let before = snapshot(&net);
+        let sp = StartingPoint::new(reference.clone(), &report.replaced_head);
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 8,
+            lr: 0.05,
+            reg: Scheme::None,
+            beta: 0.0,
+            bn: train::BnMode::Frozen,
+            backbone_lr_mult: mult,
+            ..Default::default()
+        };
+        let (net, _) =
+            train::fit(net, &spec, Some(&sp), &ds, None, &cfg, &dev, &mut |_| {}).unwrap();
+        let after = snapshot(&net.valid());
+        before
+            .into_iter()
+            .filter(|(_, (k, _))| *k == Kind::Param)
+            .map(|(n, (_, b))| {
+                let d: Vec<f64> = after[&n]
+                    .1
+                    .iter()
+                    .zip(&b)
+                    .map(|(a, b)| (a - b) as f64)
+                    .collect();
+                (n, d)
+            })
+            .collect::<BTreeMap<String, Vec<f64>>>()
+    };
+    let (full, slow) = (run(1.0), run(0.1));
+    let mut moved = 0;
+    for (name, d1) in &full {
+        let m = if name.starts_with("fc.") { 1.0 } else { 0.1 };
+        for (a, b) in slow[name].iter().zip(d1) {
+            assert!(
+                (a - m * b).abs() <= 1e-6 + 1e-3 * b.abs(),
+                "{name}: moved {a}, expected {m} x {b}"
+            );
+        }
+        moved += d1.iter().filter(|v| v.abs() > 0.0).count();
+    }
+    assert!(moved > 100, "the step moved almost nothing");
+}
