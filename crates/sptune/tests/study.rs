@@ -4,6 +4,14 @@
 
 mod common;
 
+/// A run seeds burn's device-wide random generator before initializing a network; tests that
+/// train share it, so they take turns (otherwise two runs meant to be equal could differ).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use burn::tensor::Device;
 use sptune::regularizer::Scheme;
 use sptune::run::PretrainConfig;
@@ -36,6 +44,7 @@ fn tiny_study(data: &str) -> StudyConfig {
 
 #[test]
 fn a_resumed_study_finds_what_an_uninterrupted_one_finds() {
+    let _turn = serial();
     let d = tempfile::tempdir().unwrap();
     common::tiny_idx(d.path());
     let data = d.path().to_str().unwrap().to_string();
@@ -158,6 +167,7 @@ fn bad_study_files_name_the_key() {
 
 #[test]
 fn a_study_folder_of_another_config_is_refused_and_left_alone() {
+    let _turn = serial();
     let d = tempfile::tempdir().unwrap();
     common::tiny_idx(d.path());
     let data = d.path().to_str().unwrap().to_string();
@@ -189,6 +199,7 @@ fn a_study_folder_of_another_config_is_refused_and_left_alone() {
 /// L2 a negligible α = 1e-4: validation favours L2, and `auto` must pick it.
 #[test]
 fn auto_picks_the_scheme_the_objective_favours() {
+    let _turn = serial();
     let d = tempfile::tempdir().unwrap();
     let (src_dir, tgt_dir) = (d.path().join("src"), d.path().join("tgt"));
     std::fs::create_dir_all(&src_dir).unwrap();

@@ -566,9 +566,13 @@ fn backbone_lr_multiplier_scales_every_update_but_the_new_heads() {
             .map(|(i, v)| (Box::leak(i.name.into_boxed_str()) as &str, i.shape, v))
             .collect(),
     );
+    // one starting network for both runs: the device's random state is shared with the tests
+    // running beside this one, so a second initialization could differ; burn initializes
+    // parameters lazily (the new head here), so read them all once before cloning
+    let (net0, report) = load_into(spec.init(&dev).unwrap(), &spec, &reference, true).unwrap();
+    let _ = snapshot(&net0);
     let run = |mult: f64| {
-        dev.seed(5);
-        let (net, report) = load_into(spec.init(&dev).unwrap(), &spec, &reference, true).unwrap();
+        let net = net0.clone();
         let before = snapshot(&net);
         let sp = StartingPoint::new(reference.clone(), &report.replaced_head);
         let cfg = TrainConfig {
