@@ -586,6 +586,18 @@ struct Palette {
 }
 
 impl Palette {
+    /// Legend entries of a line plot: one line (with or without markers) per scheme index.
+    fn line_legend<'a, T: 'a>(
+        &self,
+        series: impl IntoIterator<Item = &'a (usize, T)>,
+        marker: bool,
+    ) -> Vec<(String, Key)> {
+        series
+            .into_iter()
+            .map(|(i, _)| (self.names[*i].clone(), Key::Line { i: *i, marker }))
+            .collect()
+    }
+
     fn of(r: &StudyResults) -> Self {
         let mut names: Vec<String> = Vec::new();
         let all = r
@@ -1228,18 +1240,7 @@ fn distance_plot(
         x_desc: "layer index (network order)",
         y_desc: "relative distance ‖w − w0‖ / ‖w0‖",
         x_fmt: &x_fmt,
-        legend: per_scheme
-            .iter()
-            .map(|(i, _)| {
-                (
-                    pal.names[*i].clone(),
-                    Key::Line {
-                        i: *i,
-                        marker: markers,
-                    },
-                )
-            })
-            .collect(),
+        legend: pal.line_legend(&per_scheme, markers),
     };
     plot(frame, |root, map| {
         for (i, pts) in &per_scheme {
@@ -1299,18 +1300,7 @@ fn freeze_plot(r: &StudyResults, pal: &Palette) -> std::result::Result<String, S
         x_desc: "frozen stages k",
         y_desc: "target test accuracy (%)",
         x_fmt: &x_fmt,
-        legend: per_scheme
-            .iter()
-            .map(|(i, _)| {
-                (
-                    pal.names[*i].clone(),
-                    Key::Line {
-                        i: *i,
-                        marker: true,
-                    },
-                )
-            })
-            .collect(),
+        legend: pal.line_legend(&per_scheme, true),
     };
     plot(frame, |root, map| {
         for (j, (i, pts)) in per_scheme.iter().enumerate() {
@@ -1358,18 +1348,7 @@ fn curve_plot(
         x_desc: "epoch",
         y_desc,
         x_fmt: &x_fmt,
-        legend: curves
-            .iter()
-            .map(|(i, _)| {
-                (
-                    pal.names[*i].clone(),
-                    Key::Line {
-                        i: *i,
-                        marker: markers,
-                    },
-                )
-            })
-            .collect(),
+        legend: pal.line_legend(curves, markers),
     };
     plot(frame, |root, map| {
         for (i, v) in curves {
