@@ -23,6 +23,31 @@ pub fn accuracy_and_loss(
     batch: usize,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    let (acc, loss) = score(net, spec, ds, batch, device, true)?;
+    Ok((acc, loss.unwrap_or(f64::NAN)))
+}
+
+/// Top-1 accuracy of `net` (in eval mode: call `net.valid()` first when it was training) on
+/// `ds`, whose labels index the model's classes.
+pub fn accuracy(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    Ok(score(net, spec, ds, batch, device, false)?.0)
+}
+
+/// Accuracy, and with `with_loss` the mean cross-entropy, over `ds` in file order.
+fn score(
+    net: &Net,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    batch: usize,
+    device: &Device,
+    with_loss: bool,
+) -> Result<(f64, Option<f64>)> {
     if ds.is_empty() {
         return Err(Error::invalid("evaluation set", "no images"));
     }
@@ -37,34 +62,11 @@ pub fn accuracy_and_loss(
         let logits = net.forward(x);
         let pred = logits.clone().argmax(1).flatten::<1>(0, 1);
         correct += pred.equal(y.clone()).int().sum().into_scalar::<i64>() as usize;
-        let l = loss_fn.forward(logits, y).into_scalar::<f32>() as f64;
-        loss += l * chunk.len() as f64;
+        if with_loss {
+            let l = loss_fn.forward(logits, y).into_scalar::<f32>() as f64;
+            loss += l * chunk.len() as f64;
+        }
     }
     let n = ds.len() as f64;
-    Ok((correct as f64 / n, loss / n))
-}
-
-/// Top-1 accuracy of `net` (in eval mode: call `net.valid()` first when it was training) on
-/// `ds`, whose labels index the model's classes.
-pub fn accuracy(
-    net: &Net,
-    spec: &ModelSpec,
-    ds: &Dataset,
-    batch: usize,
-    device: &Device,
-) -> Result<f64> {
-    if ds.is_empty() {
-        return Err(Error::invalid("evaluation set", "no images"));
-    }
-    let device = device.clone().without_autodiff();
-    let opts = spec.batch_options(false);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let mut correct = 0usize;
-    for chunk in idx.chunks(batch.max(1)) {
-        let (x, y) = data::make_batch(ds, chunk, &opts, &mut rng, &device)?;
-        let pred = net.forward(x).argmax(1).flatten::<1>(0, 1);
-        correct += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
-    }
-    Ok(correct as f64 / ds.len() as f64)
+    Ok((correct as f64 / n, with_loss.then_some(loss / n)))
 }
