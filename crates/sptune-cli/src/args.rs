@@ -164,6 +164,9 @@ pub struct AutoArgs {
     /// Study folder (trials, checkpoints; resumable); default: beside --out.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Worker processes sharing the search (each gets cores/N threads unless --threads says).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     /// Where the chosen model goes.
     #[arg(long)]
     pub out: PathBuf,

@@ -125,6 +125,16 @@ halving = false
     workers.sort();
     workers.dedup();
     assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
+    // every search trial kept its last and its best-validation model on disk
+    for t in trials.iter().filter(|t| t["phase"] == "search") {
+        let m = &t["metrics"];
+        for k in ["checkpoint", "best_checkpoint"] {
+            let p = m[k].as_str().unwrap_or_else(|| panic!("{k} missing: {t}"));
+            assert!(Path::new(p).is_file(), "{p}");
+        }
+        let best = m["best_epoch"].as_u64().unwrap();
+        assert!((1..=200).contains(&best), "{m}");
+    }
 
     // the readers: compare a prefix, show one trial, rewrite the report elsewhere
     let finals = sptune(&["runs", "compare", two.to_str().unwrap(), "final/"]);
@@ -141,4 +151,88 @@ halving = false
     ]);
     assert!(written.as_array().unwrap().len() >= 3, "{written}");
     assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+}
+
+/// `sptune auto --jobs 2`: two processes share the search (every trial once, both take part),
+/// the winner alone gets a final run, and its model is written.
+#[test]
+fn auto_with_two_jobs_shares_the_search() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path());
+    let data = d.path().to_str().unwrap();
+    let src = d.path().join("source.safetensors");
+    sptune(&[
+        "--threads",
+        "1",
+        "pretrain",
+        "--arch",
+        "mlp",
+        "--hidden",
+        "16",
+        "--data",
+        data,
+        "--classes",
+        "0-2",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.1",
+        "--out",
+        src.to_str().unwrap(),
+    ]);
+    let (dir, out) = (d.path().join("auto"), d.path().join("chosen.safetensors"));
+    let o = sptune(&[
+        "auto",
+        "--init",
+        src.to_str().unwrap(),
+        "--data",
+        data,
+        "--classes",
+        "3-5",
+        "--per-class",
+        "12",
+        "--epochs",
+        "200",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.05",
+        "--schemes",
+        "l2,l2-sp",
+        "--trials",
+        "4",
+        "--jobs",
+        "2",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(out.is_file());
+    assert!(o["val_acc"].as_f64().unwrap() > 0.5, "{o}");
+    let trials = sptune(&["runs", "list", dir.to_str().unwrap()]);
+    let trials = trials.as_array().unwrap();
+    let mut keys: Vec<&str> = trials.iter().map(|t| t["key"].as_str().unwrap()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), trials.len());
+    let finals: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("final/"))
+        .collect();
+    assert_eq!(
+        finals,
+        vec![format!("final/{}/seed1", o["winner"].as_str().unwrap())]
+    );
+    assert_eq!(keys.iter().filter(|k| k.starts_with("search/")).count(), 8);
+    let mut workers: Vec<&str> = trials
+        .iter()
+        .map(|t| t["worker"].as_str().unwrap())
+        .collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
 }

@@ -31,12 +31,16 @@ pub struct Global {
 /// Dispatches the command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // --jobs N: the cores are shared among the N worker processes
-    let threads = match &cli.command {
-        Command::Study(a) if a.jobs > 1 && cli.threads == 0 => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores / a.jobs).max(1)
-        }
-        _ => cli.threads,
+    let jobs = match &cli.command {
+        Command::Study(a) => a.jobs,
+        Command::Auto(a) => a.jobs,
+        _ => 1,
+    };
+    let threads = if jobs > 1 && cli.threads == 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / jobs).max(1)
+    } else {
+        cli.threads
     };
     sptune::runtime::set_threads(threads)?;
     let g = Global {

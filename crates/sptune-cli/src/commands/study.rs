@@ -306,12 +306,25 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "auto".into());
         a.out.with_file_name(format!("{stem}.auto"))
     });
+    anyhow::ensure!(a.jobs >= 1, "invalid value for --jobs: must be at least 1");
+    let helpers = if a.jobs > 1 {
+        spawn_helpers(&study::auto::study_config(&cfg), &dir, a.jobs - 1, g)?
+    } else {
+        vec![]
+    };
     let quiet = g.quiet;
     let o = study::auto::auto(&cfg, &dir, &a.out, &g.device, &mut |line| {
         if !quiet {
             eprintln!("{line}");
         }
-    })?;
+    });
+    for mut h in helpers {
+        if o.is_err() {
+            let _ = h.kill();
+        }
+        let _ = h.wait();
+    }
+    let o = o?;
     if g.json {
         let v = serde_json::json!({
             "winner": sptune::Choice::name(o.winner), "point": o.point, "val_acc": o.val_acc,

@@ -32,8 +32,19 @@ pub struct AutoOutcome {
     pub out: PathBuf,
 }
 
+/// The study that [`auto`] runs for `cfg`: one seed, no freeze sweep, a final run for the
+/// winner only. Helper processes (`--jobs`) must be given this config, not `cfg`.
+pub fn study_config(cfg: &StudyConfig) -> StudyConfig {
+    let mut cfg = cfg.clone();
+    cfg.seeds = 1;
+    cfg.freeze_sweep.clear();
+    cfg.only_best = true;
+    cfg
+}
+
 /// Runs the search of `cfg` (its seeds and freeze sweep are ignored: one final run of the
-/// winner) in `dir`, then copies the winner's model to `out`.
+/// winner) in `dir`, then copies the winner's model to `out`. Helper processes started on
+/// [`study_config`]`(cfg)` in `dir` share the trials.
 pub fn auto(
     cfg: &StudyConfig,
     dir: &Path,
@@ -41,10 +52,7 @@ pub fn auto(
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<AutoOutcome> {
-    let mut cfg = cfg.clone();
-    cfg.seeds = 1;
-    cfg.freeze_sweep.clear();
-    cfg.only_best = true;
+    let cfg = study_config(cfg);
     let o = super::run(&cfg, dir, device, RunOptions::default(), log)?;
     if !o.complete {
         return Err(Error::Other(format!(

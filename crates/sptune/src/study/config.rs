@@ -107,6 +107,15 @@ pub struct SearchConfig {
     /// Stop planning new search trials after this many minutes (the trials already planned
     /// run).
     pub budget_minutes: Option<f64>,
+    /// Keep each search trial's models on disk: its last and its best-validation epoch's
+    /// (`search/search_SCHEME_NNN[.best].safetensors`). Written to the resolved config only
+    /// when off, so studies started before this key existed resume unchanged.
+    #[serde(skip_serializing_if = "is_true")]
+    pub keep_checkpoints: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for SearchConfig {
@@ -123,6 +132,7 @@ impl Default for SearchConfig {
             halving: true,
             eta: 3,
             budget_minutes: None,
+            keep_checkpoints: true,
         }
     }
 }

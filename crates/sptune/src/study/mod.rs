@@ -287,16 +287,27 @@ impl Ctx<'_> {
                 .collect();
             !search::continues(acc, &before, eta)
         };
+        let out = trial_checkpoint(self.dir, &t.phase, &t.key);
+        if cfg.search.keep_checkpoints {
+            ft.out = Some(out.clone());
+        }
         let o = run::finetune_until(&ft, self.device, &mut |_| {}, &mut stop)?;
         let r = &o.report;
         let vals: Vec<f64> = r.epochs.iter().filter_map(|e| e.val_acc).collect();
-        let metrics = json!({
+        let mut metrics = json!({
             "val_acc": vals.last().copied().unwrap_or(f64::NAN),
             "val_loss": r.epochs.last().and_then(|e| e.val_loss).unwrap_or(f64::NAN),
             "best_val_acc": vals.iter().copied().fold(f64::NAN, f64::max),
             "epochs": r.epochs.len(),
             "stopped": r.stopped,
         });
+        if cfg.search.keep_checkpoints {
+            metrics["checkpoint"] = json!(out);
+            if r.best_epoch.is_some() {
+                metrics["best_checkpoint"] = json!(run::best_path(&out));
+                metrics["best_epoch"] = json!(r.best_epoch);
+            }
+        }
         let status = if r.stopped {
             Status::Stopped
         } else {
@@ -321,12 +332,11 @@ impl Ctx<'_> {
         let out = if t.phase == "final" {
             final_checkpoint(dir, scheme, t.seed)
         } else {
-            dir.join(&t.phase)
-                .join(format!("{}.safetensors", t.key.replace('/', "_")))
+            trial_checkpoint(dir, &t.phase, &t.key)
         };
         ft.out = Some(out.clone());
         let o = run::finetune(&ft, device, &mut |_| {})?;
-        let mut metrics = json!({"test_acc": o.report.test_acc});
+        let mut metrics = json!({"test_acc": o.report.test_acc, "checkpoint": out});
         if t.phase == "final" {
             let tuned = Checkpoint::read(&out)?;
             let src = self.source_ctx()?;
@@ -472,6 +482,13 @@ pub fn best_scheme(cfg: &StudyConfig, choice: &BTreeMap<String, (Point, f64)>) -
 pub fn final_checkpoint(dir: &Path, scheme: Scheme, seed: u64) -> PathBuf {
     dir.join("final")
         .join(format!("final_{}_seed{seed}.safetensors", scheme.name()))
+}
+
+/// Where the last model of the trial `key` goes (`PHASE/KEY_WITH_UNDERSCORES.safetensors`);
+/// a search trial's best-validation model goes beside it ([`run::best_path`]).
+pub fn trial_checkpoint(dir: &Path, phase: &str, key: &str) -> PathBuf {
+    dir.join(phase)
+        .join(format!("{}.safetensors", key.replace('/', "_")))
 }
 
 /// Runs (or resumes) the study `cfg` in the folder `dir`; `log` gets one line per trial. A
