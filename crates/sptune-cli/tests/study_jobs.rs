@@ -48,6 +48,14 @@ fn sptune(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// The distinct values of `field` over `trials`, sorted.
+fn distinct<'a>(trials: &'a [serde_json::Value], field: &str) -> Vec<&'a str> {
+    let mut v: Vec<&str> = trials.iter().map(|t| t[field].as_str().unwrap()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 #[test]
 fn two_jobs_share_the_trials_and_find_what_one_finds() {
     let d = tempfile::tempdir().unwrap();
@@ -113,17 +121,10 @@ halving = false
     let trials = trials.as_array().unwrap();
     // 1 pretrain + 2 schemes x 6 points + 2 x 3 finals
     assert_eq!(trials.len(), 1 + 12 + 6);
-    let mut keys: Vec<&str> = trials.iter().map(|t| t["key"].as_str().unwrap()).collect();
-    keys.sort();
-    keys.dedup();
+    let keys = distinct(trials, "key");
     assert_eq!(keys.len(), trials.len());
     assert!(trials.iter().all(|t| t["status"] == "done"), "{trials:?}");
-    let mut workers: Vec<&str> = trials
-        .iter()
-        .map(|t| t["worker"].as_str().unwrap())
-        .collect();
-    workers.sort();
-    workers.dedup();
+    let workers = distinct(trials, "worker");
     assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
     // every search trial kept its last and its best-validation model on disk
     for t in trials.iter().filter(|t| t["phase"] == "search") {
@@ -214,9 +215,7 @@ fn auto_with_two_jobs_shares_the_search() {
     assert!(o["val_acc"].as_f64().unwrap() > 0.5, "{o}");
     let trials = sptune(&["runs", "list", dir.to_str().unwrap()]);
     let trials = trials.as_array().unwrap();
-    let mut keys: Vec<&str> = trials.iter().map(|t| t["key"].as_str().unwrap()).collect();
-    keys.sort();
-    keys.dedup();
+    let keys = distinct(trials, "key");
     assert_eq!(keys.len(), trials.len());
     let finals: Vec<&str> = keys
         .iter()
@@ -228,11 +227,6 @@ fn auto_with_two_jobs_shares_the_search() {
         vec![format!("final/{}/seed1", o["winner"].as_str().unwrap())]
     );
     assert_eq!(keys.iter().filter(|k| k.starts_with("search/")).count(), 8);
-    let mut workers: Vec<&str> = trials
-        .iter()
-        .map(|t| t["worker"].as_str().unwrap())
-        .collect();
-    workers.sort();
-    workers.dedup();
+    let workers = distinct(trials, "worker");
     assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
 }
