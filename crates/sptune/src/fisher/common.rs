@@ -131,34 +131,6 @@ pub(crate) fn check_inputs(spec: &ModelSpec, ds: &crate::data::Dataset) -> Resul
     Ok(())
 }
 
-/// `((top, bottom), (left, right))` padding of a convolution, as burn's `Conv2d` computes it.
-pub(crate) fn conv_padding(m: &burn::nn::conv::Conv2d, h: usize, w: usize) -> [(usize, usize); 2] {
-    resolve_padding(&m.padding, m.kernel_size, m.stride, h, w)
-}
-
-/// `((top, bottom), (left, right))` of a padding configuration (burn's rules).
-pub(crate) fn resolve_padding(
-    padding: &burn::nn::PaddingConfig2d,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    h: usize,
-    w: usize,
-) -> [(usize, usize); 2] {
-    let same = |k: usize, s: usize, n: usize| {
-        let out = n.div_ceil(s);
-        let total = ((out - 1) * s + k).saturating_sub(n);
-        (total / 2, total - total / 2)
-    };
-    match padding {
-        burn::nn::PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        burn::nn::PaddingConfig2d::Same => {
-            [same(kernel[0], stride[0], h), same(kernel[1], stride[1], w)]
-        }
-        // burn's order: (top, left, bottom, right)
-        burn::nn::PaddingConfig2d::Explicit(t, l, b, r) => [(*t, *b), (*l, *r)],
-    }
-}
-
 /// Host values of a tensor as f64.
 pub(crate) fn host_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.into_data()

@@ -25,10 +25,11 @@ use burn::tensor::module::unfold4d;
 use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::common::{self, conv_padding};
+use super::common;
 use super::{Engine, Fisher, FisherOptions, ProbeEngine};
 use crate::Result;
 use crate::data::Dataset;
+use crate::kernels::window::conv_padding;
 use crate::models::{Hook, ModelSpec, Net};
 
 /// Largest block of unfolded patches or per-example gradients materialized at once (floats):
@@ -79,7 +80,7 @@ impl Hook for Probe {
     fn conv2d(&mut self, m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let padding = conv_padding(m, h, w);
-        let y = m.forward(x.clone());
+        let y = crate::kernels::conv2d(m, x.clone());
         let probe = probe_like(&y);
         self.sites.push(ProbeSite::Conv {
             weight: m.weight.id,

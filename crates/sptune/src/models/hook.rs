@@ -24,7 +24,7 @@ pub struct Plain;
 
 impl Hook for Plain {
     fn conv2d(&mut self, m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-        m.forward(x)
+        crate::kernels::conv2d(m, x)
     }
     fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         m.forward(x)

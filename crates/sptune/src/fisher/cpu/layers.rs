@@ -3,8 +3,8 @@
 //! gradient. Gradients are laid out `[channel][row][position]`.
 
 use super::BLOCK;
-use super::kernels::{Window, col2im, im2col, matmul};
 use super::plan::{ConvLayer, LinearLayer, NormLayer};
+use crate::kernels::window::{Window, col2im, gemm_into, im2col};
 
 /// Per-thread Fisher sums, one vector per slot.
 pub(super) type Sums = Vec<Vec<f32>>;
@@ -47,7 +47,17 @@ pub(super) fn conv_step(
             let on = per.min((j + 1) * og - o0);
             let dst = &mut m[..on * rows * kg];
             let lhs = &g[o0 * rows * po..(o0 + on) * rows * po];
-            matmul(dst, kg, lhs, [po, 1], uj, [1, po], [on * rows, po, kg]);
+            gemm_into(
+                dst,
+                kg,
+                lhs,
+                [po, 1],
+                uj,
+                [1, po],
+                [on * rows, po, kg],
+                false,
+                false,
+            );
             for oo in 0..on {
                 let a = &mut acc[(o0 + oo) * kg..(o0 + oo + 1) * kg];
                 for r in 0..rows {
@@ -74,7 +84,17 @@ pub(super) fn conv_step(
     let mut dx = vec![0f32; l.cin * rows * hw];
     if pointwise {
         let n = rows * po;
-        matmul(&mut dx, n, &l.w, [1, kg], g, [n, 1], [kg, l.cout, n]);
+        gemm_into(
+            &mut dx,
+            n,
+            &l.w,
+            [1, kg],
+            g,
+            [n, 1],
+            [kg, l.cout, n],
+            false,
+            false,
+        );
     } else if cg == 1 && og == 1 {
         depthwise_dx(l, g, rows, &mut dx);
     } else {
@@ -83,7 +103,17 @@ pub(super) fn conv_step(
             for j in 0..l.groups {
                 let wj = &l.w[j * og * kg..(j + 1) * og * kg]; // Wⱼᵀ[k][o] = Wⱼ[o][k]
                 let gj = &g[(j * og * rows + r) * po..];
-                matmul(&mut cols, po, wj, [1, kg], gj, [rows * po, 1], [kg, og, po]);
+                gemm_into(
+                    &mut cols,
+                    po,
+                    wj,
+                    [1, kg],
+                    gj,
+                    [rows * po, 1],
+                    [kg, og, po],
+                    false,
+                    false,
+                );
                 let dst = &mut dx[(j * cg * rows + r) * hw..];
                 col2im(&l.win, cg, &cols, dst, rows * hw);
             }
@@ -180,7 +210,7 @@ pub(super) fn linear_step(
         return Vec::new();
     }
     let mut dx = vec![0f32; l.fin * rows];
-    matmul(
+    gemm_into(
         &mut dx,
         rows,
         &l.w,
@@ -188,6 +218,8 @@ pub(super) fn linear_step(
         g,
         [rows, 1],
         [l.fin, l.fout, rows],
+        false,
+        false,
     );
     dx
 }

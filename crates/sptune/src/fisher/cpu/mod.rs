@@ -30,7 +30,6 @@
 //! bottlenecks), EfficientNet-Lite0 and MLPs, and each convolution kind with burn's autodiff.
 
 mod backward;
-mod kernels;
 mod layers;
 mod plan;
 mod record;

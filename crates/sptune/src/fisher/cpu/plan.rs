@@ -7,9 +7,9 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Linear};
 
-use super::kernels::Window;
 use super::record::{Record, host_f32};
-use crate::fisher::common::{conv_padding, resolve_padding};
+use crate::kernels::window::Window;
+use crate::kernels::window::{conv_padding, resolve_padding};
 use crate::models::Net;
 use crate::models::resnet::{Block, ResNet};
 use crate::{Error, Result};

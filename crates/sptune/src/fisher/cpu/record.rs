@@ -54,7 +54,7 @@ impl Hook for Recorder {
             hw: [h, w],
             output: Vec::new(),
         });
-        m.forward(x)
+        crate::kernels::conv2d(m, x)
     }
 
     fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {

@@ -1,0 +1,333 @@
+//! A 2-D convolution on the CPU, NCHW, f32: forward, input gradient and weight gradient.
+//!
+//! burn's Flex convolution runs one matrix product per image, so in the late layers of a
+//! network (4x4 positions) the products are thin and the `gemm` crate falls back to its
+//! narrow micro-kernels. Here the unfolded patches of a *chunk* of images sit side by side
+//! (`[cin·kh·kw][images·positions]`), so each layer is a few wide products:
+//!
+//! - forward: `Y_g[out, N] = W_g[out, K] · U_g[K, N]`;
+//! - weight gradient: `dW_g[out, K] += dY_g[out, N] · U_g[K, N]ᵀ`;
+//! - input gradient: `dU_g[K, N] = W_g[out, K]ᵀ · dY_g[out, N]`, then `col2im`;
+//!
+//! with `K = cin/groups · kh · kw` and `N` = images in the chunk × output positions (chunks
+//! keep `U` within [`CHUNK_FLOATS`]). Depthwise convolutions (one input channel per group)
+//! have `K` of 9 or 25: their products would be too thin, and they run as direct loops over
+//! the kernel taps instead.
+
+use rayon::prelude::*;
+
+use super::window::{Window, col2im_from, gemm_into, im2col_into};
+
+/// Largest unfolded-patch buffer of one chunk, in floats (16 MiB).
+pub const CHUNK_FLOATS: usize = 4 << 20;
+
+/// The shapes of one convolution.
+pub struct Conv {
+    /// Images.
+    pub batch: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Channel groups (`cin` and `cout` divisible by it).
+    pub groups: usize,
+    /// Kernel, stride, dilation, padding, input and output sizes.
+    pub(crate) window: Window,
+}
+
+impl Conv {
+    /// The convolution of an input `[batch, cin, h, w]` with a weight `[cout, cin/groups, kh,
+    /// kw]`; `pad` is `((top, bottom), (left, right))`. `None` when the shapes do not fit
+    /// together or the output would be empty.
+    pub fn new(
+        x: [usize; 4],
+        w: [usize; 4],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad: [(usize, usize); 2],
+        groups: usize,
+    ) -> Option<Conv> {
+        let [batch, cin, h, wd] = x;
+        let [cout, cg, kh, kw] = w;
+        let fits = groups > 0
+            && cin % groups == 0
+            && cout % groups == 0
+            && cg * groups == cin
+            && stride.iter().all(|&s| s > 0)
+            && dilation.iter().all(|&d| d > 0)
+            && kh > 0
+            && kw > 0;
+        let span = |a: usize, k: usize, n: usize| n + pad[a].0 + pad[a].1 > dilation[a] * (k - 1);
+        if !fits || !span(0, kh, h) || !span(1, kw, wd) || batch == 0 {
+            return None;
+        }
+        Some(Conv {
+            batch,
+            cin,
+            cout,
+            groups,
+            window: Window::new([kh, kw], stride, dilation, pad, [h, wd]),
+        })
+    }
+
+    /// The output shape `[batch, cout, ho, wo]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        let [ho, wo] = self.window.out_hw;
+        [self.batch, self.cout, ho, wo]
+    }
+
+    fn cg(&self) -> usize {
+        self.cin / self.groups
+    }
+    fn og(&self) -> usize {
+        self.cout / self.groups
+    }
+    fn kk(&self) -> usize {
+        self.window.kernel[0] * self.window.kernel[1]
+    }
+    fn p_in(&self) -> usize {
+        self.window.in_hw[0] * self.window.in_hw[1]
+    }
+    fn p_out(&self) -> usize {
+        self.window.out_hw[0] * self.window.out_hw[1]
+    }
+    /// One input channel per group: direct loops, not products.
+    fn depthwise(&self) -> bool {
+        self.groups > 1 && self.cg() == 1
+    }
+    /// Images per chunk.
+    fn chunk(&self) -> usize {
+        let per_image = (self.cg() * self.kk() * self.p_out()).max(1);
+        (CHUNK_FLOATS / per_image).clamp(1, self.batch)
+    }
+    /// The chunks `(first image, images)`.
+    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (c, b) = (self.chunk(), self.batch);
+        (0..b).step_by(c).map(move |b0| (b0, c.min(b - b0)))
+    }
+
+    /// Unfolds images `b0 .. b0+nb`, channels of group `g`, into `u` `[K][nb·p_out]`.
+    fn unfold(&self, x: &[f32], g: usize, (b0, nb): (usize, usize), u: &mut [f32]) {
+        let (cg, kk, p_in, p_out) = (self.cg(), self.kk(), self.p_in(), self.p_out());
+        let n = nb * p_out;
+        u[..cg * kk * n]
+            .par_chunks_mut(kk * n)
+            .enumerate()
+            .for_each(|(ci, rows)| {
+                for b in 0..nb {
+                    let c = g * cg + ci;
+                    let xc = &x[((b0 + b) * self.cin + c) * p_in..][..p_in];
+                    im2col_into(&self.window, 1, xc, rows, n, b * p_out);
+                }
+            });
+    }
+
+    /// `dY` of images `b0 .. b0+nb` as `[cout][nb·p_out]`.
+    fn gather_out(&self, gy: &[f32], (b0, nb): (usize, usize), t: &mut [f32]) {
+        let p = self.p_out();
+        let n = nb * p;
+        t[..self.cout * n]
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(o, row)| {
+                for b in 0..nb {
+                    row[b * p..(b + 1) * p]
+                        .copy_from_slice(&gy[((b0 + b) * self.cout + o) * p..][..p]);
+                }
+            });
+    }
+}
+
+/// The convolution of `x` `[batch, cin, h, w]` with `w` `[cout, cin/groups, kh, kw]`, no bias:
+/// `[batch, cout, ho, wo]`.
+pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let [batch, cout, ho, wo] = c.out_shape();
+    let p = ho * wo;
+    let mut y = vec![0f32; batch * cout * p];
+    if c.depthwise() {
+        depthwise_forward(c, x, w, &mut y);
+        return y;
+    }
+    let (og, kg) = (c.og(), c.cg() * c.kk());
+    let cap = c.chunk() * p;
+    let mut u = vec![0f32; kg * cap];
+    let mut t = vec![0f32; og * cap];
+    for (b0, nb) in c.chunks() {
+        let n = nb * p;
+        for g in 0..c.groups {
+            c.unfold(x, g, (b0, nb), &mut u);
+            let wg = &w[g * og * kg..(g + 1) * og * kg];
+            gemm_into(&mut t, n, wg, [kg, 1], &u, [n, 1], [og, kg, n], false, true);
+            // scatter [og][nb·p] into [nb][cout][p]
+            let yb = &mut y[b0 * cout * p..(b0 + nb) * cout * p];
+            yb.par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
+                let (b, o) = (i / cout, i % cout);
+                if o / og == g {
+                    dst.copy_from_slice(&t[(o % og) * n + b * p..][..p]);
+                }
+            });
+        }
+    }
+    y
+}
+
+/// The gradient of the loss with respect to `x`, given `gy` (the gradient with respect to the
+/// output): `[batch, cin, h, w]`.
+pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (p, p_in) = (c.p_out(), c.p_in());
+    let mut gx = vec![0f32; c.batch * c.cin * p_in];
+    if c.depthwise() {
+        depthwise_input_grad(c, w, gy, &mut gx);
+        return gx;
+    }
+    let (cg, og, kk) = (c.cg(), c.og(), c.kk());
+    let kg = cg * kk;
+    let cap = c.chunk() * p;
+    let mut gyt = vec![0f32; c.cout * cap];
+    let mut du = vec![0f32; kg * cap];
+    for (b0, nb) in c.chunks() {
+        let n = nb * p;
+        c.gather_out(gy, (b0, nb), &mut gyt);
+        for g in 0..c.groups {
+            let wg = &w[g * og * kg..(g + 1) * og * kg];
+            let gg = &gyt[g * og * n..(g + 1) * og * n];
+            // dU[kg, n] = W_gᵀ · dY_g
+            gemm_into(
+                &mut du,
+                n,
+                wg,
+                [1, kg],
+                gg,
+                [n, 1],
+                [kg, og, n],
+                false,
+                true,
+            );
+            let gxb = &mut gx[b0 * c.cin * p_in..(b0 + nb) * c.cin * p_in];
+            gxb.par_chunks_mut(p_in).enumerate().for_each(|(i, dst)| {
+                let (b, ci) = (i / c.cin, i % c.cin);
+                if ci / cg == g {
+                    let rows = &du[(ci % cg) * kk * n..];
+                    col2im_from(&c.window, 1, rows, n, b * p, dst, p_in);
+                }
+            });
+        }
+    }
+    gx
+}
+
+/// The gradient of the loss with respect to `w`, given `x` and `gy`: `[cout, cin/groups, kh,
+/// kw]`.
+pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (cg, og, kk, p) = (c.cg(), c.og(), c.kk(), c.p_out());
+    let kg = cg * kk;
+    let mut gw = vec![0f32; c.cout * kg];
+    if c.depthwise() {
+        depthwise_weight_grad(c, x, gy, &mut gw);
+        return gw;
+    }
+    let cap = c.chunk() * p;
+    let mut gyt = vec![0f32; c.cout * cap];
+    let mut u = vec![0f32; kg * cap];
+    for (i, (b0, nb)) in c.chunks().enumerate() {
+        let n = nb * p;
+        c.gather_out(gy, (b0, nb), &mut gyt);
+        for g in 0..c.groups {
+            c.unfold(x, g, (b0, nb), &mut u);
+            let gg = &gyt[g * og * n..(g + 1) * og * n];
+            let dst = &mut gw[g * og * kg..(g + 1) * og * kg];
+            // dW_g[og, kg] (+)= dY_g[og, n] · Uᵀ[n, kg]
+            gemm_into(dst, kg, gg, [n, 1], &u, [1, n], [og, n, kg], i > 0, true);
+        }
+    }
+    gw
+}
+
+/// Output channel `o` of a depthwise convolution reads input channel `o / (cout/groups)`.
+fn depthwise_forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let taps = l.taps();
+    y.par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
+        let (b, o) = (i / c.cout, i % c.cout);
+        let xc = &x[(b * c.cin + o / og) * p_in..][..p_in];
+        for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+            let wv = w[o * kk + t.k];
+            for oh in t.rows.clone() {
+                let src = &xc[l.input(0, oh, t.off[0]) * wi..][..wi];
+                let d = &mut dst[oh * wo..(oh + 1) * wo];
+                if l.stride[1] == 1 {
+                    let s0 = l.input(1, t.cols.start, t.off[1]);
+                    for (d, s) in d[t.cols.clone()].iter_mut().zip(&src[s0..]) {
+                        *d += wv * s;
+                    }
+                } else {
+                    for ow in t.cols.clone() {
+                        d[ow] += wv * src[l.input(1, ow, t.off[1])];
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn depthwise_input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let taps = l.taps();
+    gx.par_chunks_mut(p_in).enumerate().for_each(|(i, dst)| {
+        let (b, ci) = (i / c.cin, i % c.cin);
+        for o in ci * og..(ci + 1) * og {
+            let g = &gy[(b * c.cout + o) * p..][..p];
+            for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+                let wv = w[o * kk + t.k];
+                for oh in t.rows.clone() {
+                    let d = &mut dst[l.input(0, oh, t.off[0]) * wi..][..wi];
+                    let src = &g[oh * wo..(oh + 1) * wo];
+                    if l.stride[1] == 1 {
+                        let s0 = l.input(1, t.cols.start, t.off[1]);
+                        for (d, s) in d[s0..].iter_mut().zip(&src[t.cols.clone()]) {
+                            *d += wv * s;
+                        }
+                    } else {
+                        for ow in t.cols.clone() {
+                            d[l.input(1, ow, t.off[1])] += wv * src[ow];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn depthwise_weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let taps = l.taps();
+    gw.par_chunks_mut(kk).enumerate().for_each(|(o, dw)| {
+        for b in 0..c.batch {
+            let xc = &x[(b * c.cin + o / og) * p_in..][..p_in];
+            let g = &gy[(b * c.cout + o) * p..][..p];
+            for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+                let mut acc = 0f32;
+                for oh in t.rows.clone() {
+                    let src = &xc[l.input(0, oh, t.off[0]) * wi..][..wi];
+                    let gr = &g[oh * wo..(oh + 1) * wo];
+                    if l.stride[1] == 1 {
+                        let s0 = l.input(1, t.cols.start, t.off[1]);
+                        acc += gr[t.cols.clone()]
+                            .iter()
+                            .zip(&src[s0..])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>();
+                    } else {
+                        for ow in t.cols.clone() {
+                            acc += gr[ow] * src[l.input(1, ow, t.off[1])];
+                        }
+                    }
+                }
+                dw[t.k] += acc;
+            }
+        }
+    });
+}

@@ -1,0 +1,125 @@
+//! The convolution of [`super::conv`] as an operation of burn: a backend extension with a Flex
+//! implementation (the forward kernel) and an autodiff implementation whose backward pass calls
+//! the two gradient kernels, for the inputs that need them only (a frozen layer's weight
+//! gradient and the network input's gradient are never computed).
+
+use burn::backend::autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::{DType, TensorData};
+
+use super::conv::{self, Conv};
+
+/// Stride, dilation, padding `((top, bottom), (left, right))` and groups of a convolution.
+#[derive(Clone, Debug)]
+pub struct Geometry {
+    /// Stride (rows, columns).
+    pub stride: [usize; 2],
+    /// Dilation (rows, columns).
+    pub dilation: [usize; 2],
+    /// Padding `((top, bottom), (left, right))`.
+    pub pad: [(usize, usize); 2],
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// The shapes of the convolution of `x` with `w`, when the kernels take them.
+    pub fn conv(&self, x: [usize; 4], w: [usize; 4]) -> Option<Conv> {
+        Conv::new(x, w, self.stride, self.dilation, self.pad, self.groups)
+    }
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvBackend: burn::backend::Backend {
+    /// A bias-free 2-D convolution, NCHW, f32.
+    fn sptune_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self>;
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let d = t.layout().shape();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// The f32 values of `t` in row-major order (a copy only when `t` is not contiguous).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("f32").to_vec()),
+    }
+}
+
+fn tensor(v: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+fn shapes(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> Conv {
+    debug_assert_eq!(x.dtype(), DType::F32);
+    g.conv(dims4(x), dims4(w))
+        .expect("sptune_conv2d called on shapes that super::conv2d checked")
+}
+
+impl ConvBackend for Flex {
+    fn sptune_conv2d(x: FlexTensor, weight: FlexTensor, geometry: Geometry) -> FlexTensor {
+        let c = shapes(&x, &weight, &geometry);
+        let y = conv::forward(&c, &values(&x), &values(&weight));
+        tensor(y, c.out_shape())
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 2> for ConvBackward {
+    type State = (FlexTensor, FlexTensor, Geometry);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let gy = grads.consume::<Flex>(&ops.node);
+        let (x, w, geometry) = ops.state;
+        let c = shapes(&x, &w, &geometry);
+        let gy = values(&gy);
+        if let Some(node) = node_x {
+            let gx = conv::input_grad(&c, &values(&w), &gy);
+            grads.register::<Flex>(node.id, tensor(gx, dims4(&x)));
+        }
+        if let Some(node) = node_w {
+            let gw = conv::weight_grad(&c, &values(&x), &gy);
+            grads.register::<Flex>(node.id, tensor(gw, dims4(&w)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+    fn sptune_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self> {
+        match ConvBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, wp) = (x.primitive().clone(), weight.primitive().clone());
+                let y = Flex::sptune_conv2d(xp.clone(), wp.clone(), geometry.clone());
+                prep.finish((xp, wp, geometry), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                geometry,
+            )),
+        }
+    }
+}

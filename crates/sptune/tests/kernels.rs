@@ -1,0 +1,280 @@
+//! The own convolution kernels (`sptune::kernels`) against burn's reference `conv2d` on the
+//! same device: forward output, input gradient and weight gradient of `sum(y · r)` for a
+//! random `r`, on random shapes of every kind the models use (strided, padded, asymmetric
+//! "SAME" padding, grouped, depthwise with and without a channel multiplier, 1x1, batch 1,
+//! dilated), to 1e-4 relative (of the reference's largest magnitude).
+
+use burn::tensor::module::conv2d as reference;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sptune::kernels::conv2d_with;
+
+struct Case {
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [(usize, usize); 2],
+    groups: usize,
+    bias: bool,
+}
+
+fn max_rel(a: &Tensor<4>, b: &Tensor<4>) -> f32 {
+    let a: Vec<f32> = a.clone().into_data().try_to_vec::<f32>().unwrap();
+    let b: Vec<f32> = b.clone().into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+}
+
+/// Normal(0, sd) values from a local generator (the device's generator is shared by the
+/// tests running at the same time).
+fn normal<const D: usize>(shape: [usize; D], sd: f32, rng: &mut ChaCha8Rng) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            // Box-Muller
+            let (u1, u2): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+            sd * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    Tensor::<D>::from_data(TensorData::new(v, shape), &Device::flex().autodiff())
+}
+
+/// Output, input gradient and weight gradient of one implementation.
+fn run(c: &Case, own: bool, seed: u64) -> [Tensor<4>; 3] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = normal(c.x, 1.0, &mut rng).require_grad();
+    let w = normal(c.w, 0.5, &mut rng).require_grad();
+    let b = c.bias.then(|| normal([c.w[0]], 1.0, &mut rng));
+    let opts = ConvOptions::new_with_padding(c.stride, c.pad, c.dilation, c.groups);
+    let y = if own {
+        conv2d_with(x.clone(), w.clone(), b, opts)
+    } else {
+        reference(x.clone(), w.clone(), b, opts)
+    };
+    let r = normal(y.dims(), 1.0, &mut rng);
+    let grads = (y.clone() * r).sum().backward();
+    [
+        y.inner(),
+        x.grad(&grads).expect("x grad"),
+        w.grad(&grads).expect("w grad"),
+    ]
+}
+
+fn check(c: &Case, seed: u64) {
+    let own = run(c, true, seed);
+    let base = run(c, false, seed);
+    for (name, (a, b)) in ["output", "input grad", "weight grad"]
+        .iter()
+        .zip(own.iter().zip(&base))
+    {
+        assert_eq!(a.dims(), b.dims(), "{name}");
+        let e = max_rel(a, b);
+        assert!(
+            e < 1e-4,
+            "{name}: {e:e} relative, x {:?} w {:?} stride {:?} dil {:?} pad {:?} groups {}",
+            c.x,
+            c.w,
+            c.stride,
+            c.dilation,
+            c.pad,
+            c.groups
+        );
+    }
+}
+
+#[test]
+fn named_shapes_match_burn() {
+    let cases = [
+        // 3x3, stride 1, pad 1 (ResNet body), several images per chunk
+        (
+            [4, 8, 9, 9],
+            [16, 8, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
+        // strided 3x3 (ResNet downsampling), batch 1
+        (
+            [1, 6, 10, 11],
+            [5, 6, 3, 3],
+            [2, 2],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
+        // 1x1 strided shortcut
+        (
+            [3, 8, 8, 8],
+            [12, 8, 1, 1],
+            [2, 2],
+            [1, 1],
+            [(0, 0), (0, 0)],
+            1,
+        ),
+        // 7x7 stride 2 pad 3 stem
+        (
+            [2, 3, 16, 16],
+            [8, 3, 7, 7],
+            [2, 2],
+            [1, 1],
+            [(3, 3), (3, 3)],
+            1,
+        ),
+        // asymmetric "SAME" of a stride-2 3x3 on an even size (EfficientNet)
+        (
+            [2, 4, 8, 8],
+            [6, 4, 3, 3],
+            [2, 2],
+            [1, 1],
+            [(0, 1), (0, 1)],
+            1,
+        ),
+        // depthwise 3x3 and 5x5, stride 1 and 2, SAME
+        (
+            [2, 6, 9, 9],
+            [6, 1, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            6,
+        ),
+        (
+            [2, 6, 8, 8],
+            [6, 1, 5, 5],
+            [2, 2],
+            [1, 1],
+            [(1, 2), (1, 2)],
+            6,
+        ),
+        // depthwise with a channel multiplier of 2
+        (
+            [2, 3, 7, 7],
+            [6, 1, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            3,
+        ),
+        // grouped, 2 input channels per group
+        (
+            [2, 8, 6, 6],
+            [4, 2, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            4,
+        ),
+        // dilated
+        (
+            [2, 4, 9, 9],
+            [5, 4, 3, 3],
+            [1, 1],
+            [2, 2],
+            [(2, 2), (2, 2)],
+            1,
+        ),
+        // a 5x5 kernel on a 1x1 / 2x2 input (EfficientNet's last blocks at 32 px): taps that
+        // touch nothing but padding
+        (
+            [2, 4, 1, 1],
+            [4, 1, 5, 5],
+            [1, 1],
+            [1, 1],
+            [(2, 2), (2, 2)],
+            4,
+        ),
+        (
+            [2, 3, 2, 2],
+            [4, 3, 5, 5],
+            [2, 2],
+            [1, 1],
+            [(2, 2), (2, 2)],
+            1,
+        ),
+        // no padding, kernel as large as the input
+        (
+            [3, 2, 5, 5],
+            [4, 2, 5, 5],
+            [1, 1],
+            [1, 1],
+            [(0, 0), (0, 0)],
+            1,
+        ),
+    ];
+    for (i, (x, w, stride, dilation, pad, groups)) in cases.into_iter().enumerate() {
+        for bias in [false, true] {
+            check(
+                &Case {
+                    x,
+                    w,
+                    stride,
+                    dilation,
+                    pad,
+                    groups,
+                    bias,
+                },
+                i as u64,
+            );
+        }
+    }
+}
+
+#[test]
+fn random_shapes_match_burn() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for i in 0..40 {
+        let groups = [1, 1, 2, 3][rng.random_range(0..4)];
+        let depthwise = rng.random_bool(0.3);
+        let cin = groups * rng.random_range(1..4);
+        let groups = if depthwise { cin } else { groups };
+        let cout = groups * rng.random_range(1..4);
+        let (kh, kw) = (rng.random_range(1..6), rng.random_range(1..6));
+        let stride = [rng.random_range(1..4), rng.random_range(1..4)];
+        let dilation = [rng.random_range(1..3), rng.random_range(1..3)];
+        let pad = [
+            (rng.random_range(0..3), rng.random_range(0..3)),
+            (rng.random_range(0..3), rng.random_range(0..3)),
+        ];
+        let span = |k: usize, d: usize| d * (k - 1) + 1;
+        let h = span(kh, dilation[0]) + rng.random_range(0..8);
+        let w = span(kw, dilation[1]) + rng.random_range(0..8);
+        let batch = rng.random_range(1..5);
+        check(
+            &Case {
+                x: [batch, cin, h, w],
+                w: [cout, cin / groups, kh, kw],
+                stride,
+                dilation,
+                pad,
+                groups,
+                bias: rng.random_bool(0.5),
+            },
+            100 + i,
+        );
+    }
+}
+
+/// Images split into several chunks (a large unfolded size) give the same result as burn.
+#[test]
+fn chunked_batches_match_burn() {
+    // 64 channels · 9 taps · 32·32 positions = 590k floats per image: 7 images per chunk
+    check(
+        &Case {
+            x: [9, 64, 32, 32],
+            w: [8, 64, 3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [(1, 1), (1, 1)],
+            groups: 1,
+            bias: false,
+        },
+        5,
+    );
+}
