@@ -18,8 +18,9 @@ use rayon::prelude::*;
 
 use super::window::{Window, col2im_from, gemm_into, im2col_into};
 
-/// Largest unfolded-patch buffer of one chunk, in floats (16 MiB).
-pub const CHUNK_FLOATS: usize = 4 << 20;
+/// Largest unfolded-patch buffer of one chunk, in floats (4 MiB: measured fastest of 1, 4, 16
+/// and 64 MiB on ResNet-18's layers, `benches/conv_kernels.rs`).
+pub const CHUNK_FLOATS: usize = 1 << 20;
 
 /// The shapes of one convolution.
 pub struct Conv {
@@ -110,6 +111,7 @@ impl Conv {
     fn unfold(&self, x: &[f32], g: usize, (b0, nb): (usize, usize), u: &mut [f32]) {
         let (cg, kk, p_in, p_out) = (self.cg(), self.kk(), self.p_in(), self.p_out());
         let n = nb * p_out;
+        let taps = self.window.taps();
         u[..cg * kk * n]
             .par_chunks_mut(kk * n)
             .enumerate()
@@ -117,7 +119,7 @@ impl Conv {
                 for b in 0..nb {
                     let c = g * cg + ci;
                     let xc = &x[((b0 + b) * self.cin + c) * p_in..][..p_in];
-                    im2col_into(&self.window, 1, xc, rows, n, b * p_out);
+                    im2col_into(&self.window, &taps, 1, xc, rows, n, b * p_out);
                 }
             });
     }
@@ -157,7 +159,17 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
         for g in 0..c.groups {
             c.unfold(x, g, (b0, nb), &mut u);
             let wg = &w[g * og * kg..(g + 1) * og * kg];
-            gemm_into(&mut t, n, wg, [kg, 1], &u, [n, 1], [og, kg, n], false, true);
+            gemm_into(
+                &mut t,
+                [n, 1],
+                wg,
+                [kg, 1],
+                &u,
+                [n, 1],
+                [og, kg, n],
+                false,
+                true,
+            );
             // scatter [og][nb·p] into [nb][cout][p]
             let yb = &mut y[b0 * cout * p..(b0 + nb) * cout * p];
             yb.par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
@@ -194,7 +206,7 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
             // dU[kg, n] = W_gᵀ · dY_g
             gemm_into(
                 &mut du,
-                n,
+                [n, 1],
                 wg,
                 [1, kg],
                 gg,
@@ -204,11 +216,12 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
                 true,
             );
             let gxb = &mut gx[b0 * c.cin * p_in..(b0 + nb) * c.cin * p_in];
+            let taps = c.window.taps();
             gxb.par_chunks_mut(p_in).enumerate().for_each(|(i, dst)| {
                 let (b, ci) = (i / c.cin, i % c.cin);
                 if ci / cg == g {
                     let rows = &du[(ci % cg) * kk * n..];
-                    col2im_from(&c.window, 1, rows, n, b * p, dst, p_in);
+                    col2im_from(&c.window, &taps, 1, rows, n, b * p, dst, p_in);
                 }
             });
         }
@@ -229,18 +242,60 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let cap = c.chunk() * p;
     let mut gyt = vec![0f32; c.cout * cap];
     let mut u = vec![0f32; kg * cap];
+    // dW_g[og, kg] (+)= dY_g[og, n] · Uᵀ[n, kg]. The gemm crate runs the wide shapes (kg at
+    // least twice og, og up to 256: ResNet's 3x3 layers but the last stage) about twice as
+    // fast into a column-major dW_g, transposed at the end; the others faster row-major
+    // (measured per ResNet-18 layer with `benches/conv_kernels.rs`).
+    let column_major = og <= 256 && kg >= 2 * og;
+    let mut gwt = if column_major {
+        vec![0f32; c.cout * kg]
+    } else {
+        vec![]
+    };
     for (i, (b0, nb)) in c.chunks().enumerate() {
         let n = nb * p;
         c.gather_out(gy, (b0, nb), &mut gyt);
         for g in 0..c.groups {
             c.unfold(x, g, (b0, nb), &mut u);
             let gg = &gyt[g * og * n..(g + 1) * og * n];
-            let dst = &mut gw[g * og * kg..(g + 1) * og * kg];
-            // dW_g[og, kg] (+)= dY_g[og, n] · Uᵀ[n, kg]
-            gemm_into(dst, kg, gg, [n, 1], &u, [1, n], [og, n, kg], i > 0, true);
+            let (dst, strides) = if column_major {
+                (&mut gwt[g * og * kg..(g + 1) * og * kg], [1, og])
+            } else {
+                (&mut gw[g * og * kg..(g + 1) * og * kg], [kg, 1])
+            };
+            gemm_into(
+                dst,
+                strides,
+                gg,
+                [n, 1],
+                &u,
+                [1, n],
+                [og, n, kg],
+                i > 0,
+                true,
+            );
+        }
+    }
+    if column_major {
+        for (dst, src) in gw.chunks_mut(og * kg).zip(gwt.chunks(og * kg)) {
+            transpose(src, kg, og, dst);
         }
     }
     gw
+}
+
+/// `dst[c][r] = src[r][c]` for a row-major `rows × cols` `src`, in cache-sized blocks.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 32;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// Output channel `o` of a depthwise convolution reads input channel `o / (cout/groups)`.

@@ -78,7 +78,7 @@ impl Window {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_into(
     dst: &mut [f32],
-    dst_rs: usize,
+    dst_strides: [usize; 2],
     lhs: &[f32],
     lhs_strides: [usize; 2],
     rhs: &[f32],
@@ -93,7 +93,7 @@ pub(crate) fn gemm_into(
     let last = |s: [usize; 2], r: usize, c: usize| (r - 1) * s[0] + (c - 1) * s[1];
     assert!(k == 0 || last(lhs_strides, m, k) < lhs.len());
     assert!(k == 0 || last(rhs_strides, k, n) < rhs.len());
-    assert!(last([dst_rs, 1], m, n) < dst.len());
+    assert!(last(dst_strides, m, n) < dst.len());
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -107,8 +107,8 @@ pub(crate) fn gemm_into(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
+            dst_strides[1] as isize,
+            dst_strides[0] as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_strides[1] as isize,
@@ -138,14 +138,16 @@ fn valid(out: usize, s: usize, off: isize, n: usize) -> std::ops::Range<usize> {
 pub(crate) fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
     let [ho, wo] = l.out_hw;
     let mut u = vec![0f32; cin * l.kernel[0] * l.kernel[1] * ho * wo];
-    im2col_into(l, cin, x, &mut u, ho * wo, 0);
+    im2col_into(l, &l.taps(), cin, x, &mut u, ho * wo, 0);
     u
 }
 
 /// Writes one example's unfolded patches into `u`: row `ci·kh·kw + k` (row stride `ld`),
-/// columns `col0 .. col0 + positions`; positions that fall on the padding get 0.
+/// columns `col0 .. col0 + positions`; positions that fall on the padding get 0. `taps` are
+/// `l.taps()`.
 pub(crate) fn im2col_into(
     l: &Window,
+    taps: &[KernelTap],
     cin: usize,
     x: &[f32],
     u: &mut [f32],
@@ -154,10 +156,9 @@ pub(crate) fn im2col_into(
 ) {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
     let kk = l.kernel[0] * l.kernel[1];
-    let taps = l.taps();
     for ci in 0..cin {
         let xc = &x[ci * h * w..(ci + 1) * h * w];
-        for t in &taps {
+        for t in taps {
             let row = &mut u[(ci * kk + t.k) * ld + col0..][..ho * wo];
             for oh in 0..ho {
                 let dst = &mut row[oh * wo..(oh + 1) * wo];
@@ -185,13 +186,15 @@ pub(crate) fn im2col_into(
 /// (one row's `[cin][h·w]`, channel stride `cstride`).
 pub(crate) fn col2im(l: &Window, cin: usize, cols: &[f32], dx: &mut [f32], cstride: usize) {
     let [ho, wo] = l.out_hw;
-    col2im_from(l, cin, cols, ho * wo, 0, dx, cstride);
+    col2im_from(l, &l.taps(), cin, cols, ho * wo, 0, dx, cstride);
 }
 
 /// [`col2im`] reading the patches of one example from columns `col0 ..` of `cols` (row stride
-/// `ld`).
+/// `ld`); `taps` are `l.taps()`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn col2im_from(
     l: &Window,
+    taps: &[KernelTap],
     cin: usize,
     cols: &[f32],
     ld: usize,
@@ -201,7 +204,6 @@ pub(crate) fn col2im_from(
 ) {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
     let kk = l.kernel[0] * l.kernel[1];
-    let taps = l.taps();
     for ci in 0..cin {
         let xc = &mut dx[ci * cstride..ci * cstride + h * w];
         for t in taps.iter().filter(|t| !t.cols.is_empty()) {

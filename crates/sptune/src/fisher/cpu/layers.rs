@@ -49,7 +49,7 @@ pub(super) fn conv_step(
             let lhs = &g[o0 * rows * po..(o0 + on) * rows * po];
             gemm_into(
                 dst,
-                kg,
+                [kg, 1],
                 lhs,
                 [po, 1],
                 uj,
@@ -86,7 +86,7 @@ pub(super) fn conv_step(
         let n = rows * po;
         gemm_into(
             &mut dx,
-            n,
+            [n, 1],
             &l.w,
             [1, kg],
             g,
@@ -105,7 +105,7 @@ pub(super) fn conv_step(
                 let gj = &g[(j * og * rows + r) * po..];
                 gemm_into(
                     &mut cols,
-                    po,
+                    [po, 1],
                     wj,
                     [1, kg],
                     gj,
@@ -212,7 +212,7 @@ pub(super) fn linear_step(
     let mut dx = vec![0f32; l.fin * rows];
     gemm_into(
         &mut dx,
-        rows,
+        [rows, 1],
         &l.w,
         [l.fout, 1],
         g,

@@ -1,0 +1,137 @@
+//! Time of the own convolution kernels per ResNet-18 layer shape (batch 32, 32 px, small
+//! stem) and per EfficientNet-Lite0 depthwise shape: forward, input gradient, weight
+//! gradient, in GFLOP/s. `cargo bench -p sptune --bench conv_kernels [-- THREADS]`.
+
+use std::time::Instant;
+
+use sptune::kernels::conv::{self, Conv};
+
+/// Name, input, weight, stride, padding, groups, and how often ResNet-18 has it.
+type Shape = (&'static str, [usize; 4], [usize; 4], usize, usize, usize, usize);
+
+fn time<F: FnMut()>(mut f: F) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() {
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .unwrap();
+    sptune::runtime::tune_allocator();
+    // (name, x, w, stride, pad, groups, count in the network)
+    let shapes: &[Shape] = &[
+        ("stem 3x3 3->64", [32, 3, 32, 32], [64, 3, 3, 3], 1, 1, 1, 1),
+        ("l1 3x3 64", [32, 64, 32, 32], [64, 64, 3, 3], 1, 1, 1, 4),
+        (
+            "l2 3x3/2 64->128",
+            [32, 64, 32, 32],
+            [128, 64, 3, 3],
+            2,
+            1,
+            1,
+            1,
+        ),
+        (
+            "l2 3x3 128",
+            [32, 128, 16, 16],
+            [128, 128, 3, 3],
+            1,
+            1,
+            1,
+            3,
+        ),
+        (
+            "l2 1x1/2 64->128",
+            [32, 64, 32, 32],
+            [128, 64, 1, 1],
+            2,
+            0,
+            1,
+            1,
+        ),
+        ("l3 3x3 256", [32, 256, 8, 8], [256, 256, 3, 3], 1, 1, 1, 3),
+        ("l4 3x3 512", [32, 512, 4, 4], [512, 512, 3, 3], 1, 1, 1, 3),
+        (
+            "lite0 dw3x3 96/2",
+            [16, 96, 112, 112],
+            [96, 1, 3, 3],
+            2,
+            1,
+            96,
+            1,
+        ),
+        (
+            "lite0 dw5x5 240",
+            [16, 240, 28, 28],
+            [240, 1, 5, 5],
+            1,
+            2,
+            240,
+            1,
+        ),
+    ];
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "layer", "fwd ms", "dx ms", "dw ms", "fwd GF/s", "dx GF/s", "dw GF/s"
+    );
+    let mut total = [0f64; 3];
+    let mut flops_total = 0f64;
+    let only = std::env::args().nth(2);
+    for &(name, x, w, s, p, g, count) in shapes {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let c = Conv::new(x, w, [s, s], [1, 1], [(p, p), (p, p)], g).unwrap();
+        let xs: Vec<f32> = (0..x.iter().product::<usize>())
+            .map(|i| (i % 13) as f32 * 0.1)
+            .collect();
+        let ws: Vec<f32> = (0..w.iter().product::<usize>())
+            .map(|i| (i % 7) as f32 * 0.1)
+            .collect();
+        let y = conv::forward(&c, &xs, &ws);
+        let flops = 2.0 * y.len() as f64 * (w[1] * w[2] * w[3]) as f64;
+        let tf = time(|| {
+            std::hint::black_box(conv::forward(&c, &xs, &ws));
+        });
+        let tx = time(|| {
+            std::hint::black_box(conv::input_grad(&c, &ws, &y));
+        });
+        let tw = time(|| {
+            std::hint::black_box(conv::weight_grad(&c, &xs, &y));
+        });
+        if g == 1 {
+            for (t, v) in total.iter_mut().zip([tf, tx, tw]) {
+                *t += v * count as f64;
+            }
+            flops_total += flops * count as f64;
+        }
+        println!(
+            "{name:<20} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>8.1} {:>8.1}",
+            1e3 * tf,
+            1e3 * tx,
+            1e3 * tw,
+            flops / tf / 1e9,
+            flops / tx / 1e9,
+            flops / tw / 1e9
+        );
+    }
+    println!(
+        "ResNet-18 convolutions (x count): fwd {:.0} ms, dx {:.0} ms, dw {:.0} ms; {:.1} GFLOP per pass",
+        1e3 * total[0],
+        1e3 * total[1],
+        1e3 * total[2],
+        flops_total / 1e9
+    );
+}
