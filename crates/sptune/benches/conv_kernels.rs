@@ -7,7 +7,15 @@ use std::time::Instant;
 use sptune::kernels::conv::{self, Conv};
 
 /// Name, input, weight, stride, padding, groups, and how often ResNet-18 has it.
-type Shape = (&'static str, [usize; 4], [usize; 4], usize, usize, usize, usize);
+type Shape = (
+    &'static str,
+    [usize; 4],
+    [usize; 4],
+    usize,
+    usize,
+    usize,
+    usize,
+);
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
     f();

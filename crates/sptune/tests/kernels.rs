@@ -278,3 +278,32 @@ fn chunked_batches_match_burn() {
         5,
     );
 }
+
+/// The own ReLU6 against burn's `clamp(0, 6)` (output and gradient) away from the kinks, and
+/// PyTorch's convention at them (`hardtanh_backward` passes the gradient only where
+/// `0 < x < 6` strictly: at exactly 0 and 6 it is 0).
+#[test]
+fn relu6_matches_clamp_and_torch_at_the_kinks() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x0 = normal([2, 3, 40, 40], 4.0, &mut rng);
+    let r = normal([2, 3, 40, 40], 1.0, &mut rng);
+    let run = |own: bool| {
+        let x = x0.clone().require_grad();
+        let y = if own {
+            sptune::kernels::relu6(x.clone())
+        } else {
+            x.clone().clamp(0.0, 6.0)
+        };
+        let g = (y.clone() * r.clone()).sum().backward();
+        [y.inner(), x.grad(&g).unwrap()]
+    };
+    let (own, base) = (run(true), run(false));
+    for (a, b) in own.iter().zip(&base) {
+        assert_eq!(max_rel(a, b), 0.0);
+    }
+    let device = Device::flex().autodiff();
+    let x = Tensor::<1>::from_floats([-1.0, 0.0, 3.0, 6.0, 7.0], &device).require_grad();
+    let g = sptune::kernels::relu6(x.clone()).sum().backward();
+    let gx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec().unwrap();
+    assert_eq!(gx, vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+}

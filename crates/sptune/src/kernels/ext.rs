@@ -43,6 +43,9 @@ pub trait ConvBackend: burn::backend::Backend {
         weight: FloatTensor<Self>,
         geometry: Geometry,
     ) -> FloatTensor<Self>;
+
+    /// `min(max(x, 0), 6)` elementwise, f32 (its gradient passes where `0 < x < 6`).
+    fn sptune_relu6(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -73,6 +76,30 @@ impl ConvBackend for Flex {
         let c = shapes(&x, &weight, &geometry);
         let y = conv::forward(&c, &values(&x), &values(&weight));
         tensor(y, c.out_shape())
+    }
+
+    fn sptune_relu6(x: FlexTensor) -> FlexTensor {
+        let shape = x.layout().shape().clone();
+        let y = super::elementwise::relu6(&values(&x));
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+}
+
+#[derive(Debug)]
+struct Relu6Backward;
+
+impl Backward<Flex, 1> for Relu6Backward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let gy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let x = ops.state;
+            let shape = x.layout().shape().clone();
+            let gx = super::elementwise::relu6_grad(&values(&x), &values(&gy));
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(gx, shape)));
+        }
     }
 }
 
@@ -120,6 +147,21 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
                 weight.into_primitive(),
                 geometry,
             )),
+        }
+    }
+
+    fn sptune_relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Relu6Backward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = x.primitive().clone();
+                let y = Flex::sptune_relu6(xp.clone());
+                prep.finish(xp, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_relu6(x.into_primitive())),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `conv2d`. [`window`] holds the geometry shared with the Fisher engine.
 
 pub mod conv;
+pub mod elementwise;
 mod ext;
 pub(crate) mod window;
 
@@ -32,7 +33,6 @@ pub fn conv2d_with(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let on_cpu = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
     let g = Geometry {
         stride: options.stride,
         dilation: options.dilation,
@@ -40,7 +40,7 @@ pub fn conv2d_with(
         groups: options.groups,
     };
     let fits = g.conv(x.dims(), weight.dims()).is_some();
-    if !(on_cpu && fits && x.dtype() == DType::F32 && weight.dtype() == DType::F32) {
+    if !(on_cpu(&x) && fits && x.dtype() == DType::F32 && weight.dtype() == DType::F32) {
         return burn_conv2d(x, weight, bias, options);
     }
     let y = Tensor::<4>::from_dispatch(<Dispatch as ConvBackend>::sptune_conv2d(
@@ -55,4 +55,17 @@ pub fn conv2d_with(
         }
         None => y,
     }
+}
+
+/// `min(max(x, 0), 6)`, through the own kernel on the CPU (Flex) device for f32, else burn's
+/// `clamp`.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !(on_cpu(&x) && x.dtype() == DType::F32) {
+        return x.clamp(0.0, 6.0);
+    }
+    Tensor::<D>::from_dispatch(<Dispatch as ConvBackend>::sptune_relu6(x.into_dispatch()))
+}
+
+fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
 }

@@ -81,7 +81,7 @@ fn bn(c: usize, device: &Device) -> BatchNorm {
 pub const BN_MOMENTUM: f64 = 0.01;
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
+    crate::kernels::relu6(x)
 }
 
 /// Mobile inverted bottleneck without squeeze-excitation.
