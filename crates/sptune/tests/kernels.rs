@@ -307,3 +307,56 @@ fn relu6_matches_clamp_and_torch_at_the_kinks() {
     let gx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec().unwrap();
     assert_eq!(gx, vec![0.0, 0.0, 1.0, 0.0, 0.0]);
 }
+
+/// The own BatchNorm (training mode) against burn's `BatchNorm::forward`: output, gradients of
+/// input, γ and β, and the running statistics after the step, to 1e-4 relative.
+#[test]
+fn batch_norm_matches_burn_in_training_mode() {
+    use burn::module::Param;
+    use burn::nn::BatchNormConfig;
+    for (shape, momentum) in [
+        ([4, 3, 5, 6], 0.1),
+        ([1, 8, 7, 7], 0.01),
+        ([6, 2, 1, 1], 0.5),
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(shape[1] as u64);
+        let device = Device::flex().autodiff();
+        let c = shape[1];
+        let x0 = normal(shape, 2.0, &mut rng).add_scalar(0.7);
+        let r = normal(shape, 1.0, &mut rng);
+        let gamma = normal([c], 1.0, &mut rng);
+        let beta = normal([c], 1.0, &mut rng);
+        let run = |own: bool| {
+            let mut m = BatchNormConfig::new(c)
+                .with_momentum(momentum)
+                .with_epsilon(1e-3)
+                .init(&device);
+            m.gamma = Param::from_tensor(gamma.clone().require_grad());
+            m.beta = Param::from_tensor(beta.clone().require_grad());
+            let x = x0.clone().require_grad();
+            let y = if own {
+                sptune::kernels::batch_norm(&m, x.clone())
+            } else {
+                m.forward(x.clone())
+            };
+            let g = (y.clone() * r.clone()).sum().backward();
+            let one = |t: Tensor<1>| t.reshape([1, 1, 1, c]);
+            [
+                y.inner(),
+                x.grad(&g).unwrap(),
+                one(m.gamma.grad(&g).unwrap()),
+                one(m.beta.grad(&g).unwrap()),
+                one(m.running_mean.value()),
+                one(m.running_var.value()),
+            ]
+        };
+        let (own, base) = (run(true), run(false));
+        for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta", "running mean", "running var"]
+            .iter()
+            .zip(own.iter().zip(&base))
+        {
+            let e = max_rel(a, b);
+            assert!(e < 1e-4, "{name} of {shape:?}: {e:e}");
+        }
+    }
+}

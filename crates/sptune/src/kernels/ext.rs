@@ -14,6 +14,7 @@ use burn::backend::{Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, TensorData};
 
 use super::conv::{self, Conv};
+use super::norm;
 
 /// Stride, dilation, padding `((top, bottom), (left, right))` and groups of a convolution.
 #[derive(Clone, Debug)]
@@ -36,7 +37,7 @@ impl Geometry {
 }
 
 #[backend_extension(Flex, Autodiff)]
-pub trait ConvBackend: burn::backend::Backend {
+pub trait CpuKernels: burn::backend::Backend {
     /// A bias-free 2-D convolution, NCHW, f32.
     fn sptune_conv2d(
         x: FloatTensor<Self>,
@@ -46,6 +47,17 @@ pub trait ConvBackend: burn::backend::Backend {
 
     /// `min(max(x, 0), 6)` elementwise, f32 (its gradient passes where `0 < x < 6`).
     fn sptune_relu6(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// BatchNorm of `x` `[batch, channels, h, w]` with the batch statistics `mean`, `var`
+    /// (given, computed from `x`: the gradient accounts for their dependence on `x`).
+    fn sptune_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -71,7 +83,7 @@ fn shapes(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> Conv {
         .expect("sptune_conv2d called on shapes that super::conv2d checked")
 }
 
-impl ConvBackend for Flex {
+impl CpuKernels for Flex {
     fn sptune_conv2d(x: FlexTensor, weight: FlexTensor, geometry: Geometry) -> FlexTensor {
         let c = shapes(&x, &weight, &geometry);
         let y = conv::forward(&c, &values(&x), &values(&weight));
@@ -82,6 +94,72 @@ impl ConvBackend for Flex {
         let shape = x.layout().shape().clone();
         let y = super::elementwise::relu6(&values(&x));
         FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn sptune_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        let dims = dims4(&x);
+        let y = norm::forward(
+            &values(&x),
+            bn_dims(dims),
+            (&values(&mean), &values(&var)),
+            (&values(&gamma), &values(&beta)),
+            eps,
+        );
+        tensor(y, dims)
+    }
+}
+
+fn bn_dims([b, c, h, w]: [usize; 4]) -> norm::Dims {
+    norm::Dims {
+        batch: b,
+        channels: c,
+        plane: h * w,
+    }
+}
+
+fn tensor1(v: Vec<f32>) -> FlexTensor {
+    let n = v.len();
+    FlexTensor::from_data(TensorData::new(v, [n]))
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+/// `x`, `γ`, mean, variance, ε.
+type BnState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64);
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = BnState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_g, node_b] = ops.parents;
+        let gy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, mean, var, eps) = ops.state;
+        let dims = dims4(&x);
+        let (gx, dgamma, dbeta) = norm::backward(
+            &values(&x),
+            &values(&gy),
+            bn_dims(dims),
+            (&values(&mean), &values(&var)),
+            &values(&gamma),
+            eps,
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(gx, dims));
+        }
+        if let Some(node) = node_g {
+            grads.register::<Flex>(node.id, tensor1(dgamma));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, tensor1(dbeta));
+        }
     }
 }
 
@@ -126,7 +204,7 @@ impl Backward<Flex, 2> for ConvBackward {
     }
 }
 
-impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     fn sptune_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -162,6 +240,43 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
                 prep.finish(xp, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_relu6(x.into_primitive())),
+        }
+    }
+
+    fn sptune_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let (mean, var) = (mean.into_primitive(), var.into_primitive());
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
+                let y = Flex::sptune_batch_norm(
+                    xp.clone(),
+                    gp.clone(),
+                    beta.into_primitive(),
+                    mean.clone(),
+                    var.clone(),
+                    eps,
+                );
+                prep.finish((xp, gp, mean, var, eps), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_batch_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                mean,
+                var,
+                eps,
+            )),
         }
     }
 }

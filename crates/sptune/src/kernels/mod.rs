@@ -6,15 +6,17 @@
 pub mod conv;
 pub mod elementwise;
 mod ext;
+pub mod norm;
 pub(crate) mod window;
 
 use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
-use ext::ConvBackend;
+use ext::CpuKernels;
 pub use ext::Geometry;
 
 /// `m` applied to `x` `[batch, channels, h, w]`, through the own kernels where they apply.
@@ -43,7 +45,7 @@ pub fn conv2d_with(
     if !(on_cpu(&x) && fits && x.dtype() == DType::F32 && weight.dtype() == DType::F32) {
         return burn_conv2d(x, weight, bias, options);
     }
-    let y = Tensor::<4>::from_dispatch(<Dispatch as ConvBackend>::sptune_conv2d(
+    let y = Tensor::<4>::from_dispatch(<Dispatch as CpuKernels>::sptune_conv2d(
         x.into_dispatch(),
         weight.into_dispatch(),
         g,
@@ -63,9 +65,51 @@ pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !(on_cpu(&x) && x.dtype() == DType::F32) {
         return x.clamp(0.0, 6.0);
     }
-    Tensor::<D>::from_dispatch(<Dispatch as ConvBackend>::sptune_relu6(x.into_dispatch()))
+    Tensor::<D>::from_dispatch(<Dispatch as CpuKernels>::sptune_relu6(x.into_dispatch()))
 }
 
 fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// `m` applied to `x` `[batch, channels, h, w]`: in training mode on the CPU (Flex) device
+/// through the own kernels, with burn's update of the running statistics (`momentum` weight
+/// on the batch's mean and biased variance); otherwise `m.forward`.
+pub fn batch_norm(m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let train = x.device().is_autodiff() && m.training.is_enabled();
+    if !(train && on_cpu(&x) && x.dtype() == DType::F32) {
+        return m.forward(x);
+    }
+    let device = x.device();
+    let [b, c, h, w] = x.dims();
+    let values = x.clone().inner().into_data();
+    let values = values.as_slice::<f32>().expect("f32 tensor");
+    let dims = norm::Dims {
+        batch: b,
+        channels: c,
+        plane: h * w,
+    };
+    let (mean, var) = norm::channel_stats(values, dims);
+    let stat = |v: Vec<f32>| Tensor::<1>::from_data(burn::tensor::TensorData::new(v, [c]), &device);
+    let (mean, var) = (stat(mean), stat(var));
+    let y = Tensor::<4>::from_dispatch(<Dispatch as CpuKernels>::sptune_batch_norm(
+        x.into_dispatch(),
+        m.gamma.val().into_dispatch(),
+        m.beta.val().into_dispatch(),
+        mean.clone().into_dispatch(),
+        var.clone().into_dispatch(),
+        m.epsilon,
+    ));
+    let update = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - m.momentum)
+            .add(batch.mul_scalar(m.momentum))
+            .detach()
+    };
+    m.running_mean
+        .update(update(m.running_mean.value_sync(), mean));
+    m.running_var
+        .update(update(m.running_var.value_sync(), var));
+    y
 }
