@@ -16,6 +16,9 @@ pub struct Cli {
     /// Compute threads (0 = all cores).
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
+    /// Memory for the frozen stages' outputs with --freeze and no augmentation, in MiB (0 = off).
+    #[arg(long, global = true, default_value_t = 2048)]
+    pub cache_mb: usize,
     /// Compute device: cpu (default), cuda or wgpu (with the cargo feature of that name).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,

@@ -44,6 +44,12 @@ impl Bar {
                 }
                 self.lines.push(line);
             }
+            Progress::Note(note) => {
+                if self.echo {
+                    self.bar.println(format!("note: {note}"));
+                }
+                self.lines.push(format!("note: {note}"));
+            }
         }
     }
 

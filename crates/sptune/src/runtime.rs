@@ -1,6 +1,6 @@
 //! Device, thread and progress-output selection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::tensor::Device;
 
@@ -31,6 +31,21 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
+}
+
+/// Memory for the outputs of a frozen prefix (`--freeze K` without augmentation), in MiB.
+static CACHE_BUDGET_MB: AtomicUsize = AtomicUsize::new(2048);
+
+/// Sets the memory budget of the frozen-prefix store (default 2048 MiB; 0 turns it off):
+/// training with `--freeze K` and no augmentation computes the frozen stages once per image
+/// when their outputs for the whole training set fit in it, else every epoch (with a note).
+pub fn set_cache_budget_mb(mb: usize) {
+    CACHE_BUDGET_MB.store(mb, Ordering::Relaxed);
+}
+
+/// The budget set by [`set_cache_budget_mb`].
+pub fn cache_budget_mb() -> usize {
+    CACHE_BUDGET_MB.load(Ordering::Relaxed)
 }
 
 /// Whether progress output of the library (download bars) is turned off.

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.threads
     };
     sptune::runtime::set_threads(threads)?;
+    sptune::runtime::set_cache_budget_mb(cli.cache_mb);
     let g = Global {
         threads,
         device: sptune::runtime::device(&cli.device)?,

@@ -180,15 +180,43 @@ impl EfficientNetLite {
 
     /// [`EfficientNetLite::forward`] with every layer applied through `h`.
     pub fn forward_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        let x = self.prefix_with(x, 0, h);
+        self.suffix_with(x, 0, h)
+    }
+
+    /// The stem and the stages `1..=k` (stage 8 is the head convolution): what `--freeze k`
+    /// freezes.
+    pub fn prefix_with(&self, x: Tensor<4>, k: usize, h: &mut dyn Hook) -> Tensor<4> {
         let z = h.conv2d(&self._conv_stem, x);
         let mut x = relu6(h.batch_norm(&self._bn0, z));
-        for b in &self._blocks {
-            x = b.forward(x, h);
+        for (i, b) in self._blocks.iter().enumerate() {
+            if stage_of_block(i) <= k {
+                x = b.forward(x, h);
+            }
         }
-        let z = h.conv2d(&self._conv_head, x);
-        let x = relu6(h.batch_norm(&self._bn1, z));
+        if k > STAGES.len() {
+            x = self.head(x, h);
+        }
+        x
+    }
+
+    /// Logits from the output of [`EfficientNetLite::prefix_with`]`(.., k, ..)`.
+    pub fn suffix_with(&self, mut x: Tensor<4>, k: usize, h: &mut dyn Hook) -> Tensor<2> {
+        for (i, b) in self._blocks.iter().enumerate() {
+            if stage_of_block(i) > k {
+                x = b.forward(x, h);
+            }
+        }
+        if k <= STAGES.len() {
+            x = self.head(x, h);
+        }
         let f: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3);
         h.linear(&self._fc, f)
+    }
+
+    fn head(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
+        let z = h.conv2d(&self._conv_head, x);
+        relu6(h.batch_norm(&self._bn1, z))
     }
 }
 

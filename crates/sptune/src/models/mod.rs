@@ -197,6 +197,26 @@ impl Net {
         }
     }
 
+    /// The part of the network that `--freeze k` freezes (the stem and stages `1..=k`) applied
+    /// to `x`; `None` for architectures that do not split (MLP, registered stacks).
+    pub fn prefix(&self, x: Tensor<4>, k: usize) -> Option<Tensor<4>> {
+        match self {
+            Net::ResNet(m) => Some(m.prefix_with(x, k, &mut Plain)),
+            Net::EfficientNet(m) => Some(m.prefix_with(x, k, &mut Plain)),
+            Net::Mlp(_) | Net::Sequential(_) => None,
+        }
+    }
+
+    /// Logits from the output of [`Net::prefix`]`(.., k)`: the rest of the network (`None`
+    /// where [`Net::prefix`] is).
+    pub fn suffix(&self, x: Tensor<4>, k: usize) -> Option<Tensor<2>> {
+        match self {
+            Net::ResNet(m) => Some(m.suffix_with(x, k, &mut Plain)),
+            Net::EfficientNet(m) => Some(m.suffix_with(x, k, &mut Plain)),
+            Net::Mlp(_) | Net::Sequential(_) => None,
+        }
+    }
+
     /// Every BatchNorm of the network, stem first (none for an MLP).
     pub fn batch_norms_mut(&mut self) -> Vec<&mut burn::nn::BatchNorm> {
         match self {

@@ -195,17 +195,43 @@ impl ResNet {
 
     /// [`ResNet::features`] with every layer applied through `h`.
     pub fn features_with(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<2> {
+        let x = self.prefix_with(x, 0, h);
+        self.features_after(x, 0, h)
+    }
+
+    fn stages(&self) -> [&Vec<Block>; 4] {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+    }
+
+    /// The stem and stages `1..=k`: what `--freeze k` freezes.
+    pub fn prefix_with(&self, x: Tensor<4>, k: usize, h: &mut dyn Hook) -> Tensor<4> {
         let z = h.conv2d(&self.conv1, x);
         let mut x = relu(h.batch_norm(&self.bn1, z));
         if let Some(p) = &self.maxpool {
             x = p.forward(x);
         }
-        for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            for b in stage {
+        for stage in &self.stages()[..k.min(4)] {
+            for b in stage.iter() {
+                x = b.forward(x, h);
+            }
+        }
+        x
+    }
+
+    /// Features from the output of [`ResNet::prefix_with`]`(.., k, ..)`.
+    fn features_after(&self, mut x: Tensor<4>, k: usize, h: &mut dyn Hook) -> Tensor<2> {
+        for stage in &self.stages()[k.min(4)..] {
+            for b in stage.iter() {
                 x = b.forward(x, h);
             }
         }
         self.avgpool.forward(x).flatten(1, 3)
+    }
+
+    /// Logits from the output of [`ResNet::prefix_with`]`(.., k, ..)`.
+    pub fn suffix_with(&self, x: Tensor<4>, k: usize, h: &mut dyn Hook) -> Tensor<2> {
+        let f = self.features_after(x, k, h);
+        h.linear(&self.fc, f)
     }
 
     /// Logits: [batch, classes].

@@ -6,6 +6,7 @@
 //! [`EpochLog`] (task loss, penalty on `S`, penalty on `S̄`, train/val accuracy) that the CLI
 //! writes to `summary.csv`.
 
+pub mod prefix_cache;
 pub mod schedule;
 pub mod sgd;
 
@@ -359,6 +360,8 @@ pub enum Progress {
     Step,
     /// An epoch finished.
     Epoch(EpochLog),
+    /// Something the user should know (one line).
+    Note(String),
 }
 
 /// Trains `net` (on an autodiff device) on `train`. `start` is the starting point `w0` of
@@ -473,6 +476,27 @@ pub fn fit_until(
     }
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = spec.batch_options(cfg.augment);
+    // the frozen prefix, computed once when it is the same in every epoch
+    let cache = match cfg.freeze {
+        Some(k) if !cfg.augment && crate::runtime::cache_budget_mb() > 0 => {
+            match prefix_cache::PrefixCache::build(
+                &net,
+                k,
+                train,
+                &opts,
+                cfg.batch_size,
+                crate::runtime::cache_budget_mb(),
+                device,
+            )? {
+                prefix_cache::Built::Cache(c) => Some(c),
+                prefix_cache::Built::Skipped(why) => {
+                    progress(Progress::Note(format!("--freeze {k}: {why}")));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
     progress(Progress::Start((steps_per_epoch * cfg.epochs) as u64));
@@ -484,8 +508,16 @@ pub fn fit_until(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut pen = Penalties::default();
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = data::make_batch(train, idx, &opts, &mut rng, device)?;
-            let logits = net.forward(x);
+            let (logits, y) = match &cache {
+                Some(c) => {
+                    let (h, y) = c.batch(train, idx, device);
+                    (net.suffix(h, c.k).expect("cache built for this net"), y)
+                }
+                None => {
+                    let (x, y) = data::make_batch(train, idx, &opts, &mut rng, device)?;
+                    (net.forward(x), y)
+                }
+            };
             let pred = logits.clone().inner().argmax(1).flatten::<1>(0, 1);
             correct += pred
                 .equal(y.clone().inner())

@@ -1,0 +1,159 @@
+//! `--freeze K` without augmentation stores the frozen prefix's outputs once
+//! (`train::prefix_cache`): training with the store must end where training without it ends
+//! (every tensor to 1e-5 of its largest magnitude), on a ResNet and on EfficientNet-Lite0, and a
+//! budget too small for the store says so and recomputes. (Its own test binary: the budget is a
+//! process-wide setting.)
+
+use burn::module::Module;
+use burn::tensor::Device;
+use sptune::data::Dataset;
+use sptune::models::{ModelSpec, Net};
+use sptune::params;
+use sptune::regularizer::Scheme;
+use sptune::runtime;
+use sptune::train::{self, BnMode, Progress, TrainConfig};
+
+fn spec(arch: &str, side: usize) -> ModelSpec {
+    ModelSpec {
+        arch: arch.into(),
+        classes: (0..3).map(|c| c.to_string()).collect(),
+        input: [1, side, side],
+        width: 4,
+        small_stem: true,
+        hidden: vec![],
+        mean: vec![0.5],
+        std: vec![0.25],
+    }
+}
+
+fn dataset(n: usize, side: usize) -> Dataset {
+    let images: Vec<f32> = (0..n * side * side)
+        .map(|i| ((i as f32) * 0.618).fract())
+        .collect();
+    Dataset {
+        images,
+        labels: (0..n).map(|i| i % 3).collect(),
+        classes: (0..3).map(|c| c.to_string()).collect(),
+        channels: 1,
+        height: side,
+        width: side,
+    }
+}
+
+/// Trains `net` on 18 images of the spec's side; the trained network and the notes.
+fn fit(net: Net, spec: &ModelSpec, cfg: &TrainConfig, dev: &Device) -> (Net, Vec<String>) {
+    let mut notes = vec![];
+    let data = dataset(18, spec.input[1]);
+    let (net, _) = train::fit(net, spec, None, &data, None, cfg, dev, &mut |p| {
+        if let Progress::Note(n) = p {
+            notes.push(n)
+        }
+    })
+    .unwrap();
+    (net, notes)
+}
+
+/// Trains from the same initial network with the store budget `mb`; the trained tensors and
+/// the notes.
+fn train(spec: &ModelSpec, freeze: usize, mb: usize) -> (Vec<(String, Vec<f32>)>, Vec<String>) {
+    runtime::set_cache_budget_mb(mb);
+    let dev = Device::flex().autodiff();
+    dev.seed(5);
+    let net: Net = spec.init(&dev).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 6,
+        lr: 0.05,
+        reg: Scheme::L2,
+        alpha: 1e-3,
+        freeze: Some(freeze),
+        bn: BnMode::Frozen,
+        ..Default::default()
+    };
+    let (net, notes) = fit(net, spec, &cfg, &dev);
+    let values = params::values(&net.valid())
+        .into_iter()
+        .map(|(i, v)| (i.name, v))
+        .collect();
+    (values, notes)
+}
+
+fn assert_close(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) {
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        let scale = vb.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        let e = va
+            .iter()
+            .zip(vb)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale));
+        assert!(e <= 1e-5, "{na}: {e:e}");
+    }
+}
+
+#[test]
+fn stored_prefix_trains_like_recomputing_it() {
+    for (arch, side, k) in [("resnet18", 8, 2), ("efficientnet-lite0", 16, 3)] {
+        let s = spec(arch, side);
+        let (recomputed, notes) = train(&s, k, 0);
+        assert!(notes.is_empty(), "{notes:?}");
+        let (stored, notes) = train(&s, k, 2048);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_close(&stored, &recomputed);
+        // the frozen part really is frozen and the rest really trained (the comparison is
+        // not between two untouched networks)
+        let dev = Device::flex().autodiff();
+        dev.seed(5);
+        let init: Vec<(String, Vec<f32>)> = params::values(&s.init(&dev).unwrap().valid())
+            .into_iter()
+            .map(|(i, v)| (i.name, v))
+            .collect();
+        let frozen = train::frozen_predicate(&s, Some(k));
+        let moved = init
+            .iter()
+            .zip(&stored)
+            .filter(|((n, a), (_, b))| !frozen(n) && a != b)
+            .count();
+        assert!(moved > 0, "{arch}: nothing trained");
+        for ((n, a), (_, b)) in init.iter().zip(&stored) {
+            if frozen(n) {
+                assert_eq!(a, b, "{arch}: {n} moved though frozen");
+            }
+        }
+    }
+    // a store that does not fit: EfficientNet at 64 px frozen to stage 1 keeps 16 channels of
+    // 32x32 per image (64 KiB), 1.1 MiB for 18 images, over a budget of 1 MiB
+    let s = spec("efficientnet-lite0", 64);
+    runtime::set_cache_budget_mb(1);
+    let dev = Device::flex().autodiff();
+    let net = s.init(&dev).unwrap();
+    let mut notes = vec![];
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 6,
+        freeze: Some(1),
+        reg: Scheme::L2,
+        ..Default::default()
+    };
+    train::fit(
+        net,
+        &s,
+        None,
+        &dataset(18, 64),
+        None,
+        &cfg,
+        &dev,
+        &mut |p| {
+            if let Progress::Note(n) = p {
+                notes.push(n)
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("over the cache budget of 1 MiB"),
+        "{}",
+        notes[0]
+    );
+}
