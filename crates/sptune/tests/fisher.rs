@@ -493,3 +493,32 @@ fn exact_matches_batch1_loop_on_efficientnet_lite0() {
     };
     batched_equals_batch1_loop_within(&s, 2, 2, Estimator::Exact, 1e-4);
 }
+
+/// At its initialization (β = 0, running mean 0) EfficientNet-Lite0 turns images equal to the
+/// normalization mean into exact zeros before each ReLU6, where the gradient convention at the
+/// kink decides: the CPU engine must pass it as the training path's ReLU6 does (not at 0, as
+/// PyTorch's `hardtanh_backward`). Half the images are flat; the engine must match the loop.
+#[test]
+fn exact_matches_batch1_loop_on_efficientnet_lite0_at_relu6_kinks() {
+    let s = ModelSpec {
+        mean: vec![0.5; 3],
+        std: vec![0.5; 3],
+        ..spec("efficientnet-lite0", [3, 32, 32], vec![], 3, false)
+    };
+    let dev = Device::flex();
+    dev.seed(2);
+    let net = s.init(&dev).unwrap();
+    let mut ds = dataset(&s, 4, 9);
+    let per = 3 * 32 * 32;
+    for i in [1, 3] {
+        ds.images[i * per..(i + 1) * per].fill(0.5);
+    }
+    let o = opts(Estimator::Exact, 2);
+    let slow = Batch1Loop
+        .compute(&net, &s, &ds, &o, &dev, &mut |_| {})
+        .unwrap();
+    for (path, fast) in fast_paths(&net, &s, &ds, &o) {
+        eprintln!("{path}:");
+        assert_close(&fast, &slow, 1e-4);
+    }
+}

@@ -92,9 +92,10 @@ fn conv_norm_relu6_back(
     sums: &mut Sums,
 ) -> Vec<f32> {
     let y = recs[norm.rec].output(i);
-    // burn's clamp passes the gradient on [0, 6], ends included
+    // the training path's ReLU6 (`kernels::relu6`, PyTorch's `hardtanh_backward`) passes the
+    // gradient on (0, 6), ends excluded
     mask(&mut g, rows, y.len() / norm.mean.len(), |k| {
-        (0.0..=6.0).contains(&y[k])
+        y[k] > 0.0 && y[k] < 6.0
     });
     norm_step(norm, recs[norm.rec].input(i), &mut g, rows, sums);
     conv_step(conv, recs[conv.rec].input(i), &g, rows, need_dx, sums)
