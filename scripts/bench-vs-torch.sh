@@ -5,18 +5,15 @@
 #
 # For each of resnet18 (batch 32 @ 32 px, small stem) and efficientnet-lite0 (batch 16 @ 224 px)
 # it runs, interleaved so machine noise hits both sides, --rounds times (default 2):
-#   sptune: $SPTUNE_BIN --threads N --json bench --arch A --size S --batch-size B --steps N
-#           (the `plain` row's median step; peak RSS from /usr/bin/time -v)
+#   sptune: $SPTUNE_BIN --threads N --json bench --plain-only --arch A --size S --batch-size B
+#           --steps N (the plain step's median; peak RSS from /usr/bin/time -v)
 #   torch:  $PY scripts/torch-step.py --arch A --size S --batch N --steps N --threads N
 # and prints one table row per architecture: medians over the rounds of each run's median step,
 # the ratio sptune/torch, GFLOP/s of each (FLOPs counted by torch-step.py: 3 x forward conv and
 # linear multiply-adds x 2) and peak RSS (the max over the rounds).
 #
-# Note: `sptune bench` times 7 variants (plain and 6 regularizers) round-robin in one process,
-# so its run takes ~7x the steps of the torch run and its peak RSS holds 7 copies of the network
-# with their optimizer state (plus the anchors and Fisher weights): an upper bound on what one
-# plain fine-tuning step needs, not a like-for-like memory figure.
-# Defaults (5 steps, 2 rounds) take about 10 minutes for efficientnet-lite0 on 2 threads.
+# Both sides hold one network, its optimizer state and one batch: peak RSS is like for like.
+# Defaults (5 steps, 2 rounds) take about 2 minutes for both architectures on 2 threads.
 #
 # Environment: SPTUNE_BIN (default target/release/sptune), SPTUNE_TORCH_PYTHON (a Python with
 # torch; default /work/.venv-torch/bin/python, else python3 if it imports torch).
@@ -92,7 +89,7 @@ results="$tmp/results.jsonl"
 # Runs sptune bench once; appends {"side":"sptune",...} to $results.
 run_sptune() {
     local arch="$1" batch="$2" size="$3" round="$4"
-    local cmd=("$bin" --threads "$threads" --json bench --arch "$arch" --size "$size"
+    local cmd=("$bin" --threads "$threads" --json bench --plain-only --arch "$arch" --size "$size"
         --batch-size "$batch" --steps "$steps")
     echo "  round $round: ${cmd[*]}" >&2
     if [ -n "$timev" ]; then

@@ -526,6 +526,9 @@ pub struct BenchArgs {
     /// Timed steps per variant (after one warm-up step).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Only the plain step (one network in memory: for peak-memory comparisons with PyTorch).
+    #[arg(long)]
+    pub plain_only: bool,
     /// Batch size.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

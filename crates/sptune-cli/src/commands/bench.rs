@@ -53,7 +53,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let labels: Vec<i64> = (0..a.batch_size as i64).map(|i| i % 10).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [a.batch_size]), &ad);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    let variants: Vec<(&str, Scheme, f64)> = vec![
+    let mut variants: Vec<(&str, Scheme, f64)> = vec![
         ("plain", Scheme::None, 0.0),
         ("l2", Scheme::L2, 0.01),
         ("l2-sp", Scheme::L2Sp, 0.01),
@@ -62,6 +62,9 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         ("l2-sp-fisher", Scheme::L2SpFisher, 0.01),
         ("gl-sp-fisher", Scheme::GlSpFisher, 0.01),
     ];
+    if a.plain_only {
+        variants.truncate(1);
+    }
     // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
     let fisher = Fisher {
         tensors: initial
