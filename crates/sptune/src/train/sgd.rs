@@ -66,9 +66,8 @@ impl ModuleMapper for Step<'_> {
         let (id, tensor, mapper) = param.consume();
         let dims = tensor.dims();
         // The update runs on the group view [g, p] in checkpoint orientation; 2-D parameters
-        // are linear weights, which burn stores [in, out]: updating them as [out, in] gives
-        // the memory layout (and so the matmul rounding) of sptune's earlier releases, whose
-        // checkpoints the regression test reproduces bit for bit.
+        // are linear weights, which burn stores [in, out], updated as [out, in] (the memory
+        // layout, and so the matmul rounding, of sptune's releases before the own kernels).
         let linear = D == 2;
         let w = group_view(tensor.inner(), linear);
         let g = group_view(grad, linear);
