@@ -175,7 +175,7 @@ w = [max(len(str(x)) for x in col) for col in zip(hdr, *table)]
 for line in [hdr] + table:
     print("  ".join(str(x).ljust(n) if i == 0 else str(x).rjust(n) for i, (x, n) in enumerate(zip(line, w))))
 print(f"\ntorch {torch_version}. Per-round medians (ms): " + "; ".join(rounds))
-print("ms: median over rounds of each run's median step (sptune: its `plain` row). GFLOP/s: "
-      "3 x forward conv+linear multiply-adds x 2 per step / step time. sptune's RSS is that "
-      "of `sptune bench`, which holds 7 variants' networks and optimizer state.")
+print("ms: median over rounds of each run's median step. GFLOP/s: 3 x forward conv+linear "
+      "multiply-adds x 2 per step / step time. RSS: peak resident memory of the whole process "
+      "(one network, its optimizer state, one batch on each side).")
 EOF

@@ -1,6 +1,7 @@
 //! Time of the own convolution kernels per ResNet-18 layer shape (batch 32, 32 px, small
 //! stem) and per EfficientNet-Lite0 depthwise shape: forward, input gradient, weight
-//! gradient, in GFLOP/s. `cargo bench -p sptune --bench conv_kernels [-- THREADS]`.
+//! gradient, in GFLOP/s, beside one large product (the machine's practical peak).
+//! `cargo bench -p sptune --bench conv_kernels [-- THREADS [NAME-FILTER]]`.
 
 use std::time::Instant;
 
@@ -29,10 +30,12 @@ fn time<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    // `cargo bench` adds `--bench`: only the other arguments count
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let threads: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(2);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
@@ -174,6 +177,37 @@ fn main() {
             1,
         ),
     ];
+    // the machine's practical peak: one large square product through the same gemm crate
+    let n = 2048;
+    let (a, b) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
+    let mut c = vec![0f32; n * n];
+    let t = time(|| unsafe {
+        gemm::gemm(
+            n,
+            n,
+            n,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            n as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        )
+    });
+    println!(
+        "gemm {n}x{n}x{n}: {:.1} GFLOP/s on {threads} threads (the practical peak)",
+        2.0 * (n * n * n) as f64 / t / 1e9
+    );
     println!(
         "{:<20} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
         "layer", "fwd ms", "dx ms", "dw ms", "fwd GF/s", "dx GF/s", "dw GF/s"
@@ -181,7 +215,7 @@ fn main() {
     let mut total = [0f64; 3];
     let mut dw_total = [0f64; 3];
     let mut flops_total = 0f64;
-    let only = std::env::args().nth(2);
+    let only = args.get(1);
     for &(name, x, w, s, p, g, count) in shapes {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
