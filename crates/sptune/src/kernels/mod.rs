@@ -1,7 +1,9 @@
-//! Own CPU kernels under burn: the convolution of every model runs here on the CPU (Flex)
-//! backend, forward and backward ([`conv`] for the arithmetic, `ext` for burn's operation and
-//! its backward pass); other devices, dtypes and shapes the kernels do not take use burn's own
-//! `conv2d`. [`window`] holds the geometry shared with the Fisher engine.
+//! Own CPU kernels under burn. On the CPU (Flex) backend every model's convolutions, BatchNorms
+//! in training mode and ReLU6 run here, forward and backward: [`conv`], [`norm`] and
+//! [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
+//! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
+//! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
+//! engine. Each kernel is checked against burn's op in `tests/kernels.rs`.
 
 pub mod conv;
 pub mod elementwise;
