@@ -21,9 +21,9 @@
 //! 50 images is left out. Rounding differences grow along the pretrain and the two fine-tuning
 //! epochs; measured against the recording after the kernels: first-epoch losses 0.13 % at most,
 //! second-epoch losses 2.1 % (GL-SP-Fisher), penalties 1.0 %, test accuracy 0.04, training
-//! accuracy 0.06. The test still catches a run that breaks (a scheme's penalty is off by orders
-//! of magnitude, a wrong data set or a diverging optimizer moves the losses far past 5 %), not
-//! small drifts.
+//! accuracy 0.06. The test still catches a run that breaks outright (a scheme's penalty off by
+//! orders of magnitude, a diverging optimizer), not small drifts; the kernels' own tests catch
+//! those.
 
 use std::collections::BTreeMap;
 use std::path::Path;
