@@ -16,7 +16,8 @@
 # Defaults (5 steps, 2 rounds) take about 2 minutes for both architectures on 2 threads.
 #
 # Environment: SPTUNE_BIN (default target/release/sptune), SPTUNE_TORCH_PYTHON (a Python with
-# torch; default /work/.venv-torch/bin/python, else python3 if it imports torch).
+# torch; default .venv-torch/bin/python in the repository or its parent folder, else python3 if
+# it imports torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,7 @@ py=""
 if [ -n "${SPTUNE_TORCH_PYTHON:-}" ]; then
     candidates=("$SPTUNE_TORCH_PYTHON")
 else
-    candidates=(/work/.venv-torch/bin/python python3)
+    candidates=(.venv-torch/bin/python ../.venv-torch/bin/python python3)
 fi
 for c in "${candidates[@]}"; do
     if command -v "$c" >/dev/null && "$c" -c 'import torch' 2>/dev/null; then
@@ -60,11 +61,11 @@ for c in "${candidates[@]}"; do
 done
 if [ -z "$py" ]; then
     cat >&2 <<'EOF'
-No Python with torch found (tried $SPTUNE_TORCH_PYTHON, /work/.venv-torch/bin/python, python3).
-Make one with:
-    python3 -m venv /work/.venv-torch
-    /work/.venv-torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-    /work/.venv-torch/bin/pip install efficientnet-lite-pytorch
+No Python with torch found (tried $SPTUNE_TORCH_PYTHON, .venv-torch/bin/python here and in the
+parent folder, python3). Make one with:
+    python3 -m venv .venv-torch
+    .venv-torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    .venv-torch/bin/pip install efficientnet-lite-pytorch
 (or plain `pip install torch` from PyPI, ~5 GB with the CUDA libraries), or set SPTUNE_TORCH_PYTHON.
 EOF
     exit 2
