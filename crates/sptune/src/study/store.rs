@@ -489,10 +489,28 @@ impl Store {
     }
 
     fn set_wal(&self) -> Result<()> {
-        let mode: String = self
-            .conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
+        // Changing the journal mode needs the file to itself, and SQLite answers "database is
+        // locked" at once instead of waiting out the busy timeout when other connections are
+        // opening it at the same moment (several workers starting on a new study file): retry
+        // for as long as the busy timeout.
+        let start = std::time::Instant::now();
+        let mode: String = loop {
+            match self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            {
+                Ok(mode) => break mode,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && start.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(self.sql(e)),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(self.other(format!(
                 "cannot use WAL journal mode (got '{mode}'); is the file on a network drive?"
