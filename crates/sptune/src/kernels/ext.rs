@@ -10,7 +10,7 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Flex, backend_extension, tensor::FloatTensor};
+use burn::backend::{AutodiffBackend, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, TensorData};
 
 use super::conv::{self, Conv};
@@ -47,6 +47,10 @@ pub trait CpuKernels: burn::backend::Backend {
 
     /// `min(max(x, 0), 6)` elementwise, f32 (its gradient passes where `0 < x < 6`).
     fn sptune_relu6(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The mean (row 0) and biased variance (row 1) of each channel of `x` `[batch, channels,
+    /// h, w]`: `[2, channels]`, outside the autodiff graph.
+    fn sptune_channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// BatchNorm of `x` `[batch, channels, h, w]` with the batch statistics `mean`, `var`
     /// (given, computed from `x`: the gradient accounts for their dependence on `x`).
@@ -94,6 +98,13 @@ impl CpuKernels for Flex {
         let shape = x.layout().shape().clone();
         let y = super::elementwise::relu6(&values(&x));
         FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn sptune_channel_stats(x: FlexTensor) -> FlexTensor {
+        let dims = dims4(&x);
+        let (mut v, var) = norm::channel_stats(&values(&x), bn_dims(dims));
+        v.extend(var);
+        FlexTensor::from_data(TensorData::new(v, [2, dims[1]]))
     }
 
     fn sptune_batch_norm(
@@ -241,6 +252,10 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_relu6(x.into_primitive())),
         }
+    }
+
+    fn sptune_channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(Flex::sptune_channel_stats(x.into_primitive()))
     }
 
     fn sptune_batch_norm(

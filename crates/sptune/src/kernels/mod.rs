@@ -83,17 +83,13 @@ pub fn batch_norm(m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         return m.forward(x);
     }
     let device = x.device();
-    let [b, c, h, w] = x.dims();
-    let values = x.clone().inner().into_data();
-    let values = values.as_slice::<f32>().expect("f32 tensor");
-    let dims = norm::Dims {
-        batch: b,
-        channels: c,
-        plane: h * w,
-    };
-    let (mean, var) = norm::channel_stats(values, dims);
-    let stat = |v: Vec<f32>| Tensor::<1>::from_data(burn::tensor::TensorData::new(v, [c]), &device);
-    let (mean, var) = (stat(mean), stat(var));
+    let c = x.dims()[1];
+    // the batch statistics, read from x where it lies (no copy), outside the graph
+    let stats = Tensor::<2>::from_dispatch(<Dispatch as CpuKernels>::sptune_channel_stats(
+        x.clone().into_dispatch(),
+    ));
+    let mean = stats.clone().slice([0..1, 0..c]).reshape([c]);
+    let var = stats.slice([1..2, 0..c]).reshape([c]);
     let y = Tensor::<4>::from_dispatch(<Dispatch as CpuKernels>::sptune_batch_norm(
         x.into_dispatch(),
         m.gamma.val().into_dispatch(),
