@@ -136,31 +136,42 @@ def main():
     p.add_argument("--size", type=int, help="default 32 (resnet18), 224 (efficientnet-lite0)")
     p.add_argument("--width", type=int, default=64, help="ResNet base width")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (then cudnn.benchmark on, "
+                   "--warmup steps first, and a synchronize before each clock read)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first counts FLOPs)")
     a = p.parse_args()
     lite = a.arch == "efficientnet-lite0"
     batch = a.batch or (16 if lite else 32)
     size = a.size or (224 if lite else 32)
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
-    model = build(a.arch, size, a.width)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    model = build(a.arch, size, a.width).to(dev)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0)
-    x = torch.randn(batch, 3, size, size)
-    y = torch.arange(batch) % 10
+    x = torch.randn(batch, 3, size, size).to(dev)
+    y = (torch.arange(batch) % 10).to(dev)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    warmup = max(1, a.warmup)
     macs = [0]
     hooks = mac_hooks(model, macs)
     times = []
-    for i in range(a.steps + 1):
+    for i in range(a.steps + warmup):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        sync()
         dt = time.perf_counter() - t0
         if i == 0:  # the warm-up step counted the multiply-adds; time the rest without hooks
             for h in hooks:
                 h.remove()
-        else:
+        if i >= warmup:
             times.append(1e3 * dt)
     if not times:
         sys.exit("--steps must be at least 1")
@@ -170,6 +181,7 @@ def main():
         "batch": batch,
         "size": size,
         "threads": a.threads,
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
         "torch": torch.__version__,
         "step_ms_median": round(statistics.median(times), 2),
         "step_ms_all": [round(t, 2) for t in times],

@@ -15,7 +15,6 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde_json::json;
 use sptune::fisher::{Estimator, Fisher};
 use sptune::models::ModelSpec;
-use sptune::params;
 use sptune::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
 use sptune::train::Sgd;
 
@@ -120,8 +119,9 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
             let (penalty, sgd) = opt;
             penalty.apply(net, &mut grads, false);
             let n = sgd.step(0.01, net.clone(), grads);
-            // force the lazy/async backends to finish before reading the clock
-            let _ = params::values(&n).len();
+            // let the lazy/async backends (wgpu) finish before reading the clock
+            ad.sync()
+                .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
             let t2 = Instant::now();
             *net = n;
             if round > 0 {
