@@ -250,6 +250,11 @@ pub struct TrainArgs {
     /// override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Continue the killed run in this run directory from its last completed epoch (its
+    /// `config.toml` is the config; flags override it, and any change but a larger --epochs
+    /// makes the result differ from an uninterrupted run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
     /// Output checkpoint (.safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -4,14 +4,120 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Writes a file atomically: the bytes go to a temporary sibling which is renamed over
-/// `path` only once fully written, so a failure never leaves a half-written output.
+/// `path` only once fully written, so a failure never leaves a half-written output. An
+/// existing `path` that is not a regular file (a device, FIFO, socket or directory) is never
+/// replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_special(path)?;
     let tmp = tmp_sibling(path);
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// Errors when `path` exists and is not a regular file (symbolic links followed).
+fn refuse_special(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::invalid(
+            "output",
+            format!("{} is a directory", path.display()),
+        )),
+        Ok(m) if !m.is_file() => Err(Error::invalid(
+            "output",
+            format!(
+                "{} is not a regular file (a device, FIFO or socket); sptune never replaces one",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (same device and inode).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (a.canonicalize(), b.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Checks an output file before any work starts, so a bad path never wastes a run: it is not
+/// a directory or a special file, not the same file as one of `inputs`, and its nearest existing
+/// folder is a folder where a file can be created (probed with an empty file, removed at once).
+pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid("--out", "an empty path"));
+    }
+    refuse_special(path).map_err(|e| match e {
+        Error::Invalid { msg, .. } => Error::invalid("--out", msg),
+        e => e,
+    })?;
+    if let Some(i) = inputs.iter().find(|i| same_file(path, i)) {
+        return Err(Error::invalid(
+            "--out",
+            format!(
+                "{} is also the input {}; write the result elsewhere",
+                path.display(),
+                i.display()
+            ),
+        ));
+    }
+    let mut folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    while !folder.exists() {
+        match folder.parent() {
+            Some(p) if !p.as_os_str().is_empty() => folder = p.to_path_buf(),
+            _ => {
+                folder = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !folder.is_dir() {
+        return Err(Error::invalid(
+            "--out",
+            format!(
+                "{}: {} is not a directory",
+                path.display(),
+                folder.display()
+            ),
+        ));
+    }
+    let probe = folder.join(format!(".sptune-probe.{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::invalid(
+            "--out",
+            format!(
+                "{}: cannot create files in {}: {e}",
+                path.display(),
+                folder.display()
+            ),
+        )),
+    }
 }
 
 /// `dir/.name.tmp` beside `path`.

@@ -69,14 +69,45 @@ fn parse_hidden(s: &str) -> anyhow::Result<Vec<usize>> {
         .collect()
 }
 
+/// The config file: `--config`, or the `config.toml` of the `--resume` run directory.
+fn config_file(a: &TrainArgs) -> anyhow::Result<Option<std::path::PathBuf>> {
+    match (&a.resume, &a.config) {
+        (Some(dir), _) => {
+            let p = dir.join("config.toml");
+            anyhow::ensure!(
+                p.is_file(),
+                "invalid value for --resume: {} holds no config.toml (not an sptune run directory)",
+                dir.display()
+            );
+            Ok(Some(p))
+        }
+        (None, c) => Ok(c.clone()),
+    }
+}
+
+/// A resumed run keeps writing into the directory it was resumed from (which may have moved
+/// since its config was written).
+fn keep_run_dir(
+    a: &TrainArgs,
+    out: Option<&std::path::Path>,
+    run_dir: &mut Option<std::path::PathBuf>,
+) {
+    if let (Some(dir), Some(out), None) = (&a.resume, out, &a.run_dir)
+        && run::dir::run_dir_for(out, run_dir.as_deref()) != *dir
+    {
+        *run_dir = Some(dir.clone());
+    }
+}
+
 /// The resolved pretrain configuration.
 pub fn pretrain_config(a: PretrainArgs) -> anyhow::Result<PretrainConfig> {
-    let mut c = match &a.common.config {
-        Some(p) => PretrainConfig::from_toml(p)?,
+    let mut c = match config_file(&a.common)? {
+        Some(p) => PretrainConfig::from_toml(&p)?,
         None => PretrainConfig::default(),
     };
     set(&mut c.out, a.common.out.clone().map(Some));
     set(&mut c.run_dir, a.common.run_dir.clone().map(Some));
+    keep_run_dir(&a.common, c.out.as_deref(), &mut c.run_dir);
     apply_common(a.common, &mut c.data, &mut c.train);
     set(&mut c.model.arch, a.arch);
     set(&mut c.model.width, a.width);
@@ -91,12 +122,13 @@ pub fn pretrain_config(a: PretrainArgs) -> anyhow::Result<PretrainConfig> {
 
 /// The resolved finetune configuration.
 pub fn finetune_config(a: FinetuneArgs) -> anyhow::Result<FinetuneConfig> {
-    let mut c = match &a.common.config {
-        Some(p) => FinetuneConfig::from_toml(p)?,
+    let mut c = match config_file(&a.common)? {
+        Some(p) => FinetuneConfig::from_toml(&p)?,
         None => FinetuneConfig::default(),
     };
     set(&mut c.out, a.common.out.clone().map(Some));
     set(&mut c.run_dir, a.common.run_dir.clone().map(Some));
+    keep_run_dir(&a.common, c.out.as_deref(), &mut c.run_dir);
     apply_common(a.common, &mut c.data, &mut c.train);
     set(&mut c.start.init, a.init);
     if a.init_arch.is_some() {
@@ -133,20 +165,30 @@ fn print_outcome(o: &Outcome, g: &Global) -> anyhow::Result<ExitCode> {
 
 /// `sptune pretrain`.
 pub fn pretrain(a: PretrainArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let resume = a.common.resume.is_some();
     let cfg = pretrain_config(a)?;
     anyhow::ensure!(cfg.out.is_some(), "missing --out FILE.safetensors");
     let mut bar = Bar::new("pretrain", g.quiet);
-    let o = run::pretrain(&cfg, &g.device, &mut |p| bar.event(p))?;
+    let o = if resume {
+        run::resume_pretrain(&cfg, &g.device, &mut |p| bar.event(p))?
+    } else {
+        run::pretrain(&cfg, &g.device, &mut |p| bar.event(p))?
+    };
     bar.finish();
     print_outcome(&o, g)
 }
 
 /// `sptune finetune`.
 pub fn finetune(a: FinetuneArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let resume = a.common.resume.is_some();
     let cfg = finetune_config(a)?;
     anyhow::ensure!(cfg.out.is_some(), "missing --out FILE.safetensors");
     let mut bar = Bar::new(cfg.train.reg.name(), g.quiet);
-    let o = run::finetune(&cfg, &g.device, &mut |p| bar.event(p))?;
+    let o = if resume {
+        run::resume_finetune(&cfg, &g.device, &mut |p| bar.event(p))?
+    } else {
+        run::finetune(&cfg, &g.device, &mut |p| bar.event(p))?
+    };
     bar.finish();
     print_outcome(&o, g)
 }

@@ -97,7 +97,34 @@ pub fn pretrain(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
+    pretrain_inner(cfg, device, progress, false)
+}
+
+/// Continues the pretraining whose run directory belongs to `cfg` (the config read back from
+/// that directory's `config.toml`) from its last completed epoch ([`crate::train::resume`]);
+/// starts from epoch 0 when the run died before its first epoch ended.
+pub fn resume_pretrain(
+    cfg: &PretrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    pretrain_inner(cfg, device, progress, true)
+}
+
+fn pretrain_inner(
+    cfg: &PretrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+    resume: bool,
+) -> Result<Outcome> {
     cfg.validate()?;
+    let files = RunFiles::open(
+        cfg.out.as_deref(),
+        cfg.run_dir.as_deref(),
+        &[],
+        config::to_toml(cfg)?,
+        resume,
+    )?;
     let task = task::load(&cfg.data, 3)?;
     let (mean, std) = crate::data::channel_stats(&task.train);
     let side = task.train.height;
@@ -127,13 +154,13 @@ pub fn pretrain(
         progress,
         &mut |_| false,
         &mut lines,
+        files.as_ref(),
     )?;
     finish(
         outcome,
         None,
         cfg.out.as_deref(),
-        cfg.run_dir.as_deref(),
-        &config::to_toml(cfg)?,
+        files.as_ref(),
         &[("sptune_command", "pretrain".into())],
         lines,
     )
@@ -145,7 +172,18 @@ pub fn finetune(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
-    finetune_until(cfg, device, progress, &mut |_| false)
+    finetune_inner(cfg, device, progress, &mut |_| false, false)
+}
+
+/// Continues the fine-tune whose run directory belongs to `cfg` (the config read back from
+/// that directory's `config.toml`) from its last completed epoch ([`crate::train::resume`]);
+/// starts from epoch 0 when the run died before its first epoch ended.
+pub fn resume_finetune(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    finetune_inner(cfg, device, progress, &mut |_| false, true)
 }
 
 /// [`finetune`], asking `stop` after each epoch whether to end there (see
@@ -156,7 +194,26 @@ pub fn finetune_until(
     progress: &mut dyn FnMut(Progress),
     stop: &mut dyn FnMut(&EpochLog) -> bool,
 ) -> Result<Outcome> {
+    finetune_inner(cfg, device, progress, stop, false)
+}
+
+fn finetune_inner(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+    stop: &mut dyn FnMut(&EpochLog) -> bool,
+    resume: bool,
+) -> Result<Outcome> {
     cfg.validate()?;
+    let mut inputs = vec![cfg.start.init.as_path()];
+    inputs.extend(cfg.start.fisher.as_deref());
+    let files = RunFiles::open(
+        cfg.out.as_deref(),
+        cfg.run_dir.as_deref(),
+        &inputs,
+        config::to_toml(cfg)?,
+        resume,
+    )?;
     let source = Checkpoint::read(&cfg.start.init)?;
     let source_spec = source.spec_or_infer(cfg.start.init_arch.as_deref())?;
     // read before any data is loaded: the Fisher must describe exactly this source model
@@ -201,13 +258,13 @@ pub fn finetune_until(
         progress,
         stop,
         &mut lines,
+        files.as_ref(),
     )?;
     finish(
         outcome,
         Some(load),
         cfg.out.as_deref(),
-        cfg.run_dir.as_deref(),
-        &config::to_toml(cfg)?,
+        files.as_ref(),
         &[
             ("sptune_command", "finetune".into()),
             ("init", cfg.start.init.display().to_string()),
@@ -251,26 +308,9 @@ fn train_and_test(
     progress: &mut dyn FnMut(Progress),
     stop: &mut dyn FnMut(&EpochLog) -> bool,
     lines: &mut Vec<String>,
+    files: Option<&RunFiles>,
 ) -> Result<Trained> {
     let val = (!task.val.is_empty()).then_some(&task.val);
-    let mut epoch_lines = vec![];
-    let fitted = train::fit_until(
-        net,
-        &spec,
-        start,
-        &task.train,
-        val,
-        cfg,
-        ad,
-        &mut |p| {
-            if let Progress::Epoch(l) = &p {
-                epoch_lines.push(dir::epoch_line(l));
-            }
-            progress(p)
-        },
-        stop,
-    )?;
-    let (net, logs) = (fitted.net, fitted.logs);
     let bn = cfg.bn.resolve(&spec, start.is_some());
     lines.insert(
         0,
@@ -280,7 +320,52 @@ fn train_and_test(
             cfg.bn.name()
         ),
     );
-    lines.extend(epoch_lines);
+    let resume = match files.filter(|f| f.resume) {
+        Some(f) => train::resume::read(&f.state_dir())?,
+        None => None,
+    };
+    if let Some(f) = files {
+        f.begin()?;
+    }
+    if let Some(st) = &resume {
+        lines.extend(st.logs.iter().map(dir::epoch_line));
+        lines.push(format!(
+            "resumed after epoch {} from {}",
+            st.epochs_done,
+            files.map(|f| f.state_dir()).unwrap_or_default().display()
+        ));
+    }
+    let mut save = |st: &train::EpochState<'_>| -> Result<()> {
+        let Some(f) = files else { return Ok(()) };
+        train::resume::save(&f.state_dir(), st)?;
+        lines.push(dir::epoch_line(st.logs.last().expect("an epoch ended")));
+        f.write_progress(st.logs, lines)
+    };
+    let hooks = train::Hooks {
+        progress,
+        stop,
+        resume,
+        save_state: Some(&mut save),
+    };
+    let fitted = train::fit_with(net, &spec, start, &task.train, val, cfg, ad, hooks).map_err(
+        |e| match (e, files) {
+            (Error::Diverged(m), Some(f))
+                if train::resume::read(&f.state_dir()).is_ok_and(|s| s.is_some()) =>
+            {
+                Error::Diverged(format!(
+                    "{m}; the last good epoch is kept in {}: continue from it with --resume {} \
+                     and a lower --lr",
+                    f.state_dir().display(),
+                    f.dir.display()
+                ))
+            }
+            (e, _) => e,
+        },
+    )?;
+    let (net, logs) = (fitted.net, fitted.logs);
+    if files.is_none() {
+        lines.extend(logs.iter().map(dir::epoch_line));
+    }
     let net = net.valid();
     let test_acc = crate::eval::accuracy(&net, &spec, &task.test, 256, ad)?;
     lines.push(format!(
@@ -310,23 +395,23 @@ fn finish(
     (model, best, spec, mut report): Trained,
     load: Option<LoadReport>,
     out: Option<&Path>,
-    run_dir: Option<&Path>,
-    config_toml: &str,
+    files: Option<&RunFiles>,
     meta: &[(&str, String)],
     lines: Vec<String>,
 ) -> Result<Outcome> {
     report.load = load;
-    if let Some(out) = out {
+    if let (Some(out), Some(f)) = (out, files) {
         save_model(&model, &spec, out, meta)?;
         if let Some(b) = &best {
             save_model(b, &spec, &best_path(out), meta)?;
         }
-        let rd = dir::run_dir_for(out, run_dir);
         report.out = Some(out.to_path_buf());
-        report.run_dir = Some(rd.clone());
+        report.run_dir = Some(f.dir.clone());
         let json =
             serde_json::to_value(&report).map_err(|e| Error::Other(format!("result.json: {e}")))?;
-        dir::write(&rd, config_toml, &report.epochs, &lines, &json)?;
+        dir::write(&f.dir, &f.config_toml, &report.epochs, &lines, &json)?;
+        // the outputs are complete: the resume state has served its purpose
+        train::resume::clear(&f.state_dir())?;
     }
     Ok(Outcome {
         model,
@@ -334,6 +419,86 @@ fn finish(
         spec,
         report,
     })
+}
+
+/// The files of a run with an output: its run directory (config, per-epoch summary and log,
+/// resume state), checked and created before any work.
+struct RunFiles {
+    dir: PathBuf,
+    config_toml: String,
+    resume: bool,
+}
+
+impl RunFiles {
+    /// Checks the output paths (`out`, its `.best` sibling, the run directory) before any work
+    /// ([`crate::util::check_output`]: not a directory or special file, not one of `inputs`);
+    /// nothing is written until [`RunFiles::begin`]. `None` when there is no `out`.
+    fn open(
+        out: Option<&Path>,
+        run_dir: Option<&Path>,
+        inputs: &[&Path],
+        config_toml: String,
+        resume: bool,
+    ) -> Result<Option<RunFiles>> {
+        let Some(out) = out else {
+            if resume {
+                return Err(Error::invalid("--resume", "the run has no output (--out)"));
+            }
+            return Ok(None);
+        };
+        crate::util::check_output(out, inputs)?;
+        crate::util::check_output(&best_path(out), inputs)?;
+        let dir = dir::run_dir_for(out, run_dir);
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::invalid(
+                "--run-dir",
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        let files = RunFiles {
+            dir,
+            config_toml,
+            resume,
+        };
+        if resume && files.dir.join("result.json").exists() && !files.state_dir().exists() {
+            return Err(Error::invalid(
+                "--resume",
+                format!(
+                    "{}: the run finished (result.json is written); nothing to resume",
+                    files.dir.display()
+                ),
+            ));
+        }
+        Ok(Some(files))
+    }
+
+    /// Training starts: creates the run directory and writes `config.toml`; a fresh run
+    /// removes an older run's resume state and result there.
+    fn begin(&self) -> Result<()> {
+        if !self.resume {
+            train::resume::clear(&self.state_dir())?;
+            // an older run's result: this run's will replace it; until then it would say
+            // "finished" to --resume
+            let _ = std::fs::remove_file(self.dir.join("result.json"));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        crate::util::write_atomic(&self.dir.join("config.toml"), self.config_toml.as_bytes())
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        train::resume::state_dir(&self.dir)
+    }
+
+    /// Rewrites `summary.csv` and `log.txt` with the epochs so far (each atomically).
+    fn write_progress(&self, logs: &[EpochLog], lines: &[String]) -> Result<()> {
+        crate::util::write_atomic(
+            &self.dir.join("summary.csv"),
+            dir::summary_csv(logs).as_bytes(),
+        )?;
+        let mut log = lines.join("\n");
+        log.push('\n');
+        crate::util::write_atomic(&self.dir.join("log.txt"), log.as_bytes())
+    }
 }
 
 /// Where the model of the best validation epoch goes: `<out stem>.best.safetensors`.

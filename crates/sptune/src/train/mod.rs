@@ -7,6 +7,7 @@
 //! writes to `summary.csv`.
 
 pub mod prefix_cache;
+pub mod resume;
 pub mod schedule;
 pub mod sgd;
 
@@ -25,7 +26,15 @@ use crate::regularizer::{Anchor, Penalties, Penalty, PenaltyConfig, Scheme, Star
 use crate::util::Choice;
 use crate::{Error, Result};
 
+pub use resume::{EpochState, TrainState};
 pub use schedule::Schedule;
+
+/// The divergence guard's loss factor: a step whose loss exceeds this many times
+/// max(first step's loss, ln(classes)) stops the run ([`Error::Diverged`]).
+pub const DIVERGENCE_LOSS_FACTOR: f64 = 100.0;
+/// The divergence guard's weight bound: a trained parameter whose magnitude exceeds this at an
+/// epoch end stops the run (trained networks stay orders of magnitude below).
+pub const DIVERGENCE_WEIGHT_BOUND: f64 = 1e5;
 pub use sgd::Sgd;
 
 /// Optimization and regularization settings shared by `pretrain` and `finetune`.
@@ -271,7 +280,7 @@ pub fn recalibrate_bn(
 }
 
 /// One epoch's figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochLog {
     /// 1-based epoch.
     pub epoch: usize,
@@ -291,6 +300,29 @@ pub struct EpochLog {
     pub val_loss: Option<f64>,
     /// Wall time of the epoch.
     pub seconds: f64,
+}
+
+/// An independent copy of `net`. burn's `clone` shares each BatchNorm's running statistics
+/// (an `Arc`), so training the original would also change the copy's statistics: the best
+/// epoch's network would carry the last epoch's statistics.
+pub fn snapshot(net: &Net) -> Net {
+    net.valid().train()
+}
+
+/// The trained parameter of largest magnitude: (checkpoint name, max |w|); NaN counts as
+/// infinite.
+fn largest_weight(net: &Net) -> Option<(String, f64)> {
+    crate::params::values(net)
+        .into_iter()
+        .filter(|(i, _)| i.kind == crate::params::Kind::Param)
+        .map(|(i, v)| {
+            let m = v
+                .iter()
+                .map(|x| if x.is_nan() { f32::INFINITY } else { x.abs() })
+                .fold(0.0f32, f32::max);
+            (i.name, m as f64)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 /// Names frozen by `--freeze K` for this spec.
@@ -420,6 +452,48 @@ pub fn fit_until(
     progress: &mut dyn FnMut(Progress),
     stop: &mut dyn FnMut(&EpochLog) -> bool,
 ) -> Result<Fitted> {
+    let hooks = Hooks {
+        progress,
+        stop,
+        resume: None,
+        save_state: None,
+    };
+    fit_with(net, spec, start, train, val, cfg, device, hooks)
+}
+
+/// The epoch-end state writer of [`Hooks`].
+pub type SaveState<'a> = dyn FnMut(&EpochState<'_>) -> Result<()> + 'a;
+
+/// What [`fit_with`] does besides training.
+pub struct Hooks<'a> {
+    /// Progress events.
+    pub progress: &'a mut dyn FnMut(Progress),
+    /// Asked after each epoch but the last: end training there?
+    pub stop: &'a mut dyn FnMut(&EpochLog) -> bool,
+    /// Continue from this state (read with [`resume::read`]) instead of epoch 0.
+    pub resume: Option<TrainState>,
+    /// Called at every epoch end with the state to save (for example [`resume::save`]).
+    pub save_state: Option<&'a mut SaveState<'a>>,
+}
+
+/// [`fit_until`] with every hook: resuming from a saved state and saving one at each epoch end.
+/// A run resumed from the state of epoch k ends with the same bits as one never stopped.
+///
+/// Divergence guard: a non-finite loss or penalty, a step loss above
+/// [`DIVERGENCE_LOSS_FACTOR`] × max(first step's loss, ln(classes)), or a trained parameter
+/// above [`DIVERGENCE_WEIGHT_BOUND`] in magnitude at an epoch end stops with
+/// [`Error::Diverged`]; the state of the last good epoch is the last one saved.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_with(
+    net: Net,
+    spec: &ModelSpec,
+    start: Option<&StartingPoint>,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    device: &Device,
+    mut hooks: Hooks<'_>,
+) -> Result<Fitted> {
     cfg.validate()?;
     if cfg.reg.needs_starting_point() && start.is_none() {
         return Err(Error::invalid(
@@ -474,6 +548,49 @@ pub fn fit_until(
             cfg.beta
         )));
     }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);
+    let mut logs = Vec::new();
+    let mut first_loss = None;
+    let mut first_epoch = 0;
+    if let Some(st) = hooks.resume.take() {
+        if st.epochs_done > cfg.epochs {
+            return Err(Error::invalid(
+                "--epochs",
+                format!(
+                    "{}, but the resumed run has done {} epochs",
+                    cfg.epochs, st.epochs_done
+                ),
+            ));
+        }
+        let as_ckpt = |tensors: resume::Tensors| crate::models::checkpoint::Checkpoint {
+            path: "resume state".into(),
+            tensors,
+            metadata: Default::default(),
+        };
+        net = crate::models::checkpoint::load_into(net, spec, &as_ckpt(st.weights), false)?.0;
+        opt.import(
+            &resume::names_by_id(&net),
+            &st.momentum,
+            &device.clone().inner(),
+        )?;
+        rng = st.rng.restore()?;
+        if let Some(b) = st.best {
+            let bn_net = crate::models::checkpoint::load_into(
+                snapshot(&net),
+                spec,
+                &as_ckpt(b.weights),
+                false,
+            )?
+            .0;
+            best = Some((b.epoch, bn_net));
+            best_acc = b.val_acc;
+        }
+        first_loss = st.first_loss;
+        first_epoch = st.epochs_done;
+        logs = st.logs;
+    }
+    let names = resume::names_by_id(&net);
+    let loss_floor = (spec.classes.len().max(2) as f64).ln();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = spec.batch_options(cfg.augment);
     // the frozen prefix, computed once when it is the same in every epoch
@@ -490,18 +607,19 @@ pub fn fit_until(
             )? {
                 prefix_cache::Built::Cache(c) => Some(c),
                 prefix_cache::Built::Skipped(why) => {
-                    progress(Progress::Note(format!("--freeze {k}: {why}")));
+                    (hooks.progress)(Progress::Note(format!("--freeze {k}: {why}")));
                     None
                 }
             }
         }
         _ => None,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a);
+    let progress = &mut *hooks.progress;
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    progress(Progress::Start((steps_per_epoch * cfg.epochs) as u64));
-    let mut logs = Vec::new();
-    for epoch in 0..cfg.epochs {
+    progress(Progress::Start(
+        (steps_per_epoch * (cfg.epochs - first_epoch)) as u64,
+    ));
+    for epoch in first_epoch..cfg.epochs {
         let t0 = std::time::Instant::now();
         let lr = cfg.schedule.lr(cfg.lr, cfg.gamma, epoch, cfg.epochs);
         let order = data::epoch_order(train.len(), &mut rng);
@@ -526,9 +644,11 @@ pub fn fit_until(
                 .into_scalar::<i64>() as usize;
             let loss = loss_fn.forward(logits, y);
             let lv = loss.clone().inner().into_scalar::<f32>() as f64;
-            if !lv.is_finite() {
+            let reference = *first_loss.get_or_insert(lv);
+            if !lv.is_finite() || lv > DIVERGENCE_LOSS_FACTOR * reference.max(loss_floor) {
                 return Err(Error::Diverged(format!(
-                    "loss is {lv} at epoch {}, step {}; lower --lr (now {lr})",
+                    "loss is {lv:.4e} at epoch {}, step {} (the first step's was {reference:.4}; \
+                     the guard stops at {DIVERGENCE_LOSS_FACTOR}x); lower --lr (now {lr})",
                     epoch + 1,
                     b + 1
                 )));
@@ -571,13 +691,34 @@ pub fn fit_until(
                 log.penalty_new
             )));
         }
+        if let Some((name, w)) = largest_weight(&net).filter(|(_, w)| *w > DIVERGENCE_WEIGHT_BOUND)
+        {
+            return Err(Error::Diverged(format!(
+                "parameter {name} reached magnitude {w:.3e} at epoch {} (the guard stops at \
+                 {DIVERGENCE_WEIGHT_BOUND:e}); lower --lr (now {lr})",
+                epoch + 1
+            )));
+        }
         progress(Progress::Epoch(log.clone()));
         if let Some(v) = log.val_acc.filter(|v| *v > best_acc) {
             best_acc = v;
-            best = Some((log.epoch, net.clone()));
+            best = Some((log.epoch, snapshot(&net)));
         }
-        let halt = epoch + 1 < cfg.epochs && stop(&log);
+        let halt = epoch + 1 < cfg.epochs && (hooks.stop)(&log);
         logs.push(log);
+        if let Some(save) = hooks.save_state.as_mut() {
+            save(&EpochState {
+                epochs_done: epoch + 1,
+                logs: &logs,
+                rng: resume::RngState::of(&rng),
+                net: &net,
+                momentum: opt.export(&names),
+                best: best
+                    .as_ref()
+                    .map(|(e, n)| (*e, best_acc, n, *e == epoch + 1)),
+                first_loss,
+            })?;
+        }
         if halt {
             stopped = true;
             break;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::models::Net;
 use crate::regularizer::{from_group_view, group_view};
@@ -39,6 +39,51 @@ impl Sgd {
         self.scaled = ids;
         self.lr_mult = mult;
         self
+    }
+
+    /// The momentum buffers by parameter name (`names`: id -> checkpoint name), in the
+    /// optimizer's layout, for the resume state ([`super::resume`]).
+    pub fn export(&self, names: &HashMap<ParamId, String>) -> super::resume::Tensors {
+        self.buffers
+            .iter()
+            .filter_map(|(id, b)| {
+                let name = names.get(id)?;
+                let vals = b
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32 momentum");
+                Some((name.clone(), (b.dims().to_vec(), vals)))
+            })
+            .collect()
+    }
+
+    /// Restores buffers written by [`Sgd::export`] onto `device` (the non-autodiff device);
+    /// an unknown name or a wrong size is an error.
+    pub fn import(
+        &mut self,
+        names: &HashMap<ParamId, String>,
+        buffers: &super::resume::Tensors,
+        device: &Device,
+    ) -> crate::Result<()> {
+        let ids: HashMap<&str, ParamId> = names.iter().map(|(i, n)| (n.as_str(), *i)).collect();
+        for (name, (shape, vals)) in buffers {
+            let id = ids.get(name.as_str()).ok_or_else(|| {
+                crate::Error::Other(format!(
+                    "resume state: momentum of '{name}', a parameter this network lacks"
+                ))
+            })?;
+            if shape.len() != 2 || shape.iter().product::<usize>() != vals.len() {
+                return Err(crate::Error::Other(format!(
+                    "resume state: momentum of '{name}' has shape {shape:?} and {} values",
+                    vals.len()
+                )));
+            }
+            let t = Tensor::<2>::from_data(TensorData::new(vals.clone(), shape.clone()), device);
+            self.buffers.insert(*id, t);
+        }
+        Ok(())
     }
 
     /// One update of every parameter that has a gradient in `grads`, learning rate `lr`.
