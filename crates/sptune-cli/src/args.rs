@@ -13,9 +13,14 @@ use sptune::train::{BnMode, Schedule};
 #[derive(Parser, Debug)]
 #[command(name = "sptune", version, about, args_override_self = true)]
 pub struct Cli {
-    /// Compute threads (0 = all cores).
+    /// Compute threads (0 = all cores; more than the machine's cores is lowered to them).
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
+    /// Largest image decoded, in pixels (width x height, read from the file's header before
+    /// decoding); larger PNG/JPEG files are refused.
+    #[arg(long, global = true, default_value_t = sptune::runtime::DEFAULT_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
     /// Memory for the frozen stages' outputs with --freeze and no augmentation, in MiB (0 = off).
     #[arg(long, global = true, default_value_t = 2048)]
     pub cache_mb: usize,

@@ -1,14 +1,30 @@
 //! Device, thread and progress-output selection.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use burn::tensor::Device;
 
 use crate::{Error, Result};
 
+/// The number of threads the machine runs at once (`std::thread::available_parallelism`, 1
+/// when unknown).
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `n` compute threads capped at [`available_threads`]: more would only contend (and a huge
+/// `--threads` would start thousands of threads). Returns the count to use and whether it was
+/// lowered; `0` (all cores) stays `0`.
+pub fn cap_threads(n: usize) -> (usize, bool) {
+    let cores = available_threads();
+    if n > cores { (cores, true) } else { (n, false) }
+}
+
 /// Sets the size of the global compute thread pool (burn's Flex backend uses rayon).
-/// Call once, before any tensor work; `0` keeps the default (all cores).
+/// Call once, before any tensor work; `0` keeps the default (all cores). A count above the
+/// machine's parallelism is lowered to it ([`cap_threads`]).
 pub fn set_threads(n: usize) -> Result<()> {
+    let (n, _) = cap_threads(n);
     if n == 0 {
         return Ok(());
     }
@@ -46,6 +62,27 @@ pub fn set_cache_budget_mb(mb: usize) {
 /// The budget set by [`set_cache_budget_mb`].
 pub fn cache_budget_mb() -> usize {
     CACHE_BUDGET_MB.load(Ordering::Relaxed)
+}
+
+/// The default of [`max_pixels`]: 64 megapixels (e.g. 8192x8192).
+pub const DEFAULT_MAX_PIXELS: u64 = 64 << 20;
+
+/// Pixel budget of one decoded image.
+static MAX_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// Sets the largest image (width x height, from the file's header) that is decoded, for the
+/// whole process, like `--max-pixels`; default [`DEFAULT_MAX_PIXELS`]. A larger PNG/JPEG is
+/// refused before decoding: a few hundred KiB of PNG can declare 20000x20000 pixels, which
+/// decode to gigabytes. Decoding one image takes up to about 20 bytes per pixel at its peak
+/// (the decoded image and its f32 copy), and image folders decode one image per thread.
+/// `0` is taken as 1.
+pub fn set_max_pixels(n: u64) {
+    MAX_PIXELS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The budget set by [`set_max_pixels`].
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(Ordering::Relaxed)
 }
 
 /// Whether progress output of the library (download bars) is turned off.

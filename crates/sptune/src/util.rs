@@ -149,3 +149,81 @@ pub trait Choice: Sized + Copy + 'static {
             })
     }
 }
+
+/// Largest checkpoint file read whole (safetensors, Fisher files): 16 GiB.
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+/// Largest image file read (PNG/JPEG): 256 MiB; its pixels are bounded separately by
+/// [`crate::runtime::max_pixels`].
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+/// Largest text file read (TOML configs and study files): 16 MiB.
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+
+/// Opens an input file for reading after checking that it is a regular file (not a device
+/// such as `/dev/zero`, a FIFO or a directory, which could be read without end) of at most
+/// `max_bytes` bytes; returns the file and its length. The check is made on the opened handle,
+/// so the file checked is the file read.
+pub fn open_input(path: &Path, max_bytes: u64) -> Result<(std::fs::File, u64)> {
+    // a FIFO would block in open itself: refuse what is visibly not a regular file first
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path, &meta));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path, &meta));
+    }
+    if meta.len() > max_bytes {
+        return Err(Error::format(
+            path,
+            format!(
+                "file is {} bytes, over the limit of {max_bytes} bytes for this kind of input",
+                meta.len()
+            ),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+fn not_regular(path: &Path, meta: &std::fs::Metadata) -> Error {
+    if meta.is_dir() {
+        // what reading a directory reports: "Is a directory (os error 21)"
+        #[cfg(unix)]
+        return Error::io(path, std::io::Error::from_raw_os_error(libc::EISDIR));
+        #[cfg(not(unix))]
+        return Error::io(path, std::io::ErrorKind::IsADirectory.into());
+    }
+    Error::format(
+        path,
+        "is not a regular file (a device, FIFO or socket); inputs must be regular files",
+    )
+}
+
+/// The whole content of the input file `path`: a regular file of at most `max_bytes` bytes
+/// (see [`open_input`]). At most `max_bytes` are read even if the file grows meanwhile.
+pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (file, len) = open_input(path, max_bytes)?;
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > max_bytes {
+        return Err(Error::format(
+            path,
+            format!("file grew past the limit of {max_bytes} bytes while being read"),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_input`] as UTF-8 text, at most [`MAX_TEXT_BYTES`].
+pub fn read_input_text(path: &Path) -> Result<String> {
+    let bytes = read_input(path, MAX_TEXT_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
+}

@@ -110,3 +110,112 @@ fn nan_in_checkpoint_and_wrong_shapes_are_errors() {
         "{msg}"
     );
 }
+
+/// A checkpoint of a small MLP whose `spec` metadata is `spec_json`.
+fn checkpoint_with_spec(path: &std::path::Path, spec_json: String) {
+    let s = spec("mlp");
+    let net = s.init(&Device::flex()).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = params::values(&net)
+        .into_iter()
+        .map(|(i, v)| (i.name, i.shape, v))
+        .collect();
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("spec".to_string(), spec_json);
+    let bytes = sptune::models::checkpoint::to_bytes(&tensors, &[], meta).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn spec_metadata_sizes_are_bounded_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.safetensors");
+    let base = serde_json::to_value(spec("mlp")).unwrap();
+    let with = |key: &str, v: serde_json::Value| {
+        let mut s = base.clone();
+        s[key] = v;
+        s
+    };
+    let mut wide = with("width", 4096.into());
+    wide["arch"] = "resnet101".into();
+    let cases = [
+        (with("hidden", serde_json::json!([1u64 << 40])), "hidden"),
+        (with("hidden", serde_json::json!([0])), "hidden"),
+        (
+            with("input", serde_json::json!([1, 1 << 20, 1 << 20])),
+            "input",
+        ),
+        (with("input", serde_json::json!([1, 8192, 8])), "input"),
+        (with("input", serde_json::json!([1, 1, 1 << 25])), "input"),
+        (with("width", (1u64 << 20).into()), "width"),
+        (
+            with("hidden", serde_json::json!([1 << 20, 1 << 20, 1 << 20])),
+            "over the limit",
+        ),
+        (wide, "resnet101"),
+    ];
+    for (json, field) in cases {
+        checkpoint_with_spec(&path, json.to_string());
+        let ckpt = Checkpoint::read(&path).unwrap();
+        let e = ckpt.spec().unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.safetensors") && e.contains(field) && !e.contains('\n'),
+            "{json}: {e}"
+        );
+        // every path that builds a network from a checkpoint goes through `spec`
+        let e = load_model(&path, None, &Device::flex())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(field), "{e}");
+    }
+    // many input channels, and too many classes
+    let mut s = spec("mlp");
+    s.input = [65, 2, 2];
+    s.mean = vec![0.0; 65];
+    s.std = vec![1.0; 65];
+    assert!(s.validate().unwrap_err().to_string().contains("channels"));
+    let mut s = spec("mlp");
+    s.classes = (0..(1 << 20) + 1).map(|i| i.to_string()).collect();
+    assert!(s.validate().unwrap_err().to_string().contains("classes"));
+    // a flat MLP input (as inferred from a state dict) of 3x224x224 values is fine
+    let mut s = spec("mlp");
+    s.input = [1, 1, 3 * 224 * 224];
+    s.validate().unwrap();
+}
+
+#[test]
+fn param_count_matches_the_networks_built() {
+    let dev = Device::flex();
+    for (arch, stem) in [
+        ("resnet18", true),
+        ("resnet18", false),
+        ("resnet50", false),
+        ("mlp", true),
+        ("efficientnet-lite0", false),
+    ] {
+        let mut s = spec(arch);
+        s.small_stem = stem;
+        if arch == "efficientnet-lite0" {
+            s.input = [1, 32, 32];
+        }
+        let net = s.init(&dev).unwrap();
+        let table = params::table(&net);
+        let values: u128 = table
+            .iter()
+            .map(|i| i.shape.iter().product::<usize>() as u128)
+            .sum();
+        // ResNet counts one num_batches_tracked per BatchNorm too
+        let bns = table
+            .iter()
+            .filter(|i| i.name.ends_with("running_mean"))
+            .count() as u128;
+        let counted = s.architecture().unwrap().param_count(&s).unwrap();
+        if arch == "efficientnet-lite0" {
+            assert!(counted >= values, "{arch}: {counted} < {values}");
+        } else if arch == "mlp" {
+            assert_eq!(counted, values, "{arch}");
+        } else {
+            assert_eq!(counted, values + bns, "{arch} small_stem {stem}");
+        }
+    }
+}

@@ -231,3 +231,53 @@ fn empty_class_folder_and_bad_options_are_errors() {
         .to_string();
     assert!(e.contains("missing"), "{e}");
 }
+
+/// A PNG whose header declares `w x h` (a real 1x1 image with its IHDR patched and its CRC
+/// recomputed): the size check must come from the header, before any decoding.
+fn png_declaring(path: &Path, w: u32, h: u32) {
+    gray_png(path, 1, 1, &[7]);
+    let mut bytes = std::fs::read(path).unwrap();
+    // signature (8), IHDR length (4), "IHDR" (4), width, height, 5 bytes, CRC
+    bytes[16..20].copy_from_slice(&w.to_be_bytes());
+    bytes[20..24].copy_from_slice(&h.to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn image_over_the_pixel_budget_is_refused_from_its_header() {
+    let d = tempfile::tempdir().unwrap();
+    gray_png(&d.path().join("a/ok.png"), 2, 2, &[1, 2, 3, 4]);
+    png_declaring(&d.path().join("b/huge.png"), 20000, 20000);
+    let e = load_image_folder(d.path(), 1, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("huge.png")
+            && e.contains("20000x20000")
+            && e.contains("400000000 pixels")
+            && e.contains(&sptune::runtime::max_pixels().to_string())
+            && !e.contains('\n'),
+        "{e}"
+    );
+    // 8192x8192 is exactly the default budget: it gets past the check (and fails to decode
+    // the missing rows instead)
+    png_declaring(&d.path().join("b/huge.png"), 8192, 8192);
+    let e = load_image_folder(d.path(), 1, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("huge.png") && !e.contains("over the limit"),
+        "{e}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn image_that_is_not_a_regular_file_is_refused() {
+    let e = sptune::data::load_images(&[std::path::PathBuf::from("/dev/zero")], 1, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+}

@@ -256,3 +256,68 @@ fn absurd_header_is_an_error_not_a_panic() {
         "{e}"
     );
 }
+
+/// A gzip file of a small header followed by 256 MiB of zeros (repeated 16 MiB members):
+/// only the announced bytes and a 1 MiB probe past them are inflated, and the error says so.
+#[test]
+fn gzip_bomb_after_a_small_header_is_not_inflated() {
+    let d = tempfile::tempdir().unwrap();
+    write_set(d.path(), true);
+    let mut bomb = gz(&idx_images(3, 2, 2, &TRAIN_PIX));
+    let zeros = gz(&vec![0u8; 16 << 20]);
+    for _ in 0..16 {
+        bomb.extend_from_slice(&zeros);
+    }
+    std::fs::write(d.path().join("train-images-idx3-ubyte.gz"), &bomb).unwrap();
+    let t = std::time::Instant::now();
+    let e = err_of(d.path());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("more than 1048575 trailing bytes"),
+        "{e}"
+    );
+    // inflating all 256 MiB would take far longer than the 1 MiB probe
+    println!("refused in {:?}", t.elapsed());
+}
+
+/// A header announcing more pixels than `MAX_IDX_PIXELS` is refused before the body is read,
+/// compressed or plain (a plain file's size is checked first).
+#[test]
+fn header_over_the_pixel_limit_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    write_set(d.path(), true);
+    let header = idx_images(1 << 16, 256, 256, &[]);
+    std::fs::write(d.path().join("train-images-idx3-ubyte.gz"), gz(&header)).unwrap();
+    let e = err_of(d.path());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz")
+            && e.contains("65536 images of 256x256")
+            && e.contains("over the limit of 1073741824"),
+        "{e}"
+    );
+    // labels too
+    write_set(d.path(), true);
+    let mut header = vec![0, 0, 8, 1];
+    header.extend_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(d.path().join("t10k-labels-idx1-ubyte.gz"), gz(&header)).unwrap();
+    let e = err_of(d.path());
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("over the limit"),
+        "{e}"
+    );
+}
+
+/// An IDX file that is a device (here a link to `/dev/zero`) is refused, not read forever.
+#[cfg(unix)]
+#[test]
+fn non_regular_idx_file_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    write_set(d.path(), false);
+    let p = d.path().join("t10k-images-idx3-ubyte");
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+    let e = err_of(d.path());
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("not a regular file"),
+        "{e}"
+    );
+}

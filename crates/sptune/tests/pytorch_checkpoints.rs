@@ -180,3 +180,93 @@ fn safetensors_whose_header_length_starts_like_a_pickle_is_not_taken_for_one() {
     assert!(is_pytorch_file(&p));
     assert!(is_pytorch_file(&dir().join("resnet18_w2.pth")));
 }
+
+/// Pickle BINUNICODE and BININT.
+fn pk_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'X');
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn pk_int(out: &mut Vec<u8>, v: i32) {
+    out.push(b'J');
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A `torch.save` zip file written by hand: float tensors `(name, shape, strides)`, all views
+/// of one storage of `storage_len` floats (what `torch.save` writes for views of one tensor,
+/// e.g. tied weights; a stride-0 view is what `expand` gives, which PyTorch itself would clone).
+fn pth_views(path: &Path, storage_len: usize, views: &[(&str, &[i32], &[i32])]) {
+    let mut p = vec![0x80, 2, b'}', b'('];
+    for (name, shape, strides) in views {
+        pk_str(&mut p, name);
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        pk_str(&mut p, "storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        pk_str(&mut p, "0");
+        pk_str(&mut p, "cpu");
+        pk_int(&mut p, storage_len as i32);
+        p.extend_from_slice(b"tQ");
+        pk_int(&mut p, 0);
+        p.push(b'(');
+        shape.iter().for_each(|&d| pk_int(&mut p, d));
+        p.extend_from_slice(b"t(");
+        strides.iter().for_each(|&d| pk_int(&mut p, d));
+        p.extend_from_slice(b"t\x89ccollections\nOrderedDict\n)RtR");
+    }
+    p.extend_from_slice(b"u."); // SETITEMS, STOP
+    let storage: Vec<u8> = (0..storage_len)
+        .flat_map(|i| (i as f32).to_le_bytes())
+        .collect();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (entry, bytes) in [
+        ("archive/data.pkl", &p[..]),
+        ("archive/data/0", &storage[..]),
+        ("archive/version", b"3\n"),
+    ] {
+        z.start_file(entry, opts).unwrap();
+        std::io::Write::write_all(&mut z, bytes).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+#[test]
+fn stride_zero_view_larger_than_the_file_is_refused_before_reading() {
+    let d = tempfile::tempdir().unwrap();
+    // one float seen as 25000x25000 (2.5 GB): refused from the metadata, nothing materialized
+    let p = d.path().join("expand.pth");
+    pth_views(&p, 1, &[("w", &[25000, 25000], &[0, 0])]);
+    let e = read_err(&p);
+    assert!(
+        e.contains("w [25000, 25000]") && e.contains("2500000000") && e.contains("stride 0"),
+        "{e}"
+    );
+    // a smaller expansion (4 MB from a file of about 1 KB) too
+    pth_views(&p, 1, &[("w", &[1000, 1000], &[0, 0])]);
+    let e = read_err(&p);
+    assert!(e.contains("4000000"), "{e}");
+}
+
+#[test]
+fn views_sharing_a_storage_within_the_bound_load() {
+    // a 10x10 matrix and its transpose on one storage (tied weights), as PyTorch saves them
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("tied.pth");
+    pth_views(
+        &p,
+        100,
+        &[("a", &[10, 10], &[10, 1]), ("b", &[10, 10], &[1, 10])],
+    );
+    let c = Checkpoint::read(&p).unwrap_or_else(|e| panic!("{e}"));
+    let (sa, a) = &c.tensors["a"];
+    let (sb, b) = &c.tensors["b"];
+    assert_eq!((sa, sb), (&vec![10, 10], &vec![10, 10]));
+    assert_eq!(a[12], 12.0);
+    assert_eq!(b[12], 21.0);
+    // a small stride-0 expansion within the bound (a bias broadcast) loads as well
+    pth_views(&p, 1, &[("bias", &[64], &[0])]);
+    let c = Checkpoint::read(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tensors["bias"].1, vec![0.0; 64]);
+}

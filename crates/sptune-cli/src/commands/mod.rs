@@ -36,14 +36,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Auto(a) => a.jobs,
         _ => 1,
     };
-    let threads = if jobs > 1 && cli.threads == 0 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / jobs).max(1)
+    let (requested, lowered) = sptune::runtime::cap_threads(cli.threads);
+    if lowered {
+        eprintln!(
+            "note: --threads {} lowered to {requested}, the number of threads this machine runs at once",
+            cli.threads
+        );
+    }
+    let threads = if jobs > 1 && requested == 0 {
+        (sptune::runtime::available_threads() / jobs).max(1)
     } else {
-        cli.threads
+        requested
     };
     sptune::runtime::set_threads(threads)?;
     sptune::runtime::set_cache_budget_mb(cli.cache_mb);
+    sptune::runtime::set_max_pixels(cli.max_pixels);
     let g = Global {
         threads,
         device: sptune::runtime::device(&cli.device)?,

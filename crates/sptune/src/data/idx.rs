@@ -21,14 +21,15 @@ pub(crate) const IDX_FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-/// The path of `base` in `dir`: the plain file if present, else `base.gz` if present.
+/// The path of `base` in `dir`: the plain file if present, else `base.gz` if present. Any
+/// kind of file counts (a device or FIFO under that name is then refused by name when read).
 pub(crate) fn find_idx_file(dir: &Path, base: &str) -> Option<PathBuf> {
     let plain = dir.join(base);
-    if plain.is_file() {
+    if plain.exists() {
         return Some(plain);
     }
     let gz = dir.join(format!("{base}.gz"));
-    gz.is_file().then_some(gz)
+    gz.exists().then_some(gz)
 }
 
 /// True when `dir` holds all four IDX files (plain or `.gz`).
@@ -41,24 +42,168 @@ fn is_gz(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
-/// The whole content of `path`, gunzipped when the name ends in `.gz`.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if !is_gz(path) {
-        return Ok(raw);
+/// Largest number of pixels (bytes after the header) one IDX image file may announce: 2^30,
+/// i.e. 1 GiB of pixels, 4 GiB once converted to f32. Fashion-MNIST's training file holds
+/// 60000x28x28 = 47 million, EMNIST's largest (ByClass) 547 million. A header announcing more
+/// is refused before any pixel is read, so a small gzip file cannot inflate into gigabytes.
+pub const MAX_IDX_PIXELS: u64 = 1 << 30;
+
+/// Largest IDX file accepted on disk, compressed or not (2 GiB).
+const MAX_IDX_FILE_BYTES: u64 = 2 << 30;
+
+/// How far past the announced end a stream is read to count trailing bytes (1 MiB): enough for
+/// a precise message on a slightly-off file, while a bomb's gigabytes of trailing zeros are
+/// never inflated.
+const TRAILING_PROBE: u64 = 1 << 20;
+
+/// What an IDX file holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// Unsigned bytes, 3 dimensions: count, rows, columns.
+    Images,
+    /// Unsigned bytes, 1 dimension: count.
+    Labels,
+}
+
+impl Kind {
+    fn magic(self) -> u32 {
+        match self {
+            Kind::Images => IMAGES_MAGIC,
+            Kind::Labels => LABELS_MAGIC,
+        }
     }
-    // The gzip trailer stores the uncompressed size (mod 2^32): use it as a capacity hint.
-    let hint = raw
-        .len()
-        .checked_sub(4)
-        .map(|at| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as usize)
-        .unwrap_or(0)
-        .min(1 << 30);
-    let mut out = Vec::with_capacity(hint);
-    flate2::bufread::MultiGzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(path, format!("not a valid gzip file: {}", one_line(e))))?;
-    Ok(out)
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Images => "image",
+            Kind::Labels => "label",
+        }
+    }
+    fn header_len(self) -> usize {
+        match self {
+            Kind::Images => 16,
+            Kind::Labels => 8,
+        }
+    }
+}
+
+/// An IDX file read: the dimensions of its header (`[n, h, w]` or `[n]`) and the bytes after it.
+#[derive(Debug)]
+struct Idx {
+    dims: Vec<u32>,
+    body: Vec<u8>,
+}
+
+/// Reads the IDX file `path` (gunzipped as it is read when the name ends in `.gz`): the header
+/// first, then exactly the number of bytes the header announces, checked against
+/// [`MAX_IDX_PIXELS`] before any of them is read.
+fn read_idx(path: &Path, kind: Kind) -> Result<Idx> {
+    let (file, len) = crate::util::open_input(path, MAX_IDX_FILE_BYTES)?;
+    let file = std::io::BufReader::new(file);
+    if is_gz(path) {
+        read_idx_from(path, flate2::bufread::MultiGzDecoder::new(file), kind, None)
+    } else {
+        read_idx_from(path, file, kind, Some(len))
+    }
+}
+
+/// [`read_idx`] on the (decompressed) stream `src`; `file_len` is the size of a plain file,
+/// checked against the header before the body is read.
+fn read_idx_from(
+    path: &Path,
+    mut src: impl Read,
+    kind: Kind,
+    file_len: Option<u64>,
+) -> Result<Idx> {
+    let gz = file_len.is_none();
+    let read_err = |e: std::io::Error| {
+        if gz {
+            Error::format(path, format!("not a valid gzip file: {}", one_line(e)))
+        } else {
+            Error::io(path, e)
+        }
+    };
+    let hlen = kind.header_len();
+    let mut head = Vec::with_capacity(hlen);
+    src.by_ref()
+        .take(hlen as u64)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    if head.len() >= 4 {
+        check_magic(path, &head, kind.magic(), kind.name())?;
+    }
+    if head.len() < hlen {
+        return Err(Error::format(
+            path,
+            format!(
+                "truncated: expected at least {hlen} bytes of IDX {} header, got {}",
+                kind.name(),
+                head.len()
+            ),
+        ));
+    }
+    let dims: Vec<u32> = (4..hlen).step_by(4).map(|at| be_u32(&head, at)).collect();
+    let what = match kind {
+        Kind::Images => {
+            let (n, h, w) = (dims[0], dims[1], dims[2]);
+            if h == 0 || w == 0 {
+                return Err(Error::format(
+                    path,
+                    format!("image size {h}x{w} has no pixels"),
+                ));
+            }
+            format!("{n} images of {h}x{w}")
+        }
+        Kind::Labels => format!("{} labels", dims[0]),
+    };
+    let body_len: u128 = dims.iter().map(|&d| d as u128).product();
+    let expected = hlen as u128 + body_len;
+    // a plain file's size is known: compare before reading anything more
+    if let Some(len) = file_len {
+        check_len(path, len as u128, expected, &what)?;
+    }
+    if kind == Kind::Images && body_len > MAX_IDX_PIXELS as u128 {
+        return Err(Error::format(
+            path,
+            format!(
+                "header announces {what} = {body_len} pixels, over the limit of {MAX_IDX_PIXELS} \
+                 pixels per IDX file"
+            ),
+        ));
+    }
+    // labels: one byte per image, so at most as many as the image limit
+    if kind == Kind::Labels && body_len > MAX_IDX_PIXELS as u128 {
+        return Err(Error::format(
+            path,
+            format!("header announces {what}, over the limit of {MAX_IDX_PIXELS} labels"),
+        ));
+    }
+    let body_len = body_len as u64;
+    // grows with the bytes that arrive, from at most 64 MiB reserved up front
+    let mut body = Vec::with_capacity(body_len.min(64 << 20) as usize);
+    src.by_ref()
+        .take(body_len)
+        .read_to_end(&mut body)
+        .map_err(read_err)?;
+    if (body.len() as u64) < body_len {
+        check_len(path, (hlen + body.len()) as u128, expected, &what)?;
+    }
+    // nothing may follow; count at most TRAILING_PROBE bytes of it
+    let extra =
+        std::io::copy(&mut src.take(TRAILING_PROBE), &mut std::io::sink()).map_err(read_err)?;
+    if extra >= TRAILING_PROBE {
+        let unit = if gz { " (decompressed)" } else { "" };
+        return Err(Error::format(
+            path,
+            format!(
+                "more than {} trailing bytes: expected {expected} bytes{unit} for {what}",
+                TRAILING_PROBE - 1
+            ),
+        ));
+    }
+    if extra > 0 {
+        check_len(path, expected + extra as u128, expected, &what)?;
+    }
+    Ok(Idx { dims, body })
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -66,21 +211,20 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Checks the byte length of an IDX file against what its header announces.
-fn check_len(path: &Path, got: usize, expected: u128, what: &str) -> Result<()> {
+fn check_len(path: &Path, got: u128, expected: u128, what: &str) -> Result<()> {
     let unit = if is_gz(path) { " (decompressed)" } else { "" };
-    let got_n = got as u128;
-    if got_n < expected {
+    if got < expected {
         return Err(Error::format(
             path,
             format!("truncated: expected {expected} bytes{unit} for {what}, got {got}"),
         ));
     }
-    if got_n > expected {
+    if got > expected {
         return Err(Error::format(
             path,
             format!(
                 "{} trailing bytes: expected {expected} bytes{unit} for {what}, got {got}",
-                got_n - expected
+                got - expected
             ),
         ));
     }
@@ -98,64 +242,14 @@ fn check_magic(path: &Path, bytes: &[u8], want: u32, kind: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parsed image file: count, rows, columns, pixel bytes after the header.
-fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<(usize, usize, usize, &'a [u8])> {
-    if bytes.len() >= 4 {
-        check_magic(path, bytes, IMAGES_MAGIC, "image")?;
-    }
-    if bytes.len() < 16 {
-        return Err(Error::format(
-            path,
-            format!(
-                "truncated: expected at least 16 bytes of IDX image header, got {}",
-                bytes.len()
-            ),
-        ));
-    }
-    let (n, h, w) = (be_u32(bytes, 4), be_u32(bytes, 8), be_u32(bytes, 12));
-    if h == 0 || w == 0 {
-        return Err(Error::format(
-            path,
-            format!("image size {h}x{w} has no pixels"),
-        ));
-    }
-    let expected = 16 + n as u128 * h as u128 * w as u128;
-    check_len(
-        path,
-        bytes.len(),
-        expected,
-        &format!("{n} images of {h}x{w}"),
-    )?;
-    Ok((n as usize, h as usize, w as usize, &bytes[16..]))
-}
-
-fn parse_labels<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
-    if bytes.len() >= 4 {
-        check_magic(path, bytes, LABELS_MAGIC, "label")?;
-    }
-    if bytes.len() < 8 {
-        return Err(Error::format(
-            path,
-            format!(
-                "truncated: expected at least 8 bytes of IDX label header, got {}",
-                bytes.len()
-            ),
-        ));
-    }
-    let n = be_u32(bytes, 4);
-    check_len(path, bytes.len(), 8 + n as u128, &format!("{n} labels"))?;
-    Ok(&bytes[8..])
-}
-
-/// One split read from its image and label file. Classes are filled in by the caller.
-fn load_split(
-    images_path: &Path,
-    image_bytes: &[u8],
-    labels_path: &Path,
-    label_bytes: &[u8],
-) -> Result<Dataset> {
-    let (n, h, w, pixels) = parse_images(images_path, image_bytes)?;
-    let labels = parse_labels(labels_path, label_bytes)?;
+/// One split from its image and label file. Classes are filled in by the caller.
+fn load_split(images_path: &Path, images: Idx, labels_path: &Path, labels: Idx) -> Result<Dataset> {
+    let (n, h, w) = (
+        images.dims[0] as usize,
+        images.dims[1] as usize,
+        images.dims[2] as usize,
+    );
+    let labels = labels.body;
     if labels.len() != n {
         return Err(Error::format(
             labels_path,
@@ -167,7 +261,7 @@ fn load_split(
         ));
     }
     Ok(Dataset {
-        images: pixels.iter().map(|&b| b as f32 / 255.0).collect(),
+        images: images.body.iter().map(|&b| b as f32 / 255.0).collect(),
         labels: labels.iter().map(|&l| l as usize).collect(),
         classes: Vec::new(),
         channels: 1,
@@ -194,15 +288,25 @@ pub fn load_idx_dir(dir: &Path) -> Result<Splits> {
         })?);
     }
     // Decompression dominates: read the four files in parallel (on the global rayon pool,
-    // which `--threads` sizes), in order.
-    let contents: Vec<Result<Vec<u8>>> = paths.par_iter().map(|p| read_maybe_gz(p)).collect();
-    let mut it = contents.into_iter();
-    let mut next = || it.next().unwrap_or_else(|| Ok(Vec::new()));
-    let (tr_img, tr_lab, te_img, te_lab) = (next()?, next()?, next()?, next()?);
+    // which `--threads` sizes), in order; the first failing file (in that order) is the error.
+    let kinds = [Kind::Images, Kind::Labels, Kind::Images, Kind::Labels];
+    let contents: Vec<Result<Idx>> = paths
+        .par_iter()
+        .zip(kinds)
+        .map(|(p, k)| read_idx(p, k))
+        .collect();
+    let mut it = contents
+        .into_iter()
+        .collect::<Result<Vec<Idx>>>()?
+        .into_iter();
+    let (Some(tr_img), Some(tr_lab), Some(te_img), Some(te_lab)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(Error::Other("IDX: four files expected".into()));
+    };
 
-    let mut train = load_split(&paths[0], &tr_img, &paths[1], &tr_lab)?;
-    drop((tr_img, tr_lab));
-    let mut test = load_split(&paths[2], &te_img, &paths[3], &te_lab)?;
+    let mut train = load_split(&paths[0], tr_img, &paths[1], tr_lab)?;
+    let mut test = load_split(&paths[2], te_img, &paths[3], te_lab)?;
     if train.is_empty() {
         return Err(Error::format(&paths[0], "holds no images"));
     }
@@ -294,7 +398,9 @@ mod tests {
     #[test]
     fn header_shorter_than_16_bytes_is_truncated() {
         let p = Path::new("x-images");
-        let err = parse_images(p, &[0, 0, 8, 3, 0]).unwrap_err().to_string();
+        let err = read_idx_from(p, &[0u8, 0, 8, 3, 0][..], Kind::Images, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("x-images") && err.contains("truncated"),
             "{err}"
@@ -304,9 +410,29 @@ mod tests {
     #[test]
     fn trailing_bytes_are_rejected() {
         let p = Path::new("lab");
-        let err = parse_labels(p, &[0, 0, 8, 1, 0, 0, 0, 1, 5, 6])
+        let bytes = [0u8, 0, 8, 1, 0, 0, 0, 1, 5, 6];
+        for len in [None, Some(bytes.len() as u64)] {
+            let err = read_idx_from(p, &bytes[..], Kind::Labels, len)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("1 trailing bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_header_over_the_pixel_limit_is_refused_before_reading() {
+        let p = Path::new("big-images.gz");
+        // 2^16 images of 2^8 x 2^8 = 2^32 pixels announced, none present
+        let mut bytes = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in [1u32 << 16, 1 << 8, 1 << 8] {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        let err = read_idx_from(p, &bytes[..], Kind::Images, None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("1 trailing bytes"), "{err}");
+        assert!(
+            err.contains("big-images.gz") && err.contains("over the limit"),
+            "{err}"
+        );
     }
 }

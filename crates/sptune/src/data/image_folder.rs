@@ -146,9 +146,34 @@ fn decode_all(
 
 /// One image file -> CHW `channels x resize x resize` pixels in `[0, 1]`.
 pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| Error::format(path, format!("cannot decode image: {}", one_line(e))))?;
+    let bytes = crate::util::read_input(path, crate::util::MAX_IMAGE_BYTES)?;
+    let cannot =
+        |e: image::ImageError| Error::format(path, format!("cannot decode image: {}", one_line(e)));
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))
+    };
+    // the size from the header, checked against the pixel budget before anything is decoded
+    let (w, h) = reader()?.into_dimensions().map_err(cannot)?;
+    let budget = crate::runtime::max_pixels();
+    let pixels = w as u64 * h as u64;
+    if pixels > budget {
+        return Err(Error::format(
+            path,
+            format!(
+                "image is {w}x{h} ({pixels} pixels), over the limit of {budget} pixels per image \
+                 (--max-pixels)"
+            ),
+        ));
+    }
+    let mut reader = reader()?;
+    // and the decoder's allocations, as a second guard: 8 bytes per pixel (16-bit RGBA) plus
+    // 64 MiB of working memory
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(budget.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let img = reader.decode().map_err(cannot)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(Error::format(path, "image has no pixels"));

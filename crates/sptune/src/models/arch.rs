@@ -47,4 +47,12 @@ pub trait Architecture: Send + Sync {
     fn validate(&self, _spec: &ModelSpec) -> Result<()> {
         Ok(())
     }
+
+    /// The number of values (parameters and buffers) the network of `spec` holds, or an upper
+    /// bound of it, computed without building it; `None` when unknown. [`ModelSpec::validate`]
+    /// refuses a spec over [`super::MAX_PARAMS`] before anything is allocated. Called on specs
+    /// that passed the generic size bounds, so it may multiply sizes without overflow in u128.
+    fn param_count(&self, _spec: &ModelSpec) -> Option<u128> {
+        None
+    }
 }

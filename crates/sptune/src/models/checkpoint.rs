@@ -104,7 +104,7 @@ impl Checkpoint {
                 metadata: HashMap::new(),
             });
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = util::read_input(path, util::MAX_CHECKPOINT_BYTES)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -155,7 +155,9 @@ impl Checkpoint {
         super::registry::get(arch)?
             .infer_spec(&shapes, &mut spec)
             .map_err(|n| Error::format(&self.path, format!("no tensor {n} for --arch {arch}")))?;
-        spec.validate()?;
+        spec.validate().map_err(|e| {
+            Error::format(&self.path, format!("spec inferred for --arch {arch}: {e}"))
+        })?;
         Ok(spec)
     }
 

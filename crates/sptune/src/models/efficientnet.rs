@@ -281,4 +281,11 @@ impl super::arch::Architecture for Lite0 {
     fn bn_momentum(&self) -> Option<f64> {
         Some(BN_MOMENTUM)
     }
+
+    /// An upper bound: the backbone (3.4 million values) counted as 4 million, plus the stem's
+    /// and the head's, which depend on the spec.
+    fn param_count(&self, spec: &super::ModelSpec) -> Option<u128> {
+        let (c, classes) = (spec.input[0] as u128, spec.num_classes() as u128);
+        Some(4_000_000 + c * 32 * 9 + 1281 * classes)
+    }
 }

@@ -115,4 +115,13 @@ impl super::arch::Architecture for MlpArch {
     fn bn_momentum(&self) -> Option<f64> {
         None
     }
+
+    /// Weights and biases of every layer.
+    fn param_count(&self, spec: &super::ModelSpec) -> Option<u128> {
+        let [c, h, w] = spec.input.map(|v| v as u128);
+        let mut sizes = vec![c * h * w];
+        sizes.extend(spec.hidden.iter().map(|&v| v as u128));
+        sizes.push(spec.num_classes() as u128);
+        Some(sizes.windows(2).map(|p| (p[0] + 1) * p[1]).sum())
+    }
 }

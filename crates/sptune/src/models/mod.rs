@@ -75,8 +75,32 @@ fn default_width() -> usize {
     64
 }
 
+/// Most input channels a spec may have.
+pub const MAX_INPUT_CHANNELS: usize = 64;
+/// Largest input height and width (a flat input `[c, 1, w]`, as an MLP's, may be wider, within
+/// [`MAX_INPUT_VALUES`]).
+pub const MAX_INPUT_SIDE: usize = 4096;
+/// Most values in one input image (c x h x w): 2^24, e.g. 1x4096x4096 or 3x2048x2048.
+pub const MAX_INPUT_VALUES: usize = 1 << 24;
+/// Most output classes.
+pub const MAX_CLASSES: usize = 1 << 20;
+/// Largest MLP hidden size.
+pub const MAX_HIDDEN: usize = 1 << 20;
+/// Most hidden layers of an MLP.
+pub const MAX_HIDDEN_LAYERS: usize = 1024;
+/// Largest ResNet base width (torchvision: 64).
+pub const MAX_WIDTH: usize = 4096;
+/// Most values (parameters and buffers) a spec's network may hold: 2^31 (8 GiB as f32).
+pub const MAX_PARAMS: u128 = 1 << 31;
+
 impl ModelSpec {
-    /// Checks the spec for consistency (known arch, sizes, normalization lengths).
+    /// Checks the spec for consistency (known arch, sizes, normalization lengths) and its
+    /// sizes against fixed bounds, before anything is allocated for it (a spec comes from a
+    /// checkpoint's metadata, which can say anything): at most [`MAX_INPUT_CHANNELS`] input
+    /// channels, [`MAX_INPUT_SIDE`] pixels of height and width, [`MAX_INPUT_VALUES`] values per
+    /// input, [`MAX_CLASSES`] classes, [`MAX_HIDDEN_LAYERS`] hidden layers of at most
+    /// [`MAX_HIDDEN`], width [`MAX_WIDTH`], and [`MAX_PARAMS`] values in the network. Each error
+    /// names the field.
     pub fn validate(&self) -> Result<()> {
         let arch = registry::get(&self.arch)?;
         if self.classes.is_empty() {
@@ -92,6 +116,7 @@ impl ModelSpec {
                 format!("{:?} has a zero size", self.input),
             ));
         }
+        self.check_sizes()?;
         if self.mean.len() != c || self.std.len() != c {
             return Err(Error::invalid(
                 "mean/std",
@@ -108,7 +133,78 @@ impl ModelSpec {
                 format!("{s} is not a positive number"),
             ));
         }
-        arch.validate(self)
+        arch.validate(self)?;
+        if let Some(n) = arch.param_count(self)
+            && n > MAX_PARAMS
+        {
+            return Err(Error::invalid(
+                "spec",
+                format!(
+                    "the {} network would hold {n} values, over the limit of {MAX_PARAMS}",
+                    self.arch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fixed bounds of [`ModelSpec::validate`] on each size.
+    fn check_sizes(&self) -> Result<()> {
+        let over = |what: &str, v: usize, max: usize| {
+            Error::invalid(what, format!("{v} is over the limit of {max}"))
+        };
+        let [c, h, w] = self.input;
+        if c > MAX_INPUT_CHANNELS {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "{c} channels in {:?}, over the limit of {MAX_INPUT_CHANNELS}",
+                    self.input
+                ),
+            ));
+        }
+        let flat = h == 1;
+        if h > MAX_INPUT_SIDE || (w > MAX_INPUT_SIDE && !flat) {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "{:?} is over the limit of {MAX_INPUT_SIDE} pixels of height and width",
+                    self.input
+                ),
+            ));
+        }
+        let values = c as u128 * h as u128 * w as u128;
+        if values > MAX_INPUT_VALUES as u128 {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "{:?} is {values} values per image, over the limit of {MAX_INPUT_VALUES}",
+                    self.input
+                ),
+            ));
+        }
+        if self.classes.len() > MAX_CLASSES {
+            return Err(over("classes", self.classes.len(), MAX_CLASSES));
+        }
+        if self.hidden.len() > MAX_HIDDEN_LAYERS {
+            return Err(Error::invalid(
+                "hidden",
+                format!(
+                    "{} layers, over the limit of {MAX_HIDDEN_LAYERS}",
+                    self.hidden.len()
+                ),
+            ));
+        }
+        if let Some(&v) = self.hidden.iter().find(|&&v| v == 0 || v > MAX_HIDDEN) {
+            return Err(Error::invalid(
+                "hidden",
+                format!("size {v} is not between 1 and {MAX_HIDDEN}"),
+            ));
+        }
+        if self.width > MAX_WIDTH {
+            return Err(over("width", self.width, MAX_WIDTH));
+        }
+        Ok(())
     }
 
     /// The spec's architecture from the registry.

@@ -40,6 +40,10 @@ pub fn is_pytorch_file(path: &Path) -> bool {
         Some("safetensors") => return false,
         _ => {}
     }
+    // only a regular file is sniffed (opening a FIFO would block); others are refused later
+    if !path.is_file() {
+        return false;
+    }
     let mut head = [0u8; 9];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
@@ -118,9 +122,60 @@ fn unwrap_names(mut names: BTreeMap<String, String>) -> BTreeMap<String, String>
     }
 }
 
+/// How many times the file's size the tensors of a `.pth` file may take in all when
+/// materialized. A view shares its storage, so the tensors may legitimately exceed the stored
+/// bytes (tied weights, a few overlapping views), but a view expanded with stride 0 (a few
+/// bytes of storage declared as a 25000x25000 tensor) would materialize gigabytes from a file
+/// of kilobytes: it is refused before any tensor is read.
+pub const MAX_VIEW_EXPANSION: u64 = 4;
+
+/// Slack added to the bound of [`MAX_VIEW_EXPANSION`] for tiny files (scalars, headers).
+const VIEW_SLACK_BYTES: u64 = 64 << 10;
+
+/// Checks that the tensors `tensors` declare fit the file (`file_len` bytes): the sum over
+/// tensors of elements x element size is at most [`MAX_VIEW_EXPANSION`] x the file size (plus
+/// 64 KiB). The error names the largest tensor.
+fn check_declared_sizes(
+    path: &Path,
+    file_len: u64,
+    tensors: &std::collections::HashMap<String, burn_store::pytorch_reader::Tensor>,
+) -> Result<()> {
+    let bytes_of = |t: &burn_store::pytorch_reader::Tensor| -> u128 {
+        t.shape().iter().fold(t.dtype().size() as u128, |acc, &d| {
+            acc.saturating_mul(d as u128)
+        })
+    };
+    let total: u128 = tensors.values().map(bytes_of).fold(0, u128::saturating_add);
+    let limit =
+        u128::from(file_len) * u128::from(MAX_VIEW_EXPANSION) + u128::from(VIEW_SLACK_BYTES);
+    if total <= limit {
+        return Ok(());
+    }
+    // a total over the limit has a tensor; the largest (first by name on ties) is named
+    let Some((name, big)) = tensors
+        .iter()
+        .max_by_key(|(n, t)| (bytes_of(t), std::cmp::Reverse(n.as_str())))
+    else {
+        return Ok(());
+    };
+    Err(Error::format(
+        path,
+        format!(
+            "tensors declare {total} bytes in all (largest: {name} {:?} {:?}, {} bytes) but the \
+             file holds {file_len}; views expanding their storage past {MAX_VIEW_EXPANSION}x the \
+             file size (e.g. stride 0) are refused",
+            big.shape(),
+            big.dtype(),
+            bytes_of(big)
+        ),
+    ))
+}
+
 /// Reads the tensors of a PyTorch checkpoint, converted to f32 (such a file carries no
 /// metadata); [`super::checkpoint::Checkpoint::read`] makes a checkpoint of them.
 pub fn read(path: &Path) -> Result<Tensors> {
+    // a regular file of bounded size; the reader opens it again by path
+    let (_, file_len) = crate::util::open_input(path, crate::util::MAX_CHECKPOINT_BYTES)?;
     if let Ok(v) = PytorchReader::read_pickle_data(path, None)
         && let Some((at, name)) = foreign_global(&v, "")
     {
@@ -139,6 +194,7 @@ pub fn read(path: &Path) -> Result<Tensors> {
     if tensors.is_empty() {
         return Err(Error::format(path, "holds no tensors"));
     }
+    check_declared_sizes(path, file_len, &tensors)?;
     let names = unwrap_names(tensors.keys().map(|k| (k.clone(), k.clone())).collect());
     let mut out = BTreeMap::new();
     for (orig, name) in names {

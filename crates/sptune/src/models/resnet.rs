@@ -349,4 +349,50 @@ impl super::arch::Architecture for ResNetArch {
         }
         Ok(())
     }
+
+    fn param_count(&self, spec: &super::ModelSpec) -> Option<u128> {
+        param_count(
+            self.depth,
+            spec.input[0],
+            spec.num_classes(),
+            spec.width,
+            spec.small_stem,
+        )
+    }
+}
+
+/// The values (parameters and BatchNorm buffers) of [`ResNet::new`]'s network, counted from
+/// its structure without building it.
+pub fn param_count(
+    depth: usize,
+    in_channels: usize,
+    num_classes: usize,
+    width: usize,
+    small_stem: bool,
+) -> Option<u128> {
+    let (bottleneck, blocks) = layout(depth)?;
+    let [cin0, classes, w] = [in_channels, num_classes, width].map(|v| v as u128);
+    let expansion = if bottleneck { 4 } else { 1 };
+    // weight, bias, running mean and variance, plus num_batches_tracked
+    let bn = |c: u128| 4 * c + 1;
+    let k = if small_stem { 3 } else { 7 };
+    let mut n = cin0 * w * k * k + bn(w);
+    let mut cin = w;
+    for (i, &blocks) in blocks.iter().enumerate() {
+        let planes = w << i;
+        let cout = planes * expansion;
+        for b in 0..blocks {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            n += if bottleneck {
+                cin * planes + planes * planes * 9 + planes * cout + 2 * bn(planes) + bn(cout)
+            } else {
+                cin * planes * 9 + planes * planes * 9 + 2 * bn(planes)
+            };
+            if stride != 1 || cin != cout {
+                n += cin * cout + bn(cout);
+            }
+            cin = cout;
+        }
+    }
+    Some(n + cin * classes + classes)
 }

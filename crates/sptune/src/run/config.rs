@@ -258,7 +258,7 @@ pub fn to_toml<T: Serialize>(cfg: &T) -> Result<String> {
 /// Reads `path` and lays its tables over `defaults`, key by key (nested tables merged).
 /// Reads `path` laid over `defaults` (see [`merge`]).
 fn from_toml_over<T: Serialize + DeserializeOwned>(path: &Path, defaults: &T) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::util::read_input_text(path)?;
     let file: toml::Table = toml::from_str(&text).map_err(|e| Error::format(path, e.message()))?;
     let mut base = match toml::Value::try_from(defaults) {
         Ok(toml::Value::Table(t)) => t,

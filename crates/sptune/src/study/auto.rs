@@ -67,7 +67,7 @@ pub fn auto(
         .ok_or_else(|| Error::Other("no search trial finished; raise the budget".into()))?;
     let (point, val_acc) = choice[winner.name()];
     let model = final_checkpoint(dir, winner, 1);
-    let bytes = std::fs::read(&model).map_err(|e| Error::io(&model, e))?;
+    let bytes = crate::util::read_input(&model, crate::util::MAX_CHECKPOINT_BYTES)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

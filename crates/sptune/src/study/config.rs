@@ -201,7 +201,7 @@ impl StudyConfig {
     /// Reads a study file laid over the defaults; errors name the file, and for TOML errors
     /// the key and line.
     pub fn from_toml(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::util::read_input_text(path)?;
         Self::from_toml_text(&text, path)
     }
 
