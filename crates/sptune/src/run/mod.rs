@@ -347,8 +347,13 @@ fn train_and_test(
         resume,
         save_state: Some(&mut save),
     };
-    let fitted = train::fit_with(net, &spec, start, &task.train, val, cfg, ad, hooks).map_err(
-        |e| match (e, files) {
+    let fitted = train::fit_with(net, &spec, start, &task.train, val, cfg, ad, hooks)
+        .inspect_err(|_| {
+            if let Some(f) = files {
+                f.abandon_if_empty();
+            }
+        })
+        .map_err(|e| match (e, files) {
             (Error::Diverged(m), Some(f))
                 if train::resume::read(&f.state_dir()).is_ok_and(|s| s.is_some()) =>
             {
@@ -360,8 +365,7 @@ fn train_and_test(
                 ))
             }
             (e, _) => e,
-        },
-    )?;
+        })?;
     let (net, logs) = (fitted.net, fitted.logs);
     if files.is_none() {
         lines.extend(logs.iter().map(dir::epoch_line));
@@ -483,6 +487,15 @@ impl RunFiles {
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         crate::util::write_atomic(&self.dir.join("config.toml"), self.config_toml.as_bytes())
+    }
+
+    /// After a failure before the first epoch ended: removes what [`RunFiles::begin`] wrote
+    /// (and the run directory if that leaves it empty), so a failed run leaves nothing.
+    fn abandon_if_empty(&self) {
+        if !self.state_dir().exists() {
+            let _ = std::fs::remove_file(self.dir.join("config.toml"));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 
     fn state_dir(&self) -> PathBuf {
