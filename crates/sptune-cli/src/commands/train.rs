@@ -145,6 +145,8 @@ pub fn pretrain(a: PretrainArgs, g: &Global) -> anyhow::Result<ExitCode> {
 pub fn finetune(a: FinetuneArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let cfg = finetune_config(a)?;
     anyhow::ensure!(cfg.out.is_some(), "missing --out FILE.safetensors");
+    cfg.validate()?;
+    cfg.check_source()?;
     let mut bar = Bar::new(cfg.train.reg.name(), g.quiet);
     let o = run::finetune(&cfg, &g.device, &mut |p| bar.event(p))?;
     bar.finish();

@@ -140,6 +140,17 @@ impl FinetuneConfig {
         from_toml_over(path, &FinetuneConfig::default())
     }
 
+    /// The source model's spec (read from `start.init`, inferred with `--init-arch` for a
+    /// file without sptune metadata; errors name that option) checked against the training
+    /// options that depend on it (`--freeze` within its stages): what to call before any data
+    /// is loaded, so that such mistakes fail at once.
+    pub fn check_source(&self) -> Result<crate::models::ModelSpec> {
+        let source = crate::models::checkpoint::Checkpoint::read(&self.start.init)?;
+        let spec = source.spec_or_infer_as(self.start.init_arch.as_deref(), "--init-arch")?;
+        check_freeze(self.train.freeze, &spec)?;
+        Ok(spec)
+    }
+
     /// Checks ranges and consistency; the error names the option and the value.
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
@@ -246,7 +257,33 @@ impl PretrainConfig {
         if self.model.width == 0 {
             return Err(Error::invalid("--width", "must be positive"));
         }
-        Ok(())
+        // the stages depend on the architecture and the hidden sizes only
+        let spec = crate::models::ModelSpec {
+            arch: self.model.arch.clone(),
+            classes: vec![],
+            input: [1, 1, 1],
+            width: self.model.width,
+            small_stem: false,
+            hidden: self.model.hidden.clone(),
+            mean: vec![],
+            std: vec![],
+        };
+        if crate::models::registry::get(&spec.arch).is_err() {
+            // an unknown name is reported where the network is built
+            return Ok(());
+        }
+        check_freeze(self.train.freeze, &spec)
+    }
+}
+
+/// `--freeze K` within the stages of `spec` (what training checks too, here before any work).
+fn check_freeze(freeze: Option<usize>, spec: &crate::models::ModelSpec) -> Result<()> {
+    match freeze.filter(|k| *k > spec.stages()) {
+        Some(k) => Err(Error::invalid(
+            "--freeze",
+            format!("{k}, but {} has {} stages", spec.arch, spec.stages()),
+        )),
+        None => Ok(()),
     }
 }
 
