@@ -138,7 +138,7 @@ pub struct AutoArgs {
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// Target classes.
-    #[arg(long)]
+    #[arg(long, value_parser = class_list)]
     pub classes: String,
     /// Training images per class (default: all).
     #[arg(long)]
@@ -200,6 +200,27 @@ fn parse_minutes(s: &str) -> Result<f64, String> {
         Ok(minutes)
     } else {
         Err(format!("{s:?} is not a positive duration"))
+    }
+}
+
+/// A count that must be at least 1 (`--steps`, `--batch-size`, `--top`, ...).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0: must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// A class selection given on the command line: an empty one is an error (leave the flag out
+/// for all classes) rather than silently meaning all of them.
+fn class_list(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err(format!(
+            "{s:?} is an empty class list (leave --classes out for all classes)"
+        ))
+    } else {
+        Ok(s.to_string())
     }
 }
 
@@ -270,7 +291,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: Option<String>,
     /// Classes, e.g. `0-4`, `5,6,9`; the head's output i is the i-th listed class.
-    #[arg(long)]
+    #[arg(long, value_parser = class_list)]
     pub classes: Option<String>,
     /// Keep the first N training images of each class after a seeded shuffle.
     #[arg(long)]
@@ -428,7 +449,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// How many classes to list per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = positive)]
     pub top: usize,
     /// PNG or JPEG files.
     #[arg(required = true)]
@@ -481,7 +502,7 @@ pub struct FisherArgs {
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// The source task's classes (default: the model's own class names).
-    #[arg(long)]
+    #[arg(long, value_parser = class_list)]
     pub classes: Option<String>,
     /// Use the first N training examples in file order (after class selection); 0 = all.
     #[arg(long, default_value_t = 0)]
@@ -534,19 +555,19 @@ pub struct DemoArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Timed steps per variant (after one warm-up step).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     pub steps: usize,
     /// Only the plain step (one network in memory: for peak-memory comparisons with PyTorch).
     #[arg(long)]
     pub plain_only: bool,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub batch_size: usize,
     /// Image side.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub size: usize,
     /// ResNet base width (64 = ResNet-18 as in torchvision).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     pub width: usize,
     /// Architecture (resnet18, ..., efficientnet-lite0); small stem for sizes up to 64 px.
     #[arg(long, default_value = "resnet18")]
@@ -557,19 +578,19 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct BenchFisherArgs {
     /// Examples the Fisher is averaged over.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = positive)]
     pub examples: usize,
     /// Classes of the model's head.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     pub classes: usize,
     /// Examples per batched backward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     pub batch_size: usize,
     /// Image side (one channel; three for efficientnet-lite0).
-    #[arg(long, default_value_t = 28)]
+    #[arg(long, default_value_t = 28, value_parser = positive)]
     pub size: usize,
     /// ResNet-18 base width (64 = torchvision's).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub width: usize,
     /// Architecture: resnet18 (small stem) or efficientnet-lite0 (random weights either way).
     #[arg(long, default_value = "resnet18")]

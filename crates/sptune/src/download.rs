@@ -57,7 +57,9 @@ impl std::fmt::Debug for Options<'_> {
 
 /// Downloads `url` to `dest` (whose folder must exist): into a temporary sibling, renamed over
 /// `dest` only once the body is complete and passed the checks of `opts`. Returns the number
-/// of bytes. On failure nothing is left behind, and the error is one line naming `url`.
+/// of bytes. On failure nothing is left behind, and the error is one line naming `url` (for a
+/// digest mismatch also the expected and the actual SHA-256). The temporary name is unique per
+/// process and call ([`util::tmp_sibling`]), so concurrent downloads of one file do not mix.
 pub fn download(url: &str, dest: &Path, opts: &Options<'_>) -> Result<u64> {
     let fail = |why: String| Error::Other(format!("{url}: {why}"));
     let tmp = util::tmp_sibling(dest);
@@ -136,12 +138,8 @@ fn fetch_checked(
     bar.finish_and_clear();
     let total = streamed?;
     if let Some(want) = opts.sha256 {
-        let hash = hex(&hasher.finalize());
-        if !hash.starts_with(&want.to_ascii_lowercase()) {
-            return Err(format!(
-                "SHA-256 {hash} is not the published one; nothing was written"
-            ));
-        }
+        check_digest(&hex(&hasher.finalize()), want)
+            .map_err(|why| format!("{why}; nothing was kept"))?;
     }
     if let Some(verify) = opts.verify {
         verify(tmp)?;
@@ -150,14 +148,55 @@ fn fetch_checked(
 }
 
 /// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The SHA-256 of `bytes` in lowercase hex (for tests).
-#[cfg(test)]
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+/// The SHA-256 of the file at `path` in lowercase hex (read in chunks).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Checks the SHA-256 of the file at `path` against `expected` (hex, either case; a full
+/// digest or, for torchvision files, the prefix their names carry). A mismatch is one line
+/// naming the file, the expected and the actual digest.
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_file(path)?;
+    check_digest(&actual, expected)
+        .map_err(|why| Error::Other(format!("{}: {why}", path.display())))
+}
+
+/// `actual` (lowercase hex) against `expected` (a digest or a prefix of at least 8 hex
+/// digits); the reason on mismatch.
+pub(crate) fn check_digest(actual: &str, expected: &str) -> std::result::Result<(), String> {
+    let want = expected.trim().to_ascii_lowercase();
+    let well_formed = (8..=64).contains(&want.len()) && want.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err(format!(
+            "expected SHA-256 {expected:?} is not 8 to 64 hex digits"
+        ));
+    }
+    if actual.starts_with(&want) {
+        Ok(())
+    } else {
+        Err(format!("SHA-256 mismatch: expected {want}, got {actual}"))
+    }
 }
 
 /// The trusted roots: the system's CA bundle as curl and OpenSSL find it (`$SSL_CERT_FILE`,
@@ -293,14 +332,22 @@ mod tests {
         let url = test_server(vec![("/a".into(), b"hello".to_vec())]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("a");
+        let wrong = "ab".repeat(32);
         let bad = Options {
-            sha256: Some("00"),
+            sha256: Some(&wrong),
             ..Options::default()
         };
         let err = download(&format!("{url}/a"), &dest, &bad)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("SHA-256") && err.contains("/a"), "{err}");
+        let actual = sha256_hex(b"hello");
+        assert!(
+            err.starts_with(&format!("{url}/a: SHA-256 mismatch"))
+                && err.contains(&format!("expected {wrong}"))
+                && err.contains(&format!("got {actual}")),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
         let refuse = |_: &Path| Err("refused\nby the check".to_string());
         let checked = Options {
             verify: Some(&refuse),
@@ -311,6 +358,110 @@ mod tests {
             .to_string();
         assert!(err.ends_with("refused; by the check"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// SHA-256("abc"), FIPS 180-2 appendix B.1.
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn verify_sha256_of_a_local_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc.txt");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), ABC);
+        verify_sha256(&p, ABC).unwrap();
+        verify_sha256(&p, &ABC.to_ascii_uppercase()).unwrap();
+        // a torchvision-style prefix
+        verify_sha256(&p, &ABC[..8]).unwrap();
+        let wrong = format!("{}0", &ABC[..63]);
+        let err = verify_sha256(&p, &wrong).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: SHA-256 mismatch: expected {wrong}, got {ABC}",
+                p.display()
+            )
+        );
+        // too short to mean anything, or not hex
+        for bad in ["", "ba78", "not-a-digest"] {
+            let err = verify_sha256(&p, bad).unwrap_err().to_string();
+            assert!(err.contains("hex digits"), "{bad:?}: {err}");
+        }
+        let err = verify_sha256(&dir.path().join("missing"), ABC)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn interrupted_body_leaves_nothing() {
+        use std::io::{BufRead, BufReader};
+        // announces 100000 bytes, sends 10 and hangs up
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n0123456789",
+                );
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("big.bin");
+        let url = format!("http://{addr}/big.bin");
+        let opts = Options {
+            quiet: true,
+            ..Options::default()
+        };
+        let err = download(&url, &dest, &opts).unwrap_err().to_string();
+        assert!(err.starts_with(&url) && !err.contains('\n'), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn temporary_names_are_unique_per_call() {
+        let dest = Path::new("/some/dir/w.pth");
+        let (a, b) = (util::tmp_sibling(dest), util::tmp_sibling(dest));
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            assert_eq!(t.parent(), dest.parent());
+            let name = t.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with(&format!(".w.pth.{}.", std::process::id()))
+                    && name.ends_with(".tmp"),
+                "{name}"
+            );
+        }
+        // many threads downloading the same file at once: each gets its own temporary file,
+        // every call succeeds and one complete file is left
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let url = format!(
+            "{}/same.bin",
+            test_server(vec![("/same.bin".into(), body.clone())])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("same.bin");
+        let hash = sha256_hex(&body);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let opts = Options {
+                        sha256: Some(&hash),
+                        quiet: true,
+                        ..Options::default()
+                    };
+                    download(&url, &dest, &opts).unwrap();
+                });
+            }
+        });
+        assert_eq!(std::fs::read(&dest).unwrap(), body);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

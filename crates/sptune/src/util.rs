@@ -120,13 +120,17 @@ pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
     }
 }
 
-/// `dir/.name.tmp` beside `path`.
+/// `dir/.name.PID.N.tmp` beside `path`: unique per process (the pid) and per call (`N`, a
+/// process-wide counter), so concurrent writers of the same file, in one process or several,
+/// never share a temporary file.
 pub fn tmp_sibling(path: &Path) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
 /// An option with a fixed set of values (`--reg`, `--bn`, ...): one list of variants, one

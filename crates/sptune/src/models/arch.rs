@@ -27,7 +27,8 @@ pub trait Architecture: Send + Sync {
     fn build(&self, spec: &ModelSpec, device: &Device) -> Result<Net>;
 
     /// Fills `spec` (preset with ImageNet's 3x224x224 input and normalization) from the
-    /// checkpoint's tensor shapes; the error names the missing tensor.
+    /// checkpoint's tensor shapes; the error is the missing tensor's name, or a sentence (with
+    /// spaces) saying what does not fit.
     fn infer_spec(&self, shapes: Shapes, spec: &mut ModelSpec) -> std::result::Result<(), String>;
 
     /// Checkpoint names of the head.

@@ -140,6 +140,11 @@ impl Checkpoint {
     /// torchvision state dict): width from `conv1.weight`, stem from its kernel size, classes
     /// from the head. Normalization defaults to ImageNet's.
     pub fn infer_spec(&self, arch: &str) -> Result<ModelSpec> {
+        self.infer_spec_as(arch, "--arch")
+    }
+
+    /// [`Checkpoint::infer_spec`], its errors naming `flag` as the option that gave `arch`.
+    fn infer_spec_as(&self, arch: &str, flag: &str) -> Result<ModelSpec> {
         let shape = |n: &str| self.tensors.get(n).map(|(s, _)| s.clone());
         let mut spec = ModelSpec {
             arch: arch.to_string(),
@@ -154,22 +159,58 @@ impl Checkpoint {
         let shapes = |n: &str| shape(n);
         super::registry::get(arch)?
             .infer_spec(&shapes, &mut spec)
-            .map_err(|n| Error::format(&self.path, format!("no tensor {n} for --arch {arch}")))?;
+            .map_err(|why| {
+                // a bare tensor name, or a sentence saying what does not fit
+                let msg = if why.contains(' ') {
+                    format!("{why} ({flag} {arch})")
+                } else {
+                    format!("no tensor {why} for {flag} {arch}")
+                };
+                Error::format(&self.path, msg)
+            })?;
         spec.validate().map_err(|e| {
-            Error::format(&self.path, format!("spec inferred for --arch {arch}: {e}"))
+            Error::format(&self.path, format!("spec inferred for {flag} {arch}: {e}"))
         })?;
         Ok(spec)
+    }
+
+    /// An error naming the file and the first tensor (in name order) holding a NaN or an
+    /// infinite value, if any.
+    pub fn check_finite(&self) -> Result<()> {
+        match self
+            .tensors
+            .iter()
+            .find(|(_, (_, v))| v.iter().any(|x| !x.is_finite()))
+        {
+            Some((name, _)) => Err(Error::Checkpoint {
+                path: self.path.clone(),
+                msg: format!("tensor {name} contains NaN or infinite values"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The spec from metadata, or inferred with `arch` (else the metadata's `arch`, which known
     /// weights carry) when the file has none.
     pub fn spec_or_infer(&self, arch: Option<&str>) -> Result<ModelSpec> {
+        self.spec_or_infer_as(arch, "--arch")
+    }
+
+    /// [`Checkpoint::spec_or_infer`] for a command whose option naming the architecture is
+    /// `flag` (finetune's `--init-arch`): its errors name that option.
+    pub fn spec_or_infer_as(&self, arch: Option<&str>, flag: &str) -> Result<ModelSpec> {
         match (self.metadata.contains_key("spec"), arch) {
             (true, _) => self.spec(),
-            (false, Some(a)) => self.infer_spec(a),
+            (false, Some(a)) => self.infer_spec_as(a, flag),
             (false, None) => match self.metadata.get("arch") {
-                Some(a) => self.infer_spec(a),
-                None => self.spec(),
+                Some(a) => self.infer_spec_as(a, flag),
+                None => Err(Error::format(
+                    &self.path,
+                    format!(
+                        "no sptune metadata (`spec`); pass {flag} to describe the network (one of {})",
+                        super::registry::names().join(", ")
+                    ),
+                )),
             },
         }
     }

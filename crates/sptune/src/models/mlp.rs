@@ -69,7 +69,10 @@ impl super::arch::Architecture for MlpArch {
         )))
     }
 
-    /// Sizes from `fc1.weight`, `fc2.weight`, ...; the input as one flat row.
+    /// Sizes from `fc1.weight`, `fc2.weight`, ...; the input from `fc1.weight`'s columns: a
+    /// square gray image (`1 x s x s`), else a square color one (`3 x s x s`), with
+    /// normalization left out (mean 0, std 1). Any other width is an error: sptune's batches
+    /// are square images.
     fn infer_spec(
         &self,
         shapes: super::arch::Shapes,
@@ -86,10 +89,22 @@ impl super::arch::Architecture for MlpArch {
             k += 1;
         }
         let classes = outs.pop().ok_or("fc1.weight")?;
+        let square = |n: usize| (1..=n).take_while(|s| s * s <= n).find(|s| s * s == n);
+        let channels = match (square(first_in), first_in % 3) {
+            (Some(_), _) => 1,
+            (None, 0) if square(first_in / 3).is_some() => 3,
+            _ => {
+                return Err(format!(
+                    "fc1.weight takes {first_in} inputs, not the pixels of a square image \
+                     with 1 or 3 channels"
+                ));
+            }
+        };
+        let side = square(first_in / channels).unwrap_or(1);
         spec.hidden = outs;
-        spec.input = [1, 1, first_in];
-        spec.mean = vec![0.0];
-        spec.std = vec![1.0];
+        spec.input = [channels, side, side];
+        spec.mean = vec![0.0; channels];
+        spec.std = vec![1.0; channels];
         spec.classes = (0..classes).map(|i| i.to_string()).collect();
         Ok(())
     }

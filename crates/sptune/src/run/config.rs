@@ -246,7 +246,33 @@ impl PretrainConfig {
         if self.model.width == 0 {
             return Err(Error::invalid("--width", "must be positive"));
         }
-        Ok(())
+        // the stages depend on the architecture and the hidden sizes only
+        let spec = crate::models::ModelSpec {
+            arch: self.model.arch.clone(),
+            classes: vec![],
+            input: [1, 1, 1],
+            width: self.model.width,
+            small_stem: false,
+            hidden: self.model.hidden.clone(),
+            mean: vec![],
+            std: vec![],
+        };
+        if crate::models::registry::get(&spec.arch).is_err() {
+            // an unknown name is reported where the network is built
+            return Ok(());
+        }
+        check_freeze(self.train.freeze, &spec)
+    }
+}
+
+/// `--freeze K` within the stages of `spec` (what training checks too, here before any work).
+pub(crate) fn check_freeze(freeze: Option<usize>, spec: &crate::models::ModelSpec) -> Result<()> {
+    match freeze.filter(|k| *k > spec.stages()) {
+        Some(k) => Err(Error::invalid(
+            "--freeze",
+            format!("{k}, but {} has {} stages", spec.arch, spec.stages()),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -215,7 +215,8 @@ fn finetune_inner(
         resume,
     )?;
     let source = Checkpoint::read(&cfg.start.init)?;
-    let source_spec = source.spec_or_infer(cfg.start.init_arch.as_deref())?;
+    let source_spec = source.spec_or_infer_as(cfg.start.init_arch.as_deref(), "--init-arch")?;
+    config::check_freeze(cfg.train.freeze, &source_spec)?;
     // read before any data is loaded: the Fisher must describe exactly this source model
     let fisher = match &cfg.start.fisher {
         Some(path) => Some(read_fisher(path)?),

@@ -1,0 +1,504 @@
+//! Bad arguments and bad inputs fail cleanly: exit 2, one line on stderr naming the value or
+//! the file, no panic, no output file (issue 12).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use safetensors::tensor::{Dtype, TensorView};
+
+fn sptune() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sptune"));
+    c.arg("--quiet");
+    c
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+    stdout: String,
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let o = sptune().args(args).output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Exit 2, one line on stderr containing every needle, no panic, nothing on stdout, and
+/// `out` (if given) not written, no temporary file beside it.
+fn assert_clean_failure(r: &Run, needles: &[&str], out: Option<&Path>) {
+    assert_eq!(r.code, 2, "expected exit 2; stderr: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line, got: {:?}",
+        r.stderr
+    );
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error {:?} does not mention {n:?}",
+            lines[0]
+        );
+    }
+    assert!(r.stdout.trim().is_empty(), "stdout: {}", r.stdout);
+    if let Some(out) = out {
+        assert!(
+            !out.exists(),
+            "{} was written despite the error",
+            out.display()
+        );
+        if let Some(rd) = out.parent().and_then(|dir| std::fs::read_dir(dir).ok()) {
+            for e in rd {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
+            }
+        }
+    }
+}
+
+fn assert_success(r: &Run) {
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+/// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright.
+fn tiny_idx(dir: &Path, classes: u8, per_class: usize) {
+    for (split, n_per) in [("train", per_class), ("t10k", per_class / 2)] {
+        let (mut img, mut lab) = (vec![], vec![]);
+        for i in 0..(classes as usize * n_per) {
+            let c = (i % classes as usize) as u8;
+            for p in 0..64usize {
+                let v = if p / 8 == c as usize % 8 {
+                    200
+                } else {
+                    ((i * 7 + p * 13) % 40) as u8
+                };
+                img.push(v);
+            }
+            lab.push(c);
+        }
+        let n = lab.len();
+        sptune::data::write_idx(
+            &img,
+            &lab,
+            n,
+            8,
+            8,
+            &dir.join(format!("{split}-images-idx3-ubyte")),
+            &dir.join(format!("{split}-labels-idx1-ubyte")),
+        )
+        .unwrap();
+    }
+}
+
+/// A safetensors file of f32 tensors (values from `fill`), with optional metadata.
+fn write_tensors(
+    path: &Path,
+    tensors: &[(&str, Vec<usize>)],
+    fill: &dyn Fn(&str, usize) -> f32,
+    meta: Option<HashMap<String, String>>,
+) {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let b = (0..n)
+                .flat_map(|i| fill(name, i).to_le_bytes())
+                .collect::<Vec<u8>>();
+            (name.to_string(), shape.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, shape, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, meta).unwrap()).unwrap();
+}
+
+/// Small deterministic weights.
+fn small(_: &str, i: usize) -> f32 {
+    ((i * 37 % 101) as f32 - 50.0) / 500.0
+}
+
+/// An MLP state dict as PyTorch saves it (no sptune metadata): `inputs` -> 16 -> `classes`.
+fn bare_mlp(path: &Path, inputs: usize, classes: usize) {
+    write_tensors(
+        path,
+        &[
+            ("fc1.weight", vec![16, inputs]),
+            ("fc1.bias", vec![16]),
+            ("fc2.weight", vec![classes, 16]),
+            ("fc2.bias", vec![classes]),
+        ],
+        &small,
+        None,
+    );
+}
+
+/// A few tensors of a torchvision ResNet state dict (no metadata).
+fn bare_resnet_part(path: &Path) {
+    write_tensors(
+        path,
+        &[
+            ("conv1.weight", vec![4, 1, 3, 3]),
+            ("bn1.weight", vec![4]),
+            ("bn1.bias", vec![4]),
+            ("bn1.running_mean", vec![4]),
+            ("bn1.running_var", vec![4]),
+            ("fc.weight", vec![5, 4]),
+            ("fc.bias", vec![5]),
+        ],
+        &|n, i| {
+            if n.ends_with("running_var") {
+                1.0
+            } else {
+                small(n, i)
+            }
+        },
+        None,
+    );
+}
+
+/// Pretrains a tiny MLP (8x8 inputs, hidden 16,16: two stages) on `data` into `out`.
+fn pretrain_mlp(data: &Path, out: &Path) {
+    assert_success(&run(&[
+        "pretrain",
+        "--data",
+        s(data),
+        "--arch",
+        "mlp",
+        "--hidden",
+        "16,16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        s(out),
+    ]));
+}
+
+#[test]
+fn bench_zero_steps_or_batch_is_an_error() {
+    for (cmd, flag) in [
+        ("bench", "--steps"),
+        ("bench", "--batch-size"),
+        ("bench", "--size"),
+        ("bench-fisher", "--batch-size"),
+        ("bench-fisher", "--examples"),
+    ] {
+        let r = run(&[cmd, flag, "0"]);
+        assert_clean_failure(&r, &[flag, "0", "at least 1"], None);
+    }
+}
+
+#[test]
+fn empty_classes_is_an_error_but_unset_means_all() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 8);
+    let out = d.path().join("m.safetensors");
+    for classes in ["", " ", ","] {
+        let r = run(&[
+            "pretrain",
+            "--data",
+            s(d.path()),
+            "--arch",
+            "mlp",
+            "--classes",
+            classes,
+            "--epochs",
+            "1",
+            "--out",
+            s(&out),
+        ]);
+        assert_clean_failure(&r, &["--classes"], Some(&out));
+    }
+    // the same for fisher's --classes
+    let r = run(&[
+        "fisher",
+        "--model",
+        "nonexistent.safetensors",
+        "--classes",
+        "",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["--classes"], Some(&out));
+    // a config file that leaves the classes out: all classes
+    let cfg = d.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\ndata = {:?}\n[model]\narch = \"mlp\"\n[train]\nepochs = 1\nbatch_size = 8\n",
+            s(d.path())
+        ),
+    )
+    .unwrap();
+    let r = run(&["pretrain", "--config", s(&cfg), "--out", s(&out), "--json"]);
+    assert_success(&r);
+    let ck = sptune::models::checkpoint::Checkpoint::read(&out).unwrap();
+    assert_eq!(ck.spec().unwrap().classes.len(), 3);
+}
+
+#[test]
+fn predict_top_zero_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let r = run(&[
+        "predict",
+        "--model",
+        s(&d.path().join("m.safetensors")),
+        "--top",
+        "0",
+        s(&d.path().join("x.png")),
+    ]);
+    assert_clean_failure(&r, &["--top", "0"], None);
+}
+
+#[test]
+fn distance_between_different_architectures_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let (mlp, resnet) = (
+        d.path().join("mlp.safetensors"),
+        d.path().join("r.safetensors"),
+    );
+    bare_mlp(&mlp, 64, 5);
+    bare_resnet_part(&resnet);
+    for (a, b) in [(&mlp, &resnet), (&resnet, &mlp)] {
+        let r = run(&["distance", "--from", s(a), "--to", s(b)]);
+        assert_clean_failure(&r, &[s(a), s(b), "no parameter tensor in common"], None);
+    }
+    // same names, no shape in common
+    let wide = d.path().join("wide.safetensors");
+    write_tensors(
+        &wide,
+        &[
+            ("fc1.weight", vec![32, 100]),
+            ("fc1.bias", vec![32]),
+            ("fc2.weight", vec![3, 32]),
+            ("fc2.bias", vec![3]),
+        ],
+        &small,
+        None,
+    );
+    let r = run(&["distance", "--from", s(&mlp), "--to", s(&wide)]);
+    assert_clean_failure(&r, &[s(&mlp), s(&wide), "same shape"], None);
+    // both with sptune metadata naming different architectures
+    let tiny = tempfile::tempdir().unwrap();
+    tiny_idx(tiny.path(), 3, 8);
+    let src = d.path().join("src.safetensors");
+    pretrain_mlp(tiny.path(), &src);
+    let mut meta = HashMap::new();
+    meta.insert("arch".to_string(), "resnet18".to_string());
+    let named = d.path().join("named.safetensors");
+    write_tensors(
+        &named,
+        &[("fc1.weight", vec![16, 64]), ("fc1.bias", vec![16])],
+        &small,
+        Some(meta),
+    );
+    let r = run(&["distance", "--from", s(&src), "--to", s(&named)]);
+    assert_clean_failure(
+        &r,
+        &[
+            s(&src),
+            s(&named),
+            "architectures differ",
+            "mlp",
+            "resnet18",
+        ],
+        None,
+    );
+    // and the same file against itself still measures
+    assert_success(&run(&["distance", "--from", s(&src), "--to", s(&src)]));
+}
+
+#[test]
+fn distance_with_nan_weights_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let (good, bad) = (
+        d.path().join("good.safetensors"),
+        d.path().join("nan.safetensors"),
+    );
+    bare_mlp(&good, 64, 5);
+    write_tensors(
+        &bad,
+        &[
+            ("fc1.weight", vec![16, 64]),
+            ("fc1.bias", vec![16]),
+            ("fc2.weight", vec![5, 16]),
+            ("fc2.bias", vec![5]),
+        ],
+        &|n, i| {
+            if n == "fc2.weight" && i == 7 {
+                f32::NAN
+            } else {
+                small(n, i)
+            }
+        },
+        None,
+    );
+    for (a, b) in [(&good, &bad), (&bad, &good)] {
+        let r = run(&["distance", "--from", s(a), "--to", s(b)]);
+        assert_clean_failure(&r, &[s(&bad), "fc2.weight", "NaN"], None);
+    }
+}
+
+#[test]
+fn bare_mlp_checkpoint_gets_its_input_size_from_fc1() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 8);
+    let init = d.path().join("bare.safetensors");
+    bare_mlp(&init, 64, 5);
+    // finetune --init-arch mlp: the input is fc1's 64 columns, the 8x8 images fit
+    let out = d.path().join("tuned.safetensors");
+    assert_success(&run(&[
+        "finetune",
+        "--init",
+        s(&init),
+        "--init-arch",
+        "mlp",
+        "--data",
+        s(d.path()),
+        "--classes",
+        "0-2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        s(&out),
+    ]));
+    assert!(out.is_file());
+    // eval --arch mlp on the bare file: runs (its 5 outputs are classes 0-4)
+    let bare3 = d.path().join("bare3.safetensors");
+    bare_mlp(&bare3, 64, 3);
+    let r = run(&[
+        "eval",
+        "--model",
+        s(&bare3),
+        "--arch",
+        "mlp",
+        "--data",
+        s(d.path()),
+        "--json",
+    ]);
+    assert_success(&r);
+    // an input size that the images do not have: a clear error naming the command's flag
+    let odd = d.path().join("odd.safetensors");
+    bare_mlp(&odd, 50, 3);
+    let out2 = d.path().join("tuned2.safetensors");
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&odd),
+        "--init-arch",
+        "mlp",
+        "--data",
+        s(d.path()),
+        "--classes",
+        "0-2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out2),
+    ]);
+    assert_clean_failure(&r, &[s(&odd), "50"], Some(&out2));
+    let r = run(&[
+        "eval",
+        "--model",
+        s(&odd),
+        "--arch",
+        "mlp",
+        "--data",
+        s(d.path()),
+    ]);
+    assert_clean_failure(&r, &[s(&odd), "50"], None);
+    // without the flag: the error names the flag of the command in use
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&init),
+        "--data",
+        s(d.path()),
+        "--classes",
+        "0-2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out2),
+    ]);
+    assert_clean_failure(&r, &[s(&init), "--init-arch"], Some(&out2));
+    assert!(!r.stderr.contains("--arch "), "{}", r.stderr);
+    let r = run(&["eval", "--model", s(&init), "--data", s(d.path())]);
+    assert_clean_failure(&r, &[s(&init), "--arch"], None);
+}
+
+#[test]
+fn freeze_beyond_the_stages_is_an_error_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_idx(d.path(), 3, 8);
+    let src = d.path().join("src.safetensors");
+    pretrain_mlp(d.path(), &src);
+    let out = d.path().join("tuned.safetensors");
+    // the data does not exist: the --freeze error comes first
+    let missing = d.path().join("no-such-data");
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&src),
+        "--data",
+        s(&missing),
+        "--classes",
+        "0-2",
+        "--freeze",
+        "99",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["--freeze", "99", "2 stages"], Some(&out));
+    assert!(!d.path().join("tuned").exists(), "a run directory was made");
+    let r = run(&[
+        "pretrain",
+        "--data",
+        s(&missing),
+        "--arch",
+        "resnet18",
+        "--freeze",
+        "99",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["--freeze", "99", "4 stages"], Some(&out));
+    // within range: fine
+    assert_success(&run(&[
+        "finetune",
+        "--init",
+        s(&src),
+        "--data",
+        s(d.path()),
+        "--classes",
+        "0-2",
+        "--freeze",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+}
