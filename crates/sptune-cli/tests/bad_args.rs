@@ -502,3 +502,149 @@ fn freeze_beyond_the_stages_is_an_error_before_any_work() {
         s(&out),
     ]));
 }
+
+#[test]
+fn out_naming_a_special_file_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_idx(&data, 4, 8);
+    let fifo = tmp.path().join("fifo.safetensors");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let mut outs = vec![fifo.clone()];
+    if Path::new("/dev/full").exists() {
+        outs.push("/dev/full".into());
+    }
+    for out in &outs {
+        let r = run(&[
+            "pretrain",
+            "--data",
+            s(&data),
+            "--arch",
+            "mlp",
+            "--out",
+            s(out),
+        ]);
+        assert_clean_failure(&r, &["--out", s(out), "not a regular file"], None);
+        let ft = std::fs::metadata(out).unwrap().file_type();
+        assert!(
+            !ft.is_file(),
+            "{} was replaced by a regular file",
+            out.display()
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn out_is_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("model.safetensors");
+    // the data does not exist either: the output is checked first, so that is what is named
+    let r = run(&[
+        "pretrain",
+        "--data",
+        s(&tmp.path().join("no-such-data")),
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_failure(&r, &["--out", "is not a directory"], None);
+    let r = run(&[
+        "pretrain",
+        "--data",
+        s(&tmp.path().join("no-such-data")),
+        "--out",
+        s(tmp.path()),
+    ]);
+    assert_clean_failure(&r, &["--out", "is a directory"], None);
+}
+
+#[test]
+fn out_equal_to_init_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_idx(&data, 4, 8);
+    let src = tmp.path().join("src.safetensors");
+    pretrain_mlp(&data, &src);
+    let before = std::fs::read(&src).unwrap();
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&src),
+        "--data",
+        s(&data),
+        "--classes",
+        "2,3",
+        "--out",
+        s(&src),
+    ]);
+    assert_clean_failure(&r, &["--out", "is also the input"], None);
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        before,
+        "the starting point was changed"
+    );
+}
+
+/// A run diverging after some epochs says where its last good epoch is kept, and `--resume`
+/// continues from there: pretrain an MLP, kill it once its first epoch's state exists, resume
+/// it with a learning rate that explodes the loss.
+#[test]
+fn divergence_keeps_the_last_good_epoch_for_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_idx(&data, 4, 200);
+    let out = tmp.path().join("m.safetensors");
+    let run_dir = tmp.path().join("m.run");
+    let mut child = sptune()
+        .args([
+            "pretrain",
+            "--data",
+            s(&data),
+            "--arch",
+            "mlp",
+            "--epochs",
+            "2000",
+        ])
+        .args(["--batch-size", "8", "--lr", "0.01", "--out", s(&out)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = run_dir.join("resume/state.safetensors");
+    let t0 = std::time::Instant::now();
+    while !state.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "no epoch state after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists());
+    let r = run(&["pretrain", "--resume", s(&run_dir), "--lr", "1000"]);
+    assert_clean_failure(
+        &r,
+        &["training diverged", "--resume", s(&run_dir), "lower --lr"],
+        Some(&out),
+    );
+    assert!(state.exists(), "the last good epoch's state was lost");
+    // and the state is still good: resuming at a sane rate, two more epochs, finishes
+    let done = std::fs::read_to_string(run_dir.join("summary.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    let epochs = (done + 2).to_string();
+    let r = run(&["pretrain", "--resume", s(&run_dir), "--epochs", &epochs]);
+    assert_success(&r);
+    assert!(out.exists() && !run_dir.join("resume").exists());
+}

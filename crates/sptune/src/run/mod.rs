@@ -338,9 +338,11 @@ fn train_and_test(
     }
     let mut save = |st: &train::EpochState<'_>| -> Result<()> {
         let Some(f) = files else { return Ok(()) };
-        train::resume::save(&f.state_dir(), st)?;
         lines.push(dir::epoch_line(st.logs.last().expect("an epoch ended")));
-        f.write_progress(st.logs, lines)
+        // the summary first: a state on disk always has its epochs in summary.csv (a resumed
+        // run rewrites the summary from the state's logs)
+        f.write_progress(st.logs, lines)?;
+        train::resume::save(&f.state_dir(), st)
     };
     let hooks = train::Hooks {
         progress,
@@ -477,8 +479,8 @@ impl RunFiles {
         Ok(Some(files))
     }
 
-    /// Training starts: creates the run directory and writes `config.toml`; a fresh run
-    /// removes an older run's resume state and result there.
+    /// Training starts: creates the run directory and writes `config.toml` (a resumed run: at
+    /// its first epoch end); a fresh run removes an older run's resume state and result there.
     fn begin(&self) -> Result<()> {
         if !self.resume {
             train::resume::clear(&self.state_dir())?;
@@ -487,6 +489,11 @@ impl RunFiles {
             let _ = std::fs::remove_file(self.dir.join("result.json"));
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if self.resume {
+            // a resumed run's changed options become its config only once an epoch ran with
+            // them ([`RunFiles::write_progress`]): a failed attempt leaves the run as it was
+            return Ok(());
+        }
         crate::util::write_atomic(&self.dir.join("config.toml"), self.config_toml.as_bytes())
     }
 
@@ -503,8 +510,10 @@ impl RunFiles {
         train::resume::state_dir(&self.dir)
     }
 
-    /// Rewrites `summary.csv` and `log.txt` with the epochs so far (each atomically).
+    /// Rewrites `config.toml`, `summary.csv` and `log.txt` with the epochs so far (each
+    /// atomically).
     fn write_progress(&self, logs: &[EpochLog], lines: &[String]) -> Result<()> {
+        crate::util::write_atomic(&self.dir.join("config.toml"), self.config_toml.as_bytes())?;
         crate::util::write_atomic(
             &self.dir.join("summary.csv"),
             dir::summary_csv(logs).as_bytes(),
