@@ -80,16 +80,16 @@ impl Conv {
     fn cg(&self) -> usize {
         self.cin / self.groups
     }
-    fn og(&self) -> usize {
+    pub(super) fn og(&self) -> usize {
         self.cout / self.groups
     }
-    fn kk(&self) -> usize {
+    pub(super) fn kk(&self) -> usize {
         self.window.kernel[0] * self.window.kernel[1]
     }
-    fn p_in(&self) -> usize {
+    pub(super) fn p_in(&self) -> usize {
         self.window.in_hw[0] * self.window.in_hw[1]
     }
-    fn p_out(&self) -> usize {
+    pub(super) fn p_out(&self) -> usize {
         self.window.out_hw[0] * self.window.out_hw[1]
     }
     /// One input channel per group: direct loops, not products.
@@ -147,7 +147,7 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
     let p = ho * wo;
     let mut y = vec![0f32; batch * cout * p];
     if c.depthwise() {
-        depthwise_forward(c, x, w, &mut y);
+        super::depthwise::forward(c, x, w, &mut y);
         return y;
     }
     let (og, kg) = (c.og(), c.cg() * c.kk());
@@ -189,7 +189,7 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
     let (p, p_in) = (c.p_out(), c.p_in());
     let mut gx = vec![0f32; c.batch * c.cin * p_in];
     if c.depthwise() {
-        depthwise_input_grad(c, w, gy, &mut gx);
+        super::depthwise::input_grad(c, w, gy, &mut gx);
         return gx;
     }
     let (cg, og, kk) = (c.cg(), c.og(), c.kk());
@@ -236,7 +236,7 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let kg = cg * kk;
     let mut gw = vec![0f32; c.cout * kg];
     if c.depthwise() {
-        depthwise_weight_grad(c, x, gy, &mut gw);
+        super::depthwise::weight_grad(c, x, gy, &mut gw);
         return gw;
     }
     let cap = c.chunk() * p;
@@ -296,93 +296,4 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
             }
         }
     }
-}
-
-/// Output channel `o` of a depthwise convolution reads input channel `o / (cout/groups)`.
-fn depthwise_forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
-    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
-    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
-    let taps = l.taps();
-    y.par_chunks_mut(p).enumerate().for_each(|(i, dst)| {
-        let (b, o) = (i / c.cout, i % c.cout);
-        let xc = &x[(b * c.cin + o / og) * p_in..][..p_in];
-        for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-            let wv = w[o * kk + t.k];
-            for oh in t.rows.clone() {
-                let src = &xc[l.input(0, oh, t.off[0]) * wi..][..wi];
-                let d = &mut dst[oh * wo..(oh + 1) * wo];
-                if l.stride[1] == 1 {
-                    let s0 = l.input(1, t.cols.start, t.off[1]);
-                    for (d, s) in d[t.cols.clone()].iter_mut().zip(&src[s0..]) {
-                        *d += wv * s;
-                    }
-                } else {
-                    for ow in t.cols.clone() {
-                        d[ow] += wv * src[l.input(1, ow, t.off[1])];
-                    }
-                }
-            }
-        }
-    });
-}
-
-fn depthwise_input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
-    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
-    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
-    let taps = l.taps();
-    gx.par_chunks_mut(p_in).enumerate().for_each(|(i, dst)| {
-        let (b, ci) = (i / c.cin, i % c.cin);
-        for o in ci * og..(ci + 1) * og {
-            let g = &gy[(b * c.cout + o) * p..][..p];
-            for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-                let wv = w[o * kk + t.k];
-                for oh in t.rows.clone() {
-                    let d = &mut dst[l.input(0, oh, t.off[0]) * wi..][..wi];
-                    let src = &g[oh * wo..(oh + 1) * wo];
-                    if l.stride[1] == 1 {
-                        let s0 = l.input(1, t.cols.start, t.off[1]);
-                        for (d, s) in d[s0..].iter_mut().zip(&src[t.cols.clone()]) {
-                            *d += wv * s;
-                        }
-                    } else {
-                        for ow in t.cols.clone() {
-                            d[l.input(1, ow, t.off[1])] += wv * src[ow];
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-fn depthwise_weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
-    let (l, kk, og, p, p_in) = (&c.window, c.kk(), c.og(), c.p_out(), c.p_in());
-    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
-    let taps = l.taps();
-    gw.par_chunks_mut(kk).enumerate().for_each(|(o, dw)| {
-        for b in 0..c.batch {
-            let xc = &x[(b * c.cin + o / og) * p_in..][..p_in];
-            let g = &gy[(b * c.cout + o) * p..][..p];
-            for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-                let mut acc = 0f32;
-                for oh in t.rows.clone() {
-                    let src = &xc[l.input(0, oh, t.off[0]) * wi..][..wi];
-                    let gr = &g[oh * wo..(oh + 1) * wo];
-                    if l.stride[1] == 1 {
-                        let s0 = l.input(1, t.cols.start, t.off[1]);
-                        acc += gr[t.cols.clone()]
-                            .iter()
-                            .zip(&src[s0..])
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>();
-                    } else {
-                        for ow in t.cols.clone() {
-                            acc += gr[ow] * src[l.input(1, ow, t.off[1])];
-                        }
-                    }
-                }
-                dw[t.k] += acc;
-            }
-        }
-    });
 }
