@@ -79,7 +79,7 @@ fn split_even_odd(row: &[f32], out: &mut [f32]) {
 /// Where input column `col` lies in a row split by [`split_even_odd`] of width `w`.
 #[inline(always)]
 fn split_index(col: usize, w: usize) -> usize {
-    if col % 2 == 0 {
+    if col.is_multiple_of(2) {
         col / 2
     } else {
         w.div_ceil(2) + col / 2
@@ -87,11 +87,7 @@ fn split_index(col: usize, w: usize) -> usize {
 }
 
 /// The taps of one kernel row (all share the output rows they touch), for output row `oh`.
-fn kernel_rows<'a>(
-    taps: &'a [KernelTap],
-    kw: usize,
-    oh: usize,
-) -> impl Iterator<Item = &'a [KernelTap]> {
+fn kernel_rows(taps: &[KernelTap], kw: usize, oh: usize) -> impl Iterator<Item = &[KernelTap]> {
     taps.chunks(kw).filter(move |r| r[0].rows.contains(&oh))
 }
 
@@ -188,7 +184,11 @@ fn input_grad_plane<M: Madd>(
         let ne = wi.div_ceil(2);
         for (drow, srow) in dst.chunks_mut(wi).zip(split.chunks(wi)) {
             for (j, v) in drow.iter_mut().enumerate() {
-                *v += srow[if j % 2 == 0 { j / 2 } else { ne + j / 2 }];
+                *v += srow[if j.is_multiple_of(2) {
+                    j / 2
+                } else {
+                    ne + j / 2
+                }];
             }
         }
     }
