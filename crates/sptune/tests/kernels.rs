@@ -153,6 +153,50 @@ fn named_shapes_match_burn() {
             [(1, 2), (1, 2)],
             6,
         ),
+        // depthwise with channels in multiples of 16 on small planes (the channel-lane tile
+        // path): 3x3 stride 1, 5x5 stride 2 with asymmetric SAME, batch 1
+        (
+            [2, 32, 7, 7],
+            [32, 1, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            32,
+        ),
+        (
+            [2, 32, 14, 14],
+            [32, 1, 5, 5],
+            [2, 2],
+            [1, 1],
+            [(1, 2), (1, 2)],
+            32,
+        ),
+        (
+            [1, 16, 14, 14],
+            [16, 1, 5, 5],
+            [1, 1],
+            [1, 1],
+            [(2, 2), (2, 2)],
+            16,
+        ),
+        // depthwise on planes wider than the tile path takes: row kernels, stride 2 on an odd
+        // width (column-parity split), stride 1
+        (
+            [2, 16, 41, 41],
+            [16, 1, 3, 3],
+            [2, 2],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            16,
+        ),
+        (
+            [1, 16, 33, 33],
+            [16, 1, 5, 5],
+            [1, 1],
+            [1, 1],
+            [(2, 2), (2, 2)],
+            16,
+        ),
         // depthwise with a channel multiplier of 2
         (
             [2, 3, 7, 7],

@@ -242,6 +242,156 @@ fn weight_grad_channel<M: Madd>(
     }
 }
 
+/// Channels per tile of the small-plane path: one vector lane per channel.
+const LANES: usize = 16;
+type Lane = [f32; LANES];
+
+/// Small planes (rows of a few floats, where per-row loops are mostly overhead) go through
+/// tiles of 16 channels laid out channel-last, one channel per vector lane: the convolution's
+/// multiply-adds become whole-vector operations. Used when every output channel reads its own
+/// input channel and the channels come in multiples of 16.
+fn tiled(c: &Conv) -> bool {
+    c.og() == 1 && c.cout.is_multiple_of(LANES) && c.window.out_hw[1] <= 28
+}
+
+#[inline(always)]
+fn lane_madd<M: Madd>(acc: &mut Lane, a: &Lane, b: &Lane) {
+    for j in 0..LANES {
+        acc[j] = M::madd(a[j], b[j], acc[j]);
+    }
+}
+
+/// `planes[j]` (each `h·w`) -> `tile[h·w]` of lanes.
+#[inline(always)]
+fn gather(src: &[f32], first: usize, plane: usize, tile: &mut [Lane]) {
+    for j in 0..LANES {
+        let p = &src[(first + j) * plane..][..plane];
+        for (t, v) in tile.iter_mut().zip(p) {
+            t[j] = *v;
+        }
+    }
+}
+
+/// The weights of channels `first..first+16` as one lane vector per tap.
+#[inline(always)]
+fn weight_lanes(w: &[f32], kk: usize, first: usize) -> Vec<Lane> {
+    (0..kk)
+        .map(|k| std::array::from_fn(|j| w[(first + j) * kk + k]))
+        .collect()
+}
+
+/// Forward of tile `i` (image-major, then channel group): 16 output planes in `dst`.
+#[inline(always)]
+fn forward_tile<M: Madd>(
+    c: &Conv,
+    taps: &[KernelTap],
+    x: &[f32],
+    w: &[f32],
+    i: usize,
+    dst: &mut [f32],
+) {
+    let l = &c.window;
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let (kk, p, p_in) = (c.kk(), c.p_out(), c.p_in());
+    let groups = c.cout / LANES;
+    let (b, first) = (i / groups, (i % groups) * LANES);
+    let mut xt = vec![[0f32; LANES]; p_in];
+    gather(&x[b * c.cin * p_in..], first, p_in, &mut xt);
+    let wl = weight_lanes(w, kk, first);
+    let mut yt = vec![[0f32; LANES]; p];
+    for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+        for oh in t.rows.clone() {
+            let ih = l.input(0, oh, t.off[0]);
+            for ow in t.cols.clone() {
+                let iw = l.input(1, ow, t.off[1]);
+                lane_madd::<M>(&mut yt[oh * wo + ow], &wl[t.k], &xt[ih * wi + iw]);
+            }
+        }
+    }
+    for (j, plane) in dst.chunks_mut(p).enumerate() {
+        for (d, t) in plane.iter_mut().zip(&yt) {
+            *d = t[j];
+        }
+    }
+}
+
+/// Input gradient of tile `i`: 16 input planes in `dst`.
+#[inline(always)]
+fn input_grad_tile<M: Madd>(
+    c: &Conv,
+    taps: &[KernelTap],
+    w: &[f32],
+    gy: &[f32],
+    i: usize,
+    dst: &mut [f32],
+) {
+    let l = &c.window;
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let (kk, p, p_in) = (c.kk(), c.p_out(), c.p_in());
+    let groups = c.cin / LANES;
+    let (b, first) = (i / groups, (i % groups) * LANES);
+    let mut gt = vec![[0f32; LANES]; p];
+    gather(&gy[b * c.cout * p..], first, p, &mut gt);
+    let wl = weight_lanes(w, kk, first);
+    let mut xt = vec![[0f32; LANES]; p_in];
+    for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+        for oh in t.rows.clone() {
+            let ih = l.input(0, oh, t.off[0]);
+            for ow in t.cols.clone() {
+                let iw = l.input(1, ow, t.off[1]);
+                lane_madd::<M>(&mut xt[ih * wi + iw], &wl[t.k], &gt[oh * wo + ow]);
+            }
+        }
+    }
+    for (j, plane) in dst.chunks_mut(p_in).enumerate() {
+        for (d, t) in plane.iter_mut().zip(&xt) {
+            *d = t[j];
+        }
+    }
+}
+
+/// Weight gradient of channel group `g` (16 channels, all images): `dst` is their `16·kk`
+/// weights.
+#[inline(always)]
+fn weight_grad_tile<M: Madd>(
+    c: &Conv,
+    taps: &[KernelTap],
+    x: &[f32],
+    gy: &[f32],
+    g: usize,
+    dst: &mut [f32],
+) {
+    let l = &c.window;
+    let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
+    let (kk, p, p_in) = (c.kk(), c.p_out(), c.p_in());
+    let first = g * LANES;
+    let mut xt = vec![[0f32; LANES]; p_in];
+    let mut gt = vec![[0f32; LANES]; p];
+    let mut total = vec![[0f64; LANES]; kk];
+    for b in 0..c.batch {
+        gather(&x[b * c.cin * p_in..], first, p_in, &mut xt);
+        gather(&gy[b * c.cout * p..], first, p, &mut gt);
+        for t in taps.iter().filter(|t| !t.cols.is_empty()) {
+            let mut acc = [0f32; LANES];
+            for oh in t.rows.clone() {
+                let ih = l.input(0, oh, t.off[0]);
+                for ow in t.cols.clone() {
+                    let iw = l.input(1, ow, t.off[1]);
+                    lane_madd::<M>(&mut acc, &gt[oh * wo + ow], &xt[ih * wi + iw]);
+                }
+            }
+            for (tot, a) in total[t.k].iter_mut().zip(acc) {
+                *tot += a as f64;
+            }
+        }
+    }
+    for (j, dw) in dst.chunks_mut(kk).enumerate() {
+        for (k, d) in dw.iter_mut().enumerate() {
+            *d += total[k][j] as f32;
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Isa {
     V4,
@@ -310,10 +460,19 @@ macro_rules! dispatched {
 dispatched!(forward_dispatch, forward_plane);
 dispatched!(input_grad_dispatch, input_grad_plane);
 dispatched!(weight_grad_dispatch, weight_grad_channel);
+dispatched!(forward_tile_dispatch, forward_tile);
+dispatched!(input_grad_tile_dispatch, input_grad_tile);
+dispatched!(weight_grad_tile_dispatch, weight_grad_tile);
 
 /// `y = conv(x, w)` for a depthwise `c` (`y` zeroed, `cout` planes per image).
 pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
     let taps = c.window.taps();
+    if tiled(c) {
+        return y
+            .par_chunks_mut(c.p_out() * LANES)
+            .enumerate()
+            .for_each(|(i, dst)| forward_tile_dispatch(c, &taps, x, w, i, dst));
+    }
     y.par_chunks_mut(c.p_out())
         .enumerate()
         .for_each(|(i, dst)| forward_dispatch(c, &taps, x, w, i, dst));
@@ -322,6 +481,12 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
 /// `gx = convᵀ(gy, w)` (`gx` zeroed).
 pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let taps = c.window.taps();
+    if tiled(c) {
+        return gx
+            .par_chunks_mut(c.p_in() * LANES)
+            .enumerate()
+            .for_each(|(i, dst)| input_grad_tile_dispatch(c, &taps, w, gy, i, dst));
+    }
     gx.par_chunks_mut(c.p_in())
         .enumerate()
         .for_each(|(i, dst)| input_grad_dispatch(c, &taps, w, gy, i, dst));
@@ -330,6 +495,12 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
 /// `gw += Σ_b x ⋆ gy` per output channel.
 pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let taps = c.window.taps();
+    if tiled(c) {
+        return gw
+            .par_chunks_mut(c.kk() * LANES)
+            .enumerate()
+            .for_each(|(g, dst)| weight_grad_tile_dispatch(c, &taps, x, gy, g, dst));
+    }
     gw.par_chunks_mut(c.kk())
         .enumerate()
         .for_each(|(o, dw)| weight_grad_dispatch(c, &taps, x, gy, o, dw));
