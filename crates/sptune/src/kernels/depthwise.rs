@@ -4,7 +4,9 @@
 //! plane through memory kh·kw times. Stride-2 input rows are first split into their even and
 //! odd columns, so every inner loop is a contiguous multiply-add (or dot product) that the
 //! compiler vectorizes; the loops are compiled three times (AVX-512, AVX2 + FMA, baseline) and
-//! the processor's best is chosen at run time.
+//! the processor's best is chosen at run time. Small planes (output rows of 28 or fewer)
+//! with channels in multiples of 16 go through channel-last tiles instead, one channel per
+//! vector lane ([`tiled`]).
 //!
 //! Sums: the weight gradient adds per-row dot products (16 f32 lanes) into f64 totals.
 

@@ -1,6 +1,6 @@
 //! Own CPU kernels under burn. On the CPU (Flex) backend every model's convolutions, BatchNorms
-//! in training mode and ReLU6 run here, forward and backward: [`conv`], [`norm`] and
-//! [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
+//! in training mode and ReLU6 run here, forward and backward: [`conv`] (with `depthwise`),
+//! [`norm`] and [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
 //! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
 //! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
 //! engine. Each kernel is checked against burn's op in `tests/kernels.rs`.
