@@ -12,7 +12,7 @@
 //! with `K = cin/groups · kh · kw` and `N` = images in the chunk × output positions (chunks
 //! keep `U` within [`CHUNK_FLOATS`]). Depthwise convolutions (one input channel per group)
 //! have `K` of 9 or 25: their products would be too thin, and they run as direct loops
-//! instead ([`super::depthwise`]: row by row, or in channel-lane tiles on small planes).
+//! instead (`kernels::depthwise`: row by row, or in channel-lane tiles on small planes).
 
 use rayon::prelude::*;
 
