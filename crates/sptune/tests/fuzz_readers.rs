@@ -1307,3 +1307,53 @@ fn regression_study_error_key_with_carriage_return() {
     let e = StudyConfig::from_toml(&path).unwrap_err().to_string();
     assert!(e.contains("line 2"), "{e}");
 }
+
+/// Checks that reading `bytes` as `name` with `read` fails with one line naming the file.
+fn read_refused_on_one_line(name: &str, bytes: &[u8], read: fn(&Path) -> sptune::Result<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let e = read(&path).expect_err("refused").to_string();
+    assert!(!e.contains(['\n', '\r']), "{e:?}");
+    assert!(e.contains(&*path.to_string_lossy()), "{e:?}");
+}
+
+/// models/pytorch.rs: burn-store's message quotes the pickle's global name, which held a
+/// carriage return (found as `torch.Float\rs.Storage` in a mutated `resnet18_w2.pth`).
+#[test]
+fn regression_pth_global_name_with_carriage_return() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/resnet18_w2.pth");
+    let mut entries = unzip(&std::fs::read(fixture).unwrap()).unwrap();
+    let pkl = &mut entries
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("data.pkl"))
+        .unwrap()
+        .1;
+    let (from, to) = (
+        &b"torch\nFloatStorage\n"[..],
+        &b"torch\nFloat\rs.Storage\n"[..],
+    );
+    let at = pkl.windows(from.len()).position(|w| w == from).unwrap();
+    pkl.splice(at..at + from.len(), to.iter().copied());
+    let read = |p: &Path| Checkpoint::read(p).map(|_| ());
+    read_refused_on_one_line("m.pth", &rezip(&entries), read);
+    // the same name in a refused foreign global (legacy pickle, the evil_global.pth layout)
+    let legacy = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01cpo\rsix\nsys\ntem\nq\x02X\x01\x00\x00\x00xq\x03\x85q\x04Rq\x05s.";
+    read_refused_on_one_line("m.pth", legacy, read);
+}
+
+/// models/checkpoint.rs, fisher/mod.rs: a tensor name holding a newline, quoted by an error.
+#[test]
+fn regression_safetensors_tensor_name_with_newline() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let data = [1u8, 2];
+    let view = TensorView::new(Dtype::U8, vec![2], &data).unwrap();
+    let bytes = safetensors::serialize(vec![("a\nb".to_string(), view)], None).unwrap();
+    read_refused_on_one_line("m.safetensors", &bytes, |p| Checkpoint::read(p).map(|_| ()));
+    read_refused_on_one_line("f.safetensors", &bytes, |p| Fisher::read(p).map(|_| ()));
+    let neg = (-1f32).to_le_bytes();
+    let view = TensorView::new(Dtype::F32, vec![1], &neg).unwrap();
+    let bytes = safetensors::serialize(vec![("a\rb".to_string(), view)], None).unwrap();
+    read_refused_on_one_line("f.safetensors", &bytes, |p| Fisher::read(p).map(|_| ()));
+}
