@@ -48,8 +48,17 @@ use sptune::study::StudyConfig;
 /// A case slower than this is a finding (a reader that loops or inflates without bound).
 const SLOW_CASE: Duration = Duration::from_secs(10);
 /// Peak RSS of the whole test process above this is a finding: every input here is under
-/// 1 MB, so a reader that gets there allocated what a header claimed.
+/// 1 MB, so a reader that gets there allocated what a header claimed. `SPTUNE_FUZZ_MAX_RSS_MB`
+/// lowers it (to find the case behind a peak that the report shows).
 const MAX_RSS_BYTES: u64 = 3 << 30;
+
+fn max_rss_bytes() -> u64 {
+    std::env::var("SPTUNE_FUZZ_MAX_RSS_MB")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|mb| mb << 20)
+        .unwrap_or(MAX_RSS_BYTES)
+}
 
 // ---------------------------------------------------------------------------------------------
 // the harness
@@ -213,6 +222,9 @@ fn fuzz_for(
     let (mut iters, mut oks) = (0u64, 0u64);
     let started = Instant::now();
     let mut slowest = (Duration::ZERO, 0u64);
+    // the case that raised the process's peak RSS the most: (bytes, iteration)
+    let (mut rss_before, mut biggest_rise, max_rss) =
+        (peak_rss_bytes(), (0u64, 0u64), max_rss_bytes());
     let mut found: Vec<String> = Vec::new();
     while Instant::now() < deadline && found.len() < 5 {
         iters += 1;
@@ -242,7 +254,13 @@ fn fuzz_for(
             r = Err(format!("slow: {took:?}"));
         }
         let rss = peak_rss_bytes();
-        if r.is_ok() && rss > MAX_RSS_BYTES {
+        if rss > rss_before {
+            if rss - rss_before > biggest_rise.0 {
+                biggest_rise = (rss - rss_before, iters);
+            }
+            rss_before = rss;
+        }
+        if r.is_ok() && rss > max_rss {
             r = Err(format!("peak RSS reached {rss} bytes"));
         }
         match r {
@@ -274,11 +292,13 @@ fn fuzz_for(
     }
     println!(
         "fuzz {name}: seed 0x{seed:x}, {iters} iterations in {:.1?} ({oks} accepted by the reader), \
-         slowest case {:?} (iteration {}), peak RSS {} MiB",
+         slowest case {:?} (iteration {}), peak RSS {} MiB (largest rise {} MiB at iteration {})",
         started.elapsed(),
         slowest.0,
         slowest.1,
-        peak_rss_bytes() >> 20
+        peak_rss_bytes() >> 20,
+        biggest_rise.0 >> 20,
+        biggest_rise.1
     );
     let _ = std::fs::remove_dir_all(&work);
     assert!(
