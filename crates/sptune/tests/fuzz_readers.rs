@@ -27,9 +27,9 @@
 //! ```
 //!
 //! A failing input is written to `target/fuzz-failures/`, and the message names the reader,
-//! seed and iteration. The inputs being read live in `target/fuzz-work/<reader>/` (kept if the
-//! process dies, e.g. on a stack overflow). Crashes found are kept as named regression tests
-//! at the end of this file.
+//! seed and iteration. The inputs being read live in `target/fuzz-work/<reader>-<pid>/` (kept
+//! if the process dies, e.g. on a stack overflow). Crashes found are kept as named regression
+//! tests at the end of this file.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -209,7 +209,10 @@ fn fuzz_for(
 ) {
     let seed = base_seed() ^ name.bytes().fold(0u64, |h, b| h.rotate_left(8) ^ b as u64);
     let mut rng = Rng(seed);
-    let work = target_dir().join("fuzz-work").join(name);
+    // per process: two runs of one reader at once must not share it
+    let work = target_dir()
+        .join("fuzz-work")
+        .join(format!("{name}-{}", std::process::id()));
     let failures = target_dir().join("fuzz-failures");
     // every seed input must itself be read without breaking a property
     for (i, s) in seeds.iter().enumerate() {
