@@ -154,6 +154,42 @@ pub trait Choice: Sized + Copy + 'static {
     }
 }
 
+/// `msg` on one line: control characters (a newline or carriage return that a parser quotes
+/// back from the input, say) escaped as Rust escapes them (`\n`, `\r`, `\u{1b}`); everything
+/// else kept. For messages that echo what a file holds.
+pub fn escape_controls(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `e` with the messages of a format, checkpoint or value error passed through
+/// [`escape_controls`]: for readers whose messages quote names and values from the file (tensor
+/// names, pickle globals), so that the error stays one line.
+pub fn one_line_error(e: Error) -> Error {
+    match e {
+        Error::Format { path, msg } => Error::Format {
+            path,
+            msg: escape_controls(&msg),
+        },
+        Error::Checkpoint { path, msg } => Error::Checkpoint {
+            path,
+            msg: escape_controls(&msg),
+        },
+        Error::Invalid { what, msg } => Error::Invalid {
+            what: escape_controls(&what),
+            msg: escape_controls(&msg),
+        },
+        e => e,
+    }
+}
+
 /// Largest checkpoint file read whole (safetensors, Fisher files): 16 GiB.
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
 /// Largest image file read (PNG/JPEG): 256 MiB; its pixels are bounded separately by

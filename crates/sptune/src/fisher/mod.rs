@@ -198,6 +198,11 @@ impl Fisher {
     /// Reads a Fisher file, by path only (a known weights name is not resolved); every entry
     /// must be finite and non-negative.
     pub fn read(path: &Path) -> Result<Self> {
+        // messages quote tensor names from the file: kept to one line
+        Self::read_raw(path).map_err(util::one_line_error)
+    }
+
+    fn read_raw(path: &Path) -> Result<Self> {
         let ck = Checkpoint::read_file(path)?;
         for (name, (_, vals)) in &ck.tensors {
             if let Some((j, v)) = vals

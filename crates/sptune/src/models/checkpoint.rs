@@ -97,6 +97,11 @@ impl Checkpoint {
     /// Reads the checkpoint file at `path`, never a known weights name (what Fisher files,
     /// which share the format, are read with).
     pub fn read_file(path: &Path) -> Result<Self> {
+        // messages quote tensor names and pickle globals from the file: kept to one line
+        Self::read_file_raw(path).map_err(util::one_line_error)
+    }
+
+    fn read_file_raw(path: &Path) -> Result<Self> {
         if pytorch::is_pytorch_file(path) {
             return Ok(Checkpoint {
                 path: path.to_path_buf(),
@@ -123,6 +128,10 @@ impl Checkpoint {
 
     /// The model spec recorded in the metadata.
     pub fn spec(&self) -> Result<ModelSpec> {
+        self.spec_raw().map_err(util::one_line_error)
+    }
+
+    fn spec_raw(&self) -> Result<ModelSpec> {
         let raw = self.metadata.get("spec").ok_or_else(|| {
             Error::format(
                 &self.path,

@@ -174,6 +174,11 @@ fn check_declared_sizes(
 /// Reads the tensors of a PyTorch checkpoint, converted to f32 (such a file carries no
 /// metadata); [`super::checkpoint::Checkpoint::read`] makes a checkpoint of them.
 pub fn read(path: &Path) -> Result<Tensors> {
+    // messages quote names from the pickle (globals, tensor names): kept to one line
+    read_raw(path).map_err(crate::util::one_line_error)
+}
+
+fn read_raw(path: &Path) -> Result<Tensors> {
     // a regular file of bounded size; the reader opens it again by path
     let (_, file_len) = crate::util::open_input(path, crate::util::MAX_CHECKPOINT_BYTES)?;
     if let Ok(v) = PytorchReader::read_pickle_data(path, None)

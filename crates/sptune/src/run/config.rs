@@ -285,7 +285,9 @@ pub fn to_toml<T: Serialize>(cfg: &T) -> Result<String> {
 /// Reads `path` laid over `defaults` (see [`merge`]).
 fn from_toml_over<T: Serialize + DeserializeOwned>(path: &Path, defaults: &T) -> Result<T> {
     let text = crate::util::read_input_text(path)?;
-    let file: toml::Table = toml::from_str(&text).map_err(|e| Error::format(path, e.message()))?;
+    // the message may quote the file's text back, newlines included: kept to one line
+    let err = |e: toml::de::Error| Error::format(path, crate::util::escape_controls(e.message()));
+    let file: toml::Table = toml::from_str(&text).map_err(err)?;
     let mut base = match toml::Value::try_from(defaults) {
         Ok(toml::Value::Table(t)) => t,
         _ => {
@@ -295,9 +297,7 @@ fn from_toml_over<T: Serialize + DeserializeOwned>(path: &Path, defaults: &T) ->
         }
     };
     merge(&mut base, file);
-    toml::Value::Table(base)
-        .try_into()
-        .map_err(|e: toml::de::Error| Error::format(path, e.message()))
+    toml::Value::Table(base).try_into().map_err(err)
 }
 
 /// Lays `over` on `base`, key by key (nested tables merged).

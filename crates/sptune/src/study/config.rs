@@ -227,10 +227,12 @@ impl StudyConfig {
                         }
                     })
                     .unwrap_or_default();
-                Error::format(path, format!("{}{at}", e.message()))
+                // the message and the key may quote the file's text, newlines included
+                let msg = format!("{}{at}", e.message());
+                Error::format(path, crate::util::escape_controls(&msg))
             })?;
         cfg.validate()
-            .map_err(|e| Error::format(path, e.to_string()))?;
+            .map_err(|e| Error::format(path, crate::util::escape_controls(&e.to_string())))?;
         Ok(cfg)
     }
 
