@@ -399,6 +399,9 @@ pub struct FinetuneArgs {
     /// Cap on every (scaled) Fisher weight, applied before the floor (default: none).
     #[arg(long)]
     pub fisher_max: Option<f64>,
+    /// Allow --out to be the --init file (replaced once training ends).
+    #[arg(long)]
+    pub overwrite_init: bool,
 }
 
 /// `sptune eval`.

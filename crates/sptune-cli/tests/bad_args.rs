@@ -590,6 +590,23 @@ fn out_equal_to_init_is_refused() {
         before,
         "the starting point was changed"
     );
+    // said explicitly, the starting point is replaced by the fine-tuned model
+    let r = run(&[
+        "finetune",
+        "--init",
+        s(&src),
+        "--data",
+        s(&data),
+        "--classes",
+        "2,3",
+        "--out",
+        s(&src),
+        "--overwrite-init",
+    ]);
+    assert_success(&r);
+    assert_ne!(std::fs::read(&src).unwrap(), before);
+    let tuned = sptune::models::checkpoint::Checkpoint::read(&src).unwrap();
+    assert_eq!(tuned.spec().unwrap().classes, ["2", "3"]);
 }
 
 /// A run diverging after some epochs says where its last good epoch is kept, and `--resume`

@@ -69,7 +69,8 @@ pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
         return Err(Error::invalid(
             "--out",
             format!(
-                "{} is also the input {}; write the result elsewhere",
+                "{} is also the input {}; write the result elsewhere (finetune: or give \
+                 --overwrite-init)",
                 path.display(),
                 i.display()
             ),

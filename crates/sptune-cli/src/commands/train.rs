@@ -142,6 +142,9 @@ pub fn finetune_config(a: FinetuneArgs) -> anyhow::Result<FinetuneConfig> {
     if a.fisher_max.is_some() {
         c.start.fisher_max = a.fisher_max;
     }
+    if a.overwrite_init {
+        c.overwrite_init = true;
+    }
     Ok(c)
 }
 

@@ -107,6 +107,10 @@ pub struct FinetuneConfig {
     pub data: DataConfig,
     /// Optimization and regularization.
     pub train: TrainConfig,
+    /// Allow `out` to be the `start.init` file itself (replaced atomically once training
+    /// ends); refused otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite_init: bool,
 }
 
 impl Default for FinetuneConfig {
@@ -114,6 +118,7 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             out: None,
             run_dir: None,
+            overwrite_init: false,
             start: StartConfig::default(),
             // 0 = the source model's input side (256 for 224 px models)
             data: DataConfig {

@@ -205,7 +205,10 @@ fn finetune_inner(
     resume: bool,
 ) -> Result<Outcome> {
     cfg.validate()?;
-    let mut inputs = vec![cfg.start.init.as_path()];
+    let mut inputs = vec![];
+    if !cfg.overwrite_init {
+        inputs.push(cfg.start.init.as_path());
+    }
     inputs.extend(cfg.start.fisher.as_deref());
     let files = RunFiles::open(
         cfg.out.as_deref(),
