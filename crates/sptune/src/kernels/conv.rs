@@ -80,17 +80,26 @@ impl Conv {
     fn cg(&self) -> usize {
         self.cin / self.groups
     }
-    pub(super) fn og(&self) -> usize {
+    fn og(&self) -> usize {
         self.cout / self.groups
     }
-    pub(super) fn kk(&self) -> usize {
+    fn kk(&self) -> usize {
         self.window.kernel[0] * self.window.kernel[1]
     }
-    pub(super) fn p_in(&self) -> usize {
+    fn p_in(&self) -> usize {
         self.window.in_hw[0] * self.window.in_hw[1]
     }
-    pub(super) fn p_out(&self) -> usize {
+    fn p_out(&self) -> usize {
         self.window.out_hw[0] * self.window.out_hw[1]
+    }
+    /// Its shapes for the depthwise kernels.
+    fn as_depthwise(&self) -> super::depthwise::Conv<'_> {
+        super::depthwise::Conv {
+            batch: self.batch,
+            cin: self.cin,
+            cout: self.cout,
+            window: &self.window,
+        }
     }
     /// One input channel per group: direct loops, not products.
     fn depthwise(&self) -> bool {
@@ -147,7 +156,7 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
     let p = ho * wo;
     let mut y = vec![0f32; batch * cout * p];
     if c.depthwise() {
-        super::depthwise::forward(c, x, w, &mut y);
+        super::depthwise::forward(&c.as_depthwise(), x, w, &mut y);
         return y;
     }
     let (og, kg) = (c.og(), c.cg() * c.kk());
@@ -189,7 +198,7 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
     let (p, p_in) = (c.p_out(), c.p_in());
     let mut gx = vec![0f32; c.batch * c.cin * p_in];
     if c.depthwise() {
-        super::depthwise::input_grad(c, w, gy, &mut gx);
+        super::depthwise::input_grad(&c.as_depthwise(), w, gy, &mut gx);
         return gx;
     }
     let (cg, og, kk) = (c.cg(), c.og(), c.kk());
@@ -236,7 +245,7 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let kg = cg * kk;
     let mut gw = vec![0f32; c.cout * kg];
     if c.depthwise() {
-        super::depthwise::weight_grad(c, x, gy, &mut gw);
+        super::depthwise::weight_grad(&c.as_depthwise(), x, gy, &mut gw);
         return gw;
     }
     let cap = c.chunk() * p;

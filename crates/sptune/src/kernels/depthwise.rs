@@ -14,8 +14,32 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::conv::Conv;
-use super::window::KernelTap;
+use super::window::{KernelTap, Window};
+
+/// The shapes of a depthwise convolution (the caller's `Conv` with one input channel per
+/// group).
+pub(super) struct Conv<'a> {
+    pub(super) batch: usize,
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    pub(super) window: &'a Window,
+}
+
+impl Conv<'_> {
+    /// Output channels per input channel.
+    fn og(&self) -> usize {
+        self.cout / self.cin
+    }
+    fn kk(&self) -> usize {
+        self.window.kernel[0] * self.window.kernel[1]
+    }
+    fn p_in(&self) -> usize {
+        self.window.in_hw[0] * self.window.in_hw[1]
+    }
+    fn p_out(&self) -> usize {
+        self.window.out_hw[0] * self.window.out_hw[1]
+    }
+}
 
 /// `a·b + c`, fused (one rounding) where the processor has FMA.
 trait Madd {
@@ -96,7 +120,7 @@ fn kernel_rows(taps: &[KernelTap], kw: usize, oh: usize) -> impl Iterator<Item =
 /// One output plane `i` (image-major, then channel).
 #[inline(always)]
 fn forward_plane<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     x: &[f32],
     w: &[f32],
@@ -141,7 +165,7 @@ fn forward_plane<M: Madd>(
 /// One input-gradient plane `i` (image-major, then input channel).
 #[inline(always)]
 fn input_grad_plane<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     w: &[f32],
     gy: &[f32],
@@ -199,7 +223,7 @@ fn input_grad_plane<M: Madd>(
 /// The weight gradient of output channel `o` (its `kh·kw` taps).
 #[inline(always)]
 fn weight_grad_channel<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     x: &[f32],
     gy: &[f32],
@@ -252,7 +276,7 @@ type Lane = [f32; LANES];
 /// tiles of 16 channels laid out channel-last, one channel per vector lane: the convolution's
 /// multiply-adds become whole-vector operations. Used when every output channel reads its own
 /// input channel and the channels come in multiples of 16.
-fn tiled(c: &Conv) -> bool {
+fn tiled(c: &Conv<'_>) -> bool {
     c.og() == 1 && c.cout.is_multiple_of(LANES) && c.window.out_hw[1] <= 28
 }
 
@@ -285,7 +309,7 @@ fn weight_lanes(w: &[f32], kk: usize, first: usize) -> Vec<Lane> {
 /// Forward of tile `i` (image-major, then channel group): 16 output planes in `dst`.
 #[inline(always)]
 fn forward_tile<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     x: &[f32],
     w: &[f32],
@@ -320,7 +344,7 @@ fn forward_tile<M: Madd>(
 /// Input gradient of tile `i`: 16 input planes in `dst`.
 #[inline(always)]
 fn input_grad_tile<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     w: &[f32],
     gy: &[f32],
@@ -356,7 +380,7 @@ fn input_grad_tile<M: Madd>(
 /// weights.
 #[inline(always)]
 fn weight_grad_tile<M: Madd>(
-    c: &Conv,
+    c: &Conv<'_>,
     taps: &[KernelTap],
     x: &[f32],
     gy: &[f32],
@@ -421,12 +445,19 @@ fn isa() -> Isa {
 /// processor's best instruction set.
 macro_rules! dispatched {
     ($name:ident, $body:ident) => {
-        fn $name(c: &Conv, taps: &[KernelTap], a: &[f32], b: &[f32], i: usize, dst: &mut [f32]) {
+        fn $name(
+            c: &Conv<'_>,
+            taps: &[KernelTap],
+            a: &[f32],
+            b: &[f32],
+            i: usize,
+            dst: &mut [f32],
+        ) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 unsafe fn v4(
-                    c: &Conv,
+                    c: &Conv<'_>,
                     t: &[KernelTap],
                     a: &[f32],
                     b: &[f32],
@@ -437,7 +468,7 @@ macro_rules! dispatched {
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn v3(
-                    c: &Conv,
+                    c: &Conv<'_>,
                     t: &[KernelTap],
                     a: &[f32],
                     b: &[f32],
@@ -467,7 +498,7 @@ dispatched!(input_grad_tile_dispatch, input_grad_tile);
 dispatched!(weight_grad_tile_dispatch, weight_grad_tile);
 
 /// `y = conv(x, w)` for a depthwise `c` (`y` zeroed, `cout` planes per image).
-pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub(super) fn forward(c: &Conv<'_>, x: &[f32], w: &[f32], y: &mut [f32]) {
     let taps = c.window.taps();
     if tiled(c) {
         return y
@@ -481,7 +512,7 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
 }
 
 /// `gx = convᵀ(gy, w)` (`gx` zeroed).
-pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+pub(super) fn input_grad(c: &Conv<'_>, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let taps = c.window.taps();
     if tiled(c) {
         return gx
@@ -495,7 +526,7 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
 }
 
 /// `gw += Σ_b x ⋆ gy` per output channel.
-pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let taps = c.window.taps();
     if tiled(c) {
         return gw
