@@ -191,7 +191,10 @@ impl Ctx<'_> {
         if self.source.is_none() {
             let cfg = self.cfg;
             let source = Checkpoint::read(&source_path(cfg, self.dir))?;
-            let spec = source.spec_or_infer(cfg.source.init_arch.as_deref())?;
+            let spec = source.spec_or_infer_as(
+                cfg.source.init_arch.as_deref(),
+                "--init-arch ([source] init_arch)",
+            )?;
             // the source task's test images, where the target data has the source's classes
             let test = task::load(
                 &DataConfig {
