@@ -538,3 +538,49 @@ pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
         .enumerate()
         .for_each(|(o, dw)| weight_grad_dispatch(c, &taps, x, gy, o, dw));
 }
+
+/// For the Fisher engine (`fisher/cpu`), one example with `rows` gradient rows (its classes)
+/// per channel, laid out `[channel][row][position]`: the weight gradient of every row,
+/// `[channel][row][kh·kw]`. A depthwise convolution with a channel multiplier of `rows`.
+pub(crate) fn per_row_weight_grads(
+    window: &Window,
+    channels: usize,
+    rows: usize,
+    x: &[f32],
+    g: &[f32],
+) -> Vec<f32> {
+    let c = Conv {
+        batch: 1,
+        cin: channels,
+        cout: channels * rows,
+        window,
+    };
+    let mut gw = vec![0f32; c.cout * c.kk()];
+    weight_grad(&c, x, g, &mut gw);
+    gw
+}
+
+/// For the Fisher engine, as [`per_row_weight_grads`]: the input gradient of every row,
+/// `[channel][row][h·w]`, with the channels' kernels `w` (`[channel][kh·kw]`).
+pub(crate) fn per_row_input_grads(
+    window: &Window,
+    channels: usize,
+    rows: usize,
+    w: &[f32],
+    g: &[f32],
+) -> Vec<f32> {
+    let c = Conv {
+        batch: 1,
+        cin: channels * rows,
+        cout: channels * rows,
+        window,
+    };
+    let kk = c.kk();
+    // every row of a channel uses the channel's kernel
+    let expanded: Vec<f32> = (0..channels * rows)
+        .flat_map(|cr| w[(cr / rows) * kk..(cr / rows + 1) * kk].iter().copied())
+        .collect();
+    let mut gx = vec![0f32; c.cin * c.p_in()];
+    input_grad(&c, &expanded, g, &mut gx);
+    gx
+}

@@ -6,7 +6,7 @@
 //! engine. Each kernel is checked against burn's op in `tests/kernels.rs`.
 
 pub mod conv;
-mod depthwise;
+pub(crate) mod depthwise;
 pub mod elementwise;
 mod ext;
 pub mod norm;

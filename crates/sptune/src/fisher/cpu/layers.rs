@@ -4,6 +4,7 @@
 
 use super::BLOCK;
 use super::plan::{ConvLayer, LinearLayer, NormLayer};
+use crate::kernels::depthwise;
 use crate::kernels::window::{Window, col2im, gemm_into, im2col};
 
 /// Per-thread Fisher sums, one vector per slot.
@@ -30,6 +31,9 @@ pub(super) fn conv_step(
         && l.win.stride == [1, 1]
         && l.win.pad == [(0, 0), (0, 0)]
         && l.win.in_hw == l.win.out_hw;
+    if cg == 1 && og == 1 {
+        return depthwise_step(l, x, g, rows, need_dx, sums);
+    }
     let unfolded;
     let u: &[f32] = if pointwise {
         x
@@ -69,14 +73,7 @@ pub(super) fn conv_step(
             }
         }
     }
-    if let Some(b) = l.b_slot {
-        for o in 0..l.cout {
-            for r in 0..rows {
-                let s: f32 = g[(o * rows + r) * po..(o * rows + r + 1) * po].iter().sum();
-                sums[b][o] += s * s;
-            }
-        }
-    }
+    bias_sums(l, g, rows, po, sums);
     if !need_dx {
         return Vec::new();
     }
@@ -95,8 +92,6 @@ pub(super) fn conv_step(
             false,
             false,
         );
-    } else if cg == 1 && og == 1 {
-        depthwise_dx(l, g, rows, &mut dx);
     } else {
         let mut cols = vec![0f32; kg * po];
         for r in 0..rows {
@@ -122,29 +117,45 @@ pub(super) fn conv_step(
     dx
 }
 
-/// A depthwise convolution's input gradient, directly: every output position adds its
-/// gradient times the channel's kernel onto its input window.
-fn depthwise_dx(l: &ConvLayer, g: &[f32], rows: usize, dx: &mut [f32]) {
-    let win = &l.win;
-    let ([h, w], [ho, wo]) = (win.in_hw, win.out_hw);
-    let kk = win.kernel[0] * win.kernel[1];
-    let taps = win.taps();
-    for c in 0..l.cin {
-        let kernel = &l.w[c * kk..(c + 1) * kk];
-        for r in 0..rows {
-            let src = &g[(c * rows + r) * ho * wo..(c * rows + r + 1) * ho * wo];
-            let dst = &mut dx[(c * rows + r) * h * w..(c * rows + r + 1) * h * w];
-            for t in &taps {
-                let k = kernel[t.k];
-                for oh in t.rows.clone() {
-                    let d = &mut dst[win.input(0, oh, t.off[0]) * w..][..w];
-                    for ow in t.cols.clone() {
-                        d[win.input(1, ow, t.off[1])] += k * src[oh * wo + ow];
-                    }
-                }
+/// A convolution's bias: adds `Σ_r (Σ_pos G_r)²`.
+fn bias_sums(l: &ConvLayer, g: &[f32], rows: usize, po: usize, sums: &mut Sums) {
+    if let Some(b) = l.b_slot {
+        for o in 0..l.cout {
+            for r in 0..rows {
+                let s: f32 = g[(o * rows + r) * po..(o * rows + r + 1) * po].iter().sum();
+                sums[b][o] += s * s;
             }
         }
     }
+}
+
+/// A depthwise convolution (one input channel per group): the rows' weight gradients and
+/// input gradients through the training kernels' depthwise loops
+/// ([`crate::kernels::depthwise`]), the rows of a channel taken as a channel multiplier.
+fn depthwise_step(
+    l: &ConvLayer,
+    x: &[f32],
+    g: &[f32],
+    rows: usize,
+    need_dx: bool,
+    sums: &mut Sums,
+) -> Vec<f32> {
+    let po = l.win.out_hw[0] * l.win.out_hw[1];
+    let kk = l.win.kernel[0] * l.win.kernel[1];
+    let gw = depthwise::per_row_weight_grads(&l.win, l.cin, rows, x, g);
+    let acc = &mut sums[l.w_slot];
+    for (c, a) in acc.chunks_mut(kk).enumerate().take(l.cin) {
+        for v in gw[c * rows * kk..(c + 1) * rows * kk].chunks(kk) {
+            for (a, v) in a.iter_mut().zip(v) {
+                *a += v * v;
+            }
+        }
+    }
+    bias_sums(l, g, rows, po, sums);
+    if !need_dx {
+        return Vec::new();
+    }
+    depthwise::per_row_input_grads(&l.win, l.cin, rows, &l.w, g)
 }
 
 /// An eval-mode BatchNorm: adds `γ`'s `Σ_r (Σ_pos g x̂)²` and `β`'s `Σ_r (Σ_pos g)²`, then
