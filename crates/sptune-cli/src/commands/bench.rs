@@ -115,6 +115,10 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
             let t0 = Instant::now();
             let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
             let mut grads = GradientsParams::from_grads(loss.backward(), &*net);
+            // on an asynchronous device (wgpu) the backward pass may still be running: wait,
+            // so that the update column is the update's own time
+            ad.sync()
+                .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
             let t1 = Instant::now();
             let (penalty, sgd) = opt;
             penalty.apply(net, &mut grads, false);
