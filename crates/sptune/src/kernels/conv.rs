@@ -84,13 +84,13 @@ impl Conv {
         self.cout / self.groups
     }
     fn kk(&self) -> usize {
-        self.window.kernel[0] * self.window.kernel[1]
+        self.window.taps_len()
     }
     fn p_in(&self) -> usize {
-        self.window.in_hw[0] * self.window.in_hw[1]
+        self.window.in_len()
     }
     fn p_out(&self) -> usize {
-        self.window.out_hw[0] * self.window.out_hw[1]
+        self.window.out_len()
     }
     /// Its shapes for the depthwise kernels.
     fn as_depthwise(&self) -> super::depthwise::Conv<'_> {

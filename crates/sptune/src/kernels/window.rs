@@ -49,7 +49,7 @@ pub(crate) struct KernelTap {
 impl Window {
     /// The kernel's taps, row-major (`k = ki·kw + kj`).
     pub(crate) fn taps(&self) -> Vec<KernelTap> {
-        let mut v = Vec::with_capacity(self.kernel[0] * self.kernel[1]);
+        let mut v = Vec::with_capacity(self.taps_len());
         for ki in 0..self.kernel[0] {
             for kj in 0..self.kernel[1] {
                 let off = [0, 1].map(|a| {
@@ -65,6 +65,21 @@ impl Window {
             }
         }
         v
+    }
+
+    /// Taps of the kernel (`kh·kw`).
+    pub(crate) fn taps_len(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Positions of one input plane (`h·w`).
+    pub(crate) fn in_len(&self) -> usize {
+        self.in_hw[0] * self.in_hw[1]
+    }
+
+    /// Positions of one output plane.
+    pub(crate) fn out_len(&self) -> usize {
+        self.out_hw[0] * self.out_hw[1]
     }
 
     /// The input row (`axis` 0) or column (1) that output position `o` reads at offset `off`.
@@ -137,7 +152,7 @@ fn valid(out: usize, s: usize, off: isize, n: usize) -> std::ops::Range<usize> {
 /// Unfolded patches `[cin·kh·kw][positions]` of one example's input.
 pub(crate) fn im2col(l: &Window, cin: usize, x: &[f32]) -> Vec<f32> {
     let [ho, wo] = l.out_hw;
-    let mut u = vec![0f32; cin * l.kernel[0] * l.kernel[1] * ho * wo];
+    let mut u = vec![0f32; cin * l.taps_len() * ho * wo];
     im2col_into(l, &l.taps(), cin, x, &mut u, ho * wo, 0);
     u
 }
@@ -155,7 +170,7 @@ pub(crate) fn im2col_into(
     col0: usize,
 ) {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
-    let kk = l.kernel[0] * l.kernel[1];
+    let kk = l.taps_len();
     for ci in 0..cin {
         let xc = &x[ci * h * w..(ci + 1) * h * w];
         for t in taps {
@@ -203,7 +218,7 @@ pub(crate) fn col2im_from(
     cstride: usize,
 ) {
     let ([h, w], [ho, wo]) = (l.in_hw, l.out_hw);
-    let kk = l.kernel[0] * l.kernel[1];
+    let kk = l.taps_len();
     for ci in 0..cin {
         let xc = &mut dx[ci * cstride..ci * cstride + h * w];
         for t in taps.iter().filter(|t| !t.cols.is_empty()) {

@@ -360,9 +360,7 @@ fn train_and_test(
             }
         })
         .map_err(|e| match (e, files) {
-            (Error::Diverged(m), Some(f))
-                if train::resume::read(&f.state_dir()).is_ok_and(|s| s.is_some()) =>
-            {
+            (Error::Diverged(m), Some(f)) if train::resume::has_state(&f.state_dir()) => {
                 Error::Diverged(format!(
                     "{m}; the last good epoch is kept in {}: continue from it with --resume {} \
                      and a lower --lr",
@@ -470,7 +468,10 @@ impl RunFiles {
             config_toml,
             resume,
         };
-        if resume && files.dir.join("result.json").exists() && !files.state_dir().exists() {
+        if resume
+            && files.dir.join("result.json").exists()
+            && !train::resume::has_state(&files.state_dir())
+        {
             return Err(Error::invalid(
                 "--resume",
                 format!(
@@ -503,7 +504,7 @@ impl RunFiles {
     /// After a failure before the first epoch ended: removes what [`RunFiles::begin`] wrote
     /// (and the run directory if that leaves it empty), so a failed run leaves nothing.
     fn abandon_if_empty(&self) {
-        if !self.state_dir().exists() {
+        if !train::resume::has_state(&self.state_dir()) {
             let _ = std::fs::remove_file(self.dir.join("config.toml"));
             let _ = std::fs::remove_dir(&self.dir);
         }

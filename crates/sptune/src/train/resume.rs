@@ -222,6 +222,11 @@ pub fn save(dir: &Path, s: &EpochState<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Whether `dir` holds a saved state (without reading it).
+pub fn has_state(dir: &Path) -> bool {
+    state_file(dir).is_file()
+}
+
 /// Reads the state in `dir`; `None` when there is none (the run died before its first epoch
 /// ended, or never started).
 pub fn read(dir: &Path) -> Result<Option<TrainState>> {

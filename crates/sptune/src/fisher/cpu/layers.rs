@@ -22,7 +22,7 @@ pub(super) fn conv_step(
 ) -> Vec<f32> {
     let ([h, w], [ho, wo]) = (l.win.in_hw, l.win.out_hw);
     let (hw, po) = (h * w, ho * wo);
-    let kk = l.win.kernel[0] * l.win.kernel[1];
+    let kk = l.win.taps_len();
     // group j: output channels j·og.., input channels j·cg.., weight rows of kg values
     let (cg, og) = (l.cin / l.groups, l.cout / l.groups);
     let kg = cg * kk;
@@ -140,8 +140,8 @@ fn depthwise_step(
     need_dx: bool,
     sums: &mut Sums,
 ) -> Vec<f32> {
-    let po = l.win.out_hw[0] * l.win.out_hw[1];
-    let kk = l.win.kernel[0] * l.win.kernel[1];
+    let po = l.win.out_len();
+    let kk = l.win.taps_len();
     let gw = depthwise::per_row_weight_grads(&l.win, l.cin, rows, x, g);
     let acc = &mut sums[l.w_slot];
     for (c, a) in acc.chunks_mut(kk).enumerate().take(l.cin) {
