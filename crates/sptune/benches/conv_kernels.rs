@@ -1,7 +1,8 @@
 //! Time of the own convolution kernels per ResNet-18 layer shape (batch 32, 32 px, small
 //! stem) and per EfficientNet-Lite0 depthwise shape: forward, input gradient, weight
 //! gradient, in GFLOP/s, beside one large product (the machine's practical peak).
-//! `cargo bench -p sptune --bench conv_kernels [-- THREADS [NAME-FILTER]]`.
+//! `cargo bench -p sptune --bench conv_kernels [-- THREADS [NAME-FILTER [REPEAT]]]` (each
+//! figure the best of REPEAT runs, 3 unless given).
 
 use std::time::Instant;
 
@@ -18,10 +19,10 @@ type Shape = (
     usize,
 );
 
-fn time<F: FnMut()>(mut f: F) -> f64 {
+fn time<F: FnMut()>(repeat: usize, mut f: F) -> f64 {
     f();
     let mut best = f64::MAX;
-    for _ in 0..3 {
+    for _ in 0..repeat {
         let t = Instant::now();
         f();
         best = best.min(t.elapsed().as_secs_f64());
@@ -36,6 +37,8 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let threads: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let only = args.get(1);
+    let repeat: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
@@ -181,7 +184,7 @@ fn main() {
     let n = 2048;
     let (a, b) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
     let mut c = vec![0f32; n * n];
-    let t = time(|| unsafe {
+    let t = time(3, || unsafe {
         gemm::gemm(
             n,
             n,
@@ -215,7 +218,6 @@ fn main() {
     let mut total = [0f64; 3];
     let mut dw_total = [0f64; 3];
     let mut flops_total = 0f64;
-    let only = args.get(1);
     for &(name, x, w, s, p, g, count) in shapes {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
@@ -229,14 +231,27 @@ fn main() {
             .collect();
         let y = conv::forward(&c, &xs, &ws);
         let flops = 2.0 * y.len() as f64 * (w[1] * w[2] * w[3]) as f64;
-        let tf = time(|| {
-            std::hint::black_box(conv::forward(&c, &xs, &ws));
-        });
-        let tx = time(|| {
-            std::hint::black_box(conv::input_grad(&c, &ws, &y));
-        });
-        let tw = time(|| {
-            std::hint::black_box(conv::weight_grad(&c, &xs, &y));
+        // each pass timed with Winograd's transforms on (where they apply) and, where they
+        // do, off too, in the same run
+        let passes = |repeat: usize| {
+            [
+                time(repeat, || {
+                    std::hint::black_box(conv::forward(&c, &xs, &ws));
+                }),
+                time(repeat, || {
+                    std::hint::black_box(conv::input_grad(&c, &ws, &y));
+                }),
+                time(repeat, || {
+                    std::hint::black_box(conv::weight_grad(&c, &xs, &y));
+                }),
+            ]
+        };
+        let [tf, tx, tw] = passes(repeat);
+        let direct = c.uses_winograd().then(|| {
+            sptune::kernels::set_winograd(false);
+            let t = passes(repeat);
+            sptune::kernels::set_winograd(true);
+            t
         });
         if g == 1 {
             for (t, v) in total.iter_mut().zip([tf, tx, tw]) {
@@ -257,6 +272,18 @@ fn main() {
             flops / tx / 1e9,
             flops / tw / 1e9
         );
+        if let Some(d) = direct {
+            println!(
+                "{:<20} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>8.1} {:>8.1}",
+                "  (without Winograd)",
+                1e3 * d[0],
+                1e3 * d[1],
+                1e3 * d[2],
+                flops / d[0] / 1e9,
+                flops / d[1] / 1e9,
+                flops / d[2] / 1e9
+            );
+        }
     }
     println!(
         "ResNet-18 convolutions (x count): fwd {:.0} ms, dx {:.0} ms, dw {:.0} ms; {:.1} GFLOP per pass",

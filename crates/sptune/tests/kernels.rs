@@ -323,6 +323,44 @@ fn chunked_batches_match_burn() {
     );
 }
 
+/// 3x3 stride-1 convolutions with enough tiles run by Winograd's F(4x4, 3x3) transforms
+/// (`kernels::winograd`): several chunks of images, odd sizes (partial tiles), channel counts
+/// that are not a multiple of the 16 lanes, asymmetric and zero padding, padding wider than
+/// the kernel's reach. Each case is asserted to take that path, so a changed threshold cannot
+/// silently drop it from the test.
+#[test]
+fn winograd_shapes_match_burn() {
+    let cases = [
+        // 100 tiles per image, 460,800 transformed floats: chunks of 4 and 2 images
+        ([6, 64, 40, 40], [64, 64, 3, 3], [(1, 1), (1, 1)]),
+        // 13 x 12 output (partial tiles), 9 -> 10 channels, asymmetric padding
+        ([24, 9, 13, 11], [10, 9, 3, 3], [(0, 2), (2, 1)]),
+        // no padding
+        ([16, 16, 18, 18], [24, 16, 3, 3], [(0, 0), (0, 0)]),
+        // padding 2 on every side: outputs whose window lies half outside the image
+        ([32, 17, 10, 9], [19, 17, 3, 3], [(2, 2), (2, 2)]),
+    ];
+    for (i, (x, w, pad)) in cases.into_iter().enumerate() {
+        let conv = sptune::kernels::conv::Conv::new(x, w, [1, 1], [1, 1], pad, 1).unwrap();
+        assert!(
+            conv.uses_winograd(),
+            "case {i} does not reach the transforms"
+        );
+        check(
+            &Case {
+                x,
+                w,
+                stride: [1, 1],
+                dilation: [1, 1],
+                pad,
+                groups: 1,
+                bias: i % 2 == 1,
+            },
+            300 + i as u64,
+        );
+    }
+}
+
 /// The own ReLU6 against burn's `clamp(0, 6)` (output and gradient) away from the kinks, and
 /// PyTorch's convention at them (`hardtanh_backward` passes the gradient only where
 /// `0 < x < 6` strictly: at exactly 0 and 6 it is 0).

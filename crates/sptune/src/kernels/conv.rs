@@ -13,6 +13,8 @@
 //! keep `U` within [`CHUNK_FLOATS`]). Depthwise convolutions (one input channel per group)
 //! have `K` of 9 or 25: their products would be too thin, and they run as direct loops
 //! instead (`kernels::depthwise`: row by row, or in channel-lane tiles on small planes).
+//! 3x3 stride-1 convolutions over enough tiles go through Winograd's transforms
+//! (`kernels::winograd`), a quarter of the multiplies.
 
 use rayon::prelude::*;
 
@@ -69,6 +71,12 @@ impl Conv {
             groups,
             window: Window::new([kh, kw], stride, dilation, pad, [h, wd]),
         })
+    }
+
+    /// Whether it runs by Winograd's transforms (3x3, stride 1, one group, enough tiles; see
+    /// [`super::set_winograd`]).
+    pub fn uses_winograd(&self) -> bool {
+        super::winograd::applies(self)
     }
 
     /// The output shape `[batch, cout, ho, wo]`.
@@ -159,6 +167,10 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
         super::depthwise::forward(&c.as_depthwise(), x, w, &mut y);
         return y;
     }
+    if super::winograd::applies(c) {
+        super::winograd::forward(c, x, w, &mut y);
+        return y;
+    }
     let (og, kg) = (c.og(), c.cg() * c.kk());
     let cap = c.chunk() * p;
     let mut u = vec![0f32; kg * cap];
@@ -199,6 +211,10 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
     let mut gx = vec![0f32; c.batch * c.cin * p_in];
     if c.depthwise() {
         super::depthwise::input_grad(&c.as_depthwise(), w, gy, &mut gx);
+        return gx;
+    }
+    if super::winograd::applies(c) {
+        super::winograd::input_grad(c, w, gy, &mut gx);
         return gx;
     }
     let (cg, og, kk) = (c.cg(), c.og(), c.kk());
@@ -246,6 +262,10 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let mut gw = vec![0f32; c.cout * kg];
     if c.depthwise() {
         super::depthwise::weight_grad(&c.as_depthwise(), x, gy, &mut gw);
+        return gw;
+    }
+    if super::winograd::applies(c) {
+        super::winograd::weight_grad(c, x, gy, &mut gw);
         return gw;
     }
     let cap = c.chunk() * p;

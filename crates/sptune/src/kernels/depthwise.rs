@@ -425,13 +425,13 @@ fn weight_grad_tile<M: Madd>(
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Isa {
+pub(super) enum Isa {
     V4,
     V3,
     Base,
 }
 
-fn isa() -> Isa {
+pub(super) fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,5 @@
 //! Own CPU kernels under burn. On the CPU (Flex) backend every model's convolutions, BatchNorms
-//! in training mode and ReLU6 run here, forward and backward: [`conv`] (with `depthwise`),
+//! in training mode and ReLU6 run here, forward and backward: [`conv`] (with `depthwise` and `winograd`),
 //! [`norm`] and [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
 //! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
 //! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
@@ -11,6 +11,7 @@ pub mod elementwise;
 mod ext;
 pub mod norm;
 pub(crate) mod window;
+pub(crate) mod winograd;
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::BatchNorm;
@@ -21,6 +22,14 @@ use burn::tensor::{DType, Tensor};
 
 use ext::CpuKernels;
 pub use ext::Geometry;
+
+/// Whether 3x3 stride-1 convolutions with enough tiles may run by Winograd's transforms
+/// (`winograd`; on by default). Off, they run as matrix products over unfolded patches like
+/// every other convolution: for comparing the two (`benches/conv_kernels.rs`) or ruling the
+/// transforms out when chasing a numerical difference.
+pub fn set_winograd(on: bool) {
+    winograd::enable(on);
+}
 
 /// `m` applied to `x` `[batch, channels, h, w]`, through the own kernels where they apply.
 pub fn conv2d(m: &Conv2d, x: Tensor<4>) -> Tensor<4> {

@@ -1,0 +1,806 @@
+//! 3x3 stride-1 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2016): forward, input gradient and weight
+//! gradient, each with 36 matrix products of a quarter of the direct method's multiplies.
+//!
+//! An output tile of 4x4 positions reads a 6x6 input tile `d`. With the transforms below
+//! (`Bᵀ`, `G`, `Aᵀ`, written out as functions of one row or column), one input channel's
+//! contribution is `Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`; summed over input channels, each of the 36
+//! transformed positions `ξ` is a matrix product over channels:
+//!
+//! - forward: `M_ξ[cout, tiles] = U_ξ[cout, cin] · V_ξ[cin, tiles]`, `U = G w Gᵀ`,
+//!   `V = Bᵀ d B`, then `y = Aᵀ M A` per tile;
+//! - input gradient (the adjoint, step by step): `dM = A dy Aᵀ`,
+//!   `dV_ξ = U_ξᵀ · dM_ξ`, then `B dV Bᵀ` added onto each 6x6 input tile (tiles overlap by 2);
+//! - weight gradient: `dU_ξ[cout, cin] = Σ_tiles dM_ξ · V_ξᵀ`, then `dw = Gᵀ dU G`.
+//!
+//! Tiles past the output's edge are computed and dropped; input positions outside the image
+//! (the padding) read as zero, and their gradients are dropped, so every padding works.
+//!
+//! Layout: a chunk of images is turned channel-last, so that the transforms run on
+//! [`LANES`] channels at once with whole-vector loads and stores; the transformed tiles are
+//! `[ξ][tile][channel]` and the products are row-major. Chunks keep a chunk's transformed
+//! input and output within [`CHUNK_FLOATS`]; buffers come from a per-thread pool
+//! ([`Scratch`]).
+//!
+//! Accuracy: the points 0, ±1, ±2 leave float32 errors of 2e-6 to 1e-5 of the largest output
+//! or gradient (direct products: about 3e-7), measured against burn's direct convolution in
+//! `tests/kernels.rs` (`winograd_shapes_match_burn`, limit 1e-4).
+
+use std::ops::{Add, Mul, Sub};
+
+use rayon::prelude::*;
+
+use super::conv::Conv;
+use super::window::gemm_into;
+
+/// Output tile side.
+const M: usize = 4;
+/// Input tile side (`M + 3 - 1`).
+const T: usize = 6;
+/// Transformed positions per tile.
+const XI: usize = T * T;
+/// Tiles (or channels) transformed together.
+const LANES: usize = 16;
+/// Largest transformed input and output of one chunk of images, in floats (8 MiB).
+pub const CHUNK_FLOATS: usize = 1 << 21;
+
+/// Fewest tiles in a batch for the transforms to pay: the transformed weights are four
+/// times the weights, written and read once per pass, so a layer with few tiles (ResNet-18's
+/// last two stages at 32 px, batch 32: 128 and 32 tiles) runs faster direct
+/// (`benches/conv_kernels.rs`).
+const MIN_TILES: usize = 256;
+
+/// Whether the transforms may be used at all (see [`super::set_winograd`]).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub(super) fn enable(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `c` runs here: 3x3 kernel, stride 1, no dilation, one group, enough channels and
+/// enough tiles for the products to pay for the transforms.
+pub(super) fn applies(c: &Conv) -> bool {
+    let w = &c.window;
+    let [ho, wo] = w.out_hw;
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+        && w.kernel == [3, 3]
+        && w.stride == [1, 1]
+        && w.dilation == [1, 1]
+        && c.groups == 1
+        && c.cin >= 8
+        && c.cout >= 8
+        && c.batch * ho.div_ceil(M) * wo.div_ceil(M) >= MIN_TILES
+}
+
+/// `f()` compiled for the processor's best instruction set (AVX-512, AVX2 + FMA or the
+/// baseline): the transforms' lane arithmetic then runs on whole vector registers.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::depthwise::{Isa, isa};
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match isa() {
+            // SAFETY: isa() saw these features on this processor
+            Isa::V4 => return unsafe { v4(f) },
+            // SAFETY: as above
+            Isa::V3 => return unsafe { v3(f) },
+            Isa::Base => {}
+        }
+    }
+    f()
+}
+
+/// One float per lane: a tile position of [`LANES`] channels.
+type Lanes = [f32; LANES];
+
+/// What the 1-D transforms compute on.
+trait Num: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<f32, Output = Self> {}
+impl Num for f32 {}
+
+/// `Bᵀ d`: the input transform of one row or column.
+#[inline(always)]
+fn bt<N: Num>(d: [N; T]) -> [N; T] {
+    [
+        d[0] * 4.0 - d[2] * 5.0 + d[4],
+        d[3] + d[4] - (d[1] + d[2]) * 4.0,
+        (d[1] - d[2]) * 4.0 - d[3] + d[4],
+        (d[3] - d[1]) * 2.0 - d[2] + d[4],
+        (d[1] - d[3]) * 2.0 - d[2] + d[4],
+        d[1] * 4.0 - d[3] * 5.0 + d[5],
+    ]
+}
+
+/// `B v`: the adjoint of [`bt`].
+#[inline(always)]
+fn b<N: Num>(v: [N; T]) -> [N; T] {
+    [
+        v[0] * 4.0,
+        (v[2] - v[1] + v[5]) * 4.0 + (v[4] - v[3]) * 2.0,
+        v[0] * -5.0 - (v[1] + v[2]) * 4.0 - v[3] - v[4],
+        v[1] - v[2] + (v[3] - v[4]) * 2.0 - v[5] * 5.0,
+        v[0] + v[1] + v[2] + v[3] + v[4],
+        v[5],
+    ]
+}
+
+/// `G g`: the weight transform of one kernel row or column.
+#[inline(always)]
+fn g<N: Num>(w: [N; 3]) -> [N; T] {
+    let (s, d) = (w[0] + w[2], w[1]);
+    [
+        w[0] * 0.25,
+        (s + d) * (-1.0 / 6.0),
+        (s - d) * (-1.0 / 6.0),
+        w[0] * (1.0 / 24.0) + d * (1.0 / 12.0) + w[2] * (1.0 / 6.0),
+        w[0] * (1.0 / 24.0) - d * (1.0 / 12.0) + w[2] * (1.0 / 6.0),
+        w[2],
+    ]
+}
+
+/// `Gᵀ u`: the adjoint of [`g`].
+#[inline(always)]
+fn gt<N: Num>(u: [N; T]) -> [N; 3] {
+    let (p, q) = (u[1] + u[2], u[3] + u[4]);
+    [
+        u[0] * 0.25 - p * (1.0 / 6.0) + q * (1.0 / 24.0),
+        (u[2] - u[1]) * (1.0 / 6.0) + (u[3] - u[4]) * (1.0 / 12.0),
+        q * (1.0 / 6.0) - p * (1.0 / 6.0) + u[5],
+    ]
+}
+
+/// `Aᵀ m`: the output transform of one row or column.
+#[inline(always)]
+fn at<N: Num>(m: [N; T]) -> [N; M] {
+    let (p1, d1) = (m[1] + m[2], m[1] - m[2]);
+    let (p2, d2) = (m[3] + m[4], m[3] - m[4]);
+    [
+        m[0] + p1 + p2,
+        d1 + d2 * 2.0,
+        p1 + p2 * 4.0,
+        d1 + d2 * 8.0 + m[5],
+    ]
+}
+
+/// `A y`: the adjoint of [`at`].
+#[inline(always)]
+fn a<N: Num>(y: [N; M]) -> [N; T] {
+    let (e, o) = (y[0] + y[2], y[1] + y[3]);
+    let (e2, o2) = (y[0] + y[2] * 4.0, (y[1] + y[3] * 4.0) * 2.0);
+    [y[0], e + o, e - o, e2 + o2, e2 - o2, y[3]]
+}
+
+/// `F x Fᵀ` for the 1-D transform `f` (`I` to `O` values), on every lane: `x` is an `I×I`
+/// tile and `out` an `O×O` one, row-major, a [`Lanes`] per position. The lane loops are
+/// innermost, so each formula becomes a few vector operations.
+#[inline(always)]
+fn both<const I: usize, const O: usize>(
+    x: &[Lanes],
+    f: impl Fn([f32; I]) -> [f32; O],
+    out: &mut [Lanes],
+) {
+    let (x, out) = (&x[..I * I], &mut out[..O * O]);
+    // cols[o·I + c] = f(column c of x)[o]
+    let mut cols = [[0f32; LANES]; T * T];
+    for c in 0..I {
+        for l in 0..LANES {
+            let mut v = [0f32; I];
+            for (r, v) in v.iter_mut().enumerate() {
+                *v = x[r * I + c][l];
+            }
+            for (o, y) in f(v).into_iter().enumerate() {
+                cols[o * I + c][l] = y;
+            }
+        }
+    }
+    for o in 0..O {
+        for l in 0..LANES {
+            let mut v = [0f32; I];
+            for (c, v) in v.iter_mut().enumerate() {
+                *v = cols[o * I + c][l];
+            }
+            for (o2, y) in f(v).into_iter().enumerate() {
+                out[o * O + o2][l] = y;
+            }
+        }
+    }
+}
+
+/// A buffer of floats from a pool kept by the calling thread, with stale contents: every user
+/// writes an element before reading it. Saves the zeroing and page faults of a fresh
+/// allocation per call (the transformed weights of a 512-channel layer alone are 37 MB).
+struct Scratch(Vec<f32>, usize);
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// `n` floats: the pool's smallest buffer that holds them, else its largest, grown.
+    fn new(n: usize) -> Scratch {
+        let mut v = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let fits = (0..p.len())
+                .filter(|&i| p[i].len() >= n)
+                .min_by_key(|&i| p[i].len());
+            let pick = fits.or_else(|| (0..p.len()).max_by_key(|&i| p[i].len()));
+            pick.map(|i| p.swap_remove(i)).unwrap_or_default()
+        });
+        if v.len() < n {
+            // grown without copying the stale contents
+            v.clear();
+            v.resize(n, 0.0);
+        }
+        Scratch(v, n)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        POOL.with(|p| p.borrow_mut().push(v));
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0[..self.1]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0[..self.1]
+    }
+}
+
+/// A buffer written by rayon tasks at disjoint places (each task owns a block of channels).
+#[derive(Clone, Copy)]
+struct Shared {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: tasks reach the buffer only through `Shared::at`, at places no other task reaches
+// (the callers' contract); the buffer is borrowed by the caller for the whole parallel loop.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn new(buf: &mut [f32]) -> Shared {
+        Shared {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+    /// `len` floats from `start`.
+    ///
+    /// # Safety
+    /// No other task reaches these floats while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    unsafe fn at(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len);
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+/// `dst[..n] = src[..n]`, the rest zero; without a call to `memcpy` for a full block.
+#[inline(always)]
+fn load(dst: &mut Lanes, src: &[f32], n: usize) {
+    if n == LANES {
+        *dst = src[..LANES].try_into().expect("a full block");
+    } else {
+        *dst = [0.0; LANES];
+        dst[..n].copy_from_slice(&src[..n]);
+    }
+}
+
+/// `dst[..n] = src[..n]`, as [`load`].
+#[inline(always)]
+fn store(dst: &mut [f32], src: &Lanes, n: usize) {
+    if n == LANES {
+        dst[..LANES].copy_from_slice(src);
+    } else {
+        dst[..n].copy_from_slice(&src[..n]);
+    }
+}
+
+/// The blocks `(first, count)` of [`LANES`] channels out of `ch`.
+fn blocks(ch: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..ch.div_ceil(LANES)).map(move |k| (k * LANES, LANES.min(ch - k * LANES)))
+}
+
+/// Tiles per rayon task.
+const TILES_PER_TASK: usize = 8;
+
+/// The tiles `0..nt` in ranges of [`TILES_PER_TASK`], on rayon's threads. A task writes whole
+/// rows (all channels) of the tiles it owns, so two threads never share a cache line.
+fn tile_ranges(nt: usize) -> impl ParallelIterator<Item = std::ops::Range<usize>> {
+    (0..nt.div_ceil(TILES_PER_TASK))
+        .into_par_iter()
+        .map(move |k| k * TILES_PER_TASK..((k + 1) * TILES_PER_TASK).min(nt))
+}
+
+/// `dst[c][r] = src[r][c]` for a row-major `rows × cols` `src`, on rayon's threads (16
+/// columns of `src` per task). It goes through 16x16 blocks so that each write is a whole
+/// cache line: writing column by column straight into rows a power of two apart made the
+/// lines of one column evict each other (4 KiB aliasing), 3x slower.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    dst[..rows * cols]
+        .par_chunks_mut(B * rows)
+        .enumerate()
+        .for_each(|(k, d)| {
+            let (c0, nc) = (k * B, B.min(cols - k * B));
+            for r0 in (0..rows).step_by(B) {
+                let nr = B.min(rows - r0);
+                let mut blk = [[0f32; B]; B];
+                for (i, row) in blk.iter_mut().enumerate().take(nr) {
+                    let s = &src[(r0 + i) * cols + c0..];
+                    if nc == B {
+                        *row = s[..B].try_into().expect("a full block");
+                    } else {
+                        row[..nc].copy_from_slice(&s[..nc]);
+                    }
+                }
+                for j in 0..nc {
+                    let out = &mut d[j * rows + r0..][..nr];
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = blk[i][j];
+                    }
+                }
+            }
+        });
+}
+
+/// Images `b0..b0+nb` of `x` (`[batch][ch][p]`) channel-last into `dst` (`[nb][p][ch]`).
+fn to_channel_last(x: &[f32], (b0, nb): (usize, usize), ch: usize, p: usize, dst: &mut [f32]) {
+    for b in 0..nb {
+        let src = &x[(b0 + b) * ch * p..][..ch * p];
+        transpose(src, ch, p, &mut dst[b * p * ch..][..p * ch]);
+    }
+}
+
+/// Geometry of one convolution as the transforms need it.
+struct Geo {
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    /// Top and left padding.
+    pt: isize,
+    pl: isize,
+    /// Tile rows and columns per image.
+    th: usize,
+    tw: usize,
+}
+
+impl Geo {
+    fn of(c: &Conv) -> Geo {
+        let w = &c.window;
+        let [ho, wo] = w.out_hw;
+        Geo {
+            h: w.in_hw[0],
+            w: w.in_hw[1],
+            ho,
+            wo,
+            pt: w.pad[0].0 as isize,
+            pl: w.pad[1].0 as isize,
+            th: ho.div_ceil(M),
+            tw: wo.div_ceil(M),
+        }
+    }
+    fn tiles_per_image(&self) -> usize {
+        self.th * self.tw
+    }
+    fn p_in(&self) -> usize {
+        self.h * self.w
+    }
+    fn p_out(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// The top-left input position of tile `t` of an image (may lie in the padding).
+    fn origin(&self, t: usize) -> (isize, isize) {
+        let (ty, tx) = (t / self.tw, t % self.tw);
+        ((ty * M) as isize - self.pt, (tx * M) as isize - self.pl)
+    }
+    /// The input positions `(row, column, index in the 6x6 tile)` of tile `t` inside the
+    /// image.
+    fn inputs(&self, t: usize) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
+        let (r0, c0) = self.origin(t);
+        let (h, w) = (self.h as isize, self.w as isize);
+        (0..T * T).filter_map(move |i| {
+            let (y, x) = (r0 + (i / T) as isize, c0 + (i % T) as isize);
+            (y >= 0 && y < h && x >= 0 && x < w).then_some((y as usize, x as usize, i))
+        })
+    }
+    /// The output positions `(index in the image, index in the 4x4 tile)` of tile `t`
+    /// inside the output.
+    fn outputs(&self, t: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (ty, tx) = (t / self.tw * M, t % self.tw * M);
+        let (ho, wo) = (self.ho, self.wo);
+        (0..M * M).filter_map(move |i| {
+            let (y, x) = (ty + i / M, tx + i % M);
+            (y < ho && x < wo).then_some((y * wo + x, i))
+        })
+    }
+    /// The chunks `(first image, images)`, so that a chunk's transformed input and output
+    /// hold at most [`CHUNK_FLOATS`].
+    fn chunks(&self, c: &Conv) -> Vec<(usize, usize)> {
+        let per_image = XI * (c.cin + c.cout) * self.tiles_per_image();
+        let step = (CHUNK_FLOATS / per_image.max(1)).clamp(1, c.batch);
+        (0..c.batch)
+            .step_by(step)
+            .map(|b0| (b0, step.min(c.batch - b0)))
+            .collect()
+    }
+}
+
+/// `U[ξ][ci][co] = (G w[co][ci] Gᵀ)_ξ`.
+fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
+    let (cin, cout) = (c.cin, c.cout);
+    let mut wt = Scratch::new(cin * 9 * cout);
+    transpose(w, cout, cin * 9, &mut wt);
+    let mut u = Scratch::new(XI * cin * cout);
+    let us = Shared::new(&mut u);
+    (0..cin).into_par_iter().for_each(|ci| {
+        simd(
+            #[inline(always)]
+            || {
+                for c0 in (0..cout).step_by(LANES) {
+                    let n = LANES.min(cout - c0);
+                    let mut k = [[0f32; LANES]; 9];
+                    for (i, k) in k.iter_mut().enumerate() {
+                        load(k, &wt[(ci * 9 + i) * cout + c0..], n);
+                    }
+                    let mut e = [[0f32; LANES]; XI];
+                    both(&k, g, &mut e);
+                    for (xi, v) in e.iter().enumerate() {
+                        // SAFETY: row ci of every U_ξ belongs to this task
+                        store(unsafe { us.at((xi * cin + ci) * cout + c0, n) }, v, n);
+                    }
+                }
+            },
+        )
+    });
+    u
+}
+
+/// `V[ξ][t][ci] = (Bᵀ d B)_ξ` for the input tiles `d` of the chunk's images, from their
+/// channel-last input `xt` (`[nb][p_in][cin]`).
+fn input_transform(c: &Conv, geo: &Geo, nt: usize, xt: &[f32], v: &mut [f32]) {
+    let (cin, tpi, p_in) = (c.cin, geo.tiles_per_image(), geo.p_in());
+    let vs = Shared::new(v);
+    tile_ranges(nt).for_each(|ts| {
+        simd(
+            #[inline(always)]
+            || {
+                for (t, (c0, n)) in ts.flat_map(|t| blocks(cin).map(move |k| (t, k))) {
+                    let (b, tt) = (t / tpi, t % tpi);
+                    let img = &xt[b * p_in * cin..][..p_in * cin];
+                    let mut d = [[0f32; LANES]; XI];
+                    for (y, x, i) in geo.inputs(tt) {
+                        load(&mut d[i], &img[(y * geo.w + x) * cin + c0..], n);
+                    }
+                    let mut e = [[0f32; LANES]; XI];
+                    both(&d, bt, &mut e);
+                    for (xi, v) in e.iter().enumerate() {
+                        // SAFETY: row t of every V_ξ belongs to this task
+                        store(unsafe { vs.at((xi * nt + t) * cin + c0, n) }, v, n);
+                    }
+                }
+            },
+        )
+    });
+}
+
+/// `dM[ξ][t][co] = (A dy Aᵀ)_ξ` for the output-gradient tiles of the chunk's images, from
+/// their channel-last `gyt` (`[nb][p_out][cout]`; positions past the output's edge are zero).
+fn output_grad_transform(c: &Conv, geo: &Geo, nt: usize, gyt: &[f32], dm: &mut [f32]) {
+    let (cout, tpi, p_out) = (c.cout, geo.tiles_per_image(), geo.p_out());
+    let ds = Shared::new(dm);
+    tile_ranges(nt).for_each(|ts| {
+        simd(
+            #[inline(always)]
+            || {
+                for (t, (c0, n)) in ts.flat_map(|t| blocks(cout).map(move |k| (t, k))) {
+                    let (b, tt) = (t / tpi, t % tpi);
+                    let img = &gyt[b * p_out * cout..][..p_out * cout];
+                    let mut d = [[0f32; LANES]; M * M];
+                    for (o, i) in geo.outputs(tt) {
+                        load(&mut d[i], &img[o * cout + c0..], n);
+                    }
+                    let mut e = [[0f32; LANES]; XI];
+                    both(&d, a, &mut e);
+                    for (xi, v) in e.iter().enumerate() {
+                        // SAFETY: row t of every dM_ξ belongs to this task
+                        store(unsafe { ds.at((xi * nt + t) * cout + c0, n) }, v, n);
+                    }
+                }
+            },
+        )
+    });
+}
+
+/// `out_ξ (+)= lhs_ξ · rhs_ξ` (`[m][n]`, row-major) for the 36 positions `ξ`, one product per
+/// rayon task; each operand is its buffer, the distance between two `ξ`, and its (row,
+/// column) strides.
+fn products(
+    out: &mut [f32],
+    [m, k, n]: [usize; 3],
+    lhs: (&[f32], usize, [usize; 2]),
+    rhs: (&[f32], usize, [usize; 2]),
+    accumulate: bool,
+) {
+    out[..XI * m * n]
+        .par_chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(xi, o)| {
+            gemm_into(
+                o,
+                [n, 1],
+                &lhs.0[xi * lhs.1..],
+                lhs.2,
+                &rhs.0[xi * rhs.1..],
+                rhs.2,
+                [m, k, n],
+                accumulate,
+                false,
+            );
+        });
+}
+
+/// The convolution of `x` with `w` into `y` (`[batch, cout, ho, wo]`, overwritten).
+pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let geo = Geo::of(c);
+    let (cin, cout, tpi, p_in, p_out) = (
+        c.cin,
+        c.cout,
+        geo.tiles_per_image(),
+        geo.p_in(),
+        geo.p_out(),
+    );
+    let u = weight_transform(c, w);
+    let chunks = geo.chunks(c);
+    let cap = chunks[0].1;
+    let mut xt = Scratch::new(cap * p_in * cin);
+    let mut v = Scratch::new(XI * cap * tpi * cin);
+    let mut m = Scratch::new(XI * cap * tpi * cout);
+    let mut yt = Scratch::new(cap * p_out * cout);
+    for (b0, nb) in chunks {
+        let nt = nb * tpi;
+        to_channel_last(x, (b0, nb), cin, p_in, &mut xt);
+        input_transform(c, &geo, nt, &xt, &mut v);
+        // M_ξ[nt][cout] = V_ξ[nt][cin] · U_ξ[cin][cout]
+        products(
+            &mut m,
+            [nt, cin, cout],
+            (&v, nt * cin, [cin, 1]),
+            (&u, cin * cout, [cout, 1]),
+            false,
+        );
+        let ys = Shared::new(&mut yt);
+        tile_ranges(nt).for_each(|ts| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (t, (c0, n)) in ts.flat_map(|t| blocks(cout).map(move |k| (t, k))) {
+                        let (b, tt) = (t / tpi, t % tpi);
+                        let mut e = [[0f32; LANES]; XI];
+                        for (xi, e) in e.iter_mut().enumerate() {
+                            load(e, &m[(xi * nt + t) * cout + c0..], n);
+                        }
+                        let mut o = [[0f32; LANES]; M * M];
+                        both(&e, at, &mut o);
+                        for (pos, i) in geo.outputs(tt) {
+                            // SAFETY: the output positions of tile t belong to this task
+                            let dst = unsafe { ys.at((b * p_out + pos) * cout + c0, n) };
+                            store(dst, &o[i], n);
+                        }
+                    }
+                },
+            )
+        });
+        for b in 0..nb {
+            let dst = &mut y[(b0 + b) * cout * p_out..][..cout * p_out];
+            transpose(&yt[b * p_out * cout..][..p_out * cout], p_out, cout, dst);
+        }
+    }
+}
+
+/// The gradient with respect to the input, given `gy`, into `gx` (`[batch, cin, h, w]`,
+/// overwritten).
+pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    let geo = Geo::of(c);
+    let (cin, cout, tpi, p_in, p_out) = (
+        c.cin,
+        c.cout,
+        geo.tiles_per_image(),
+        geo.p_in(),
+        geo.p_out(),
+    );
+    let u = weight_transform(c, w);
+    let chunks = geo.chunks(c);
+    let cap = chunks[0].1;
+    let mut gyt = Scratch::new(cap * p_out * cout);
+    let mut dm = Scratch::new(XI * cap * tpi * cout);
+    let mut dv = Scratch::new(XI * cap * tpi * cin);
+    let mut dxt = Scratch::new(cap * p_in * cin);
+    for (b0, nb) in chunks {
+        let nt = nb * tpi;
+        to_channel_last(gy, (b0, nb), cout, p_out, &mut gyt);
+        output_grad_transform(c, &geo, nt, &gyt, &mut dm);
+        // dV_ξ[nt][cin] = dM_ξ[nt][cout] · U_ξᵀ[cout][cin]
+        products(
+            &mut dv,
+            [nt, cout, cin],
+            (&dm, nt * cout, [cout, 1]),
+            (&u, cin * cout, [1, cout]),
+            false,
+        );
+        dxt[..nb * p_in * cin].fill(0.0);
+        // Tiles of neighbouring tile rows overlap by two input rows: even tile rows first,
+        // then odd ones, each task one tile row of one image.
+        let xs = Shared::new(&mut dxt);
+        for parity in 0..2 {
+            let rows: Vec<(usize, usize)> = (0..nb)
+                .flat_map(|b| (parity..geo.th).step_by(2).map(move |ty| (b, ty)))
+                .collect();
+            rows.into_par_iter().for_each(|(b, ty)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let row = ty * geo.tw..(ty + 1) * geo.tw;
+                        for (tt, (c0, n)) in row.flat_map(|t| blocks(cin).map(move |k| (t, k))) {
+                            let t = b * tpi + tt;
+                            let mut e = [[0f32; LANES]; XI];
+                            for (xi, e) in e.iter_mut().enumerate() {
+                                load(e, &dv[(xi * nt + t) * cin + c0..], n);
+                            }
+                            let mut d = [[0f32; LANES]; XI];
+                            both(&e, self::b, &mut d);
+                            for (yy, xx, i) in geo.inputs(tt) {
+                                // SAFETY: rows of this phase's tiles do not overlap
+                                let dst =
+                                    unsafe { xs.at((b * p_in + yy * geo.w + xx) * cin + c0, n) };
+                                for (o, v) in dst.iter_mut().zip(&d[i]) {
+                                    *o += v;
+                                }
+                            }
+                        }
+                    },
+                )
+            });
+        }
+        for b in 0..nb {
+            let dst = &mut gx[(b0 + b) * cin * p_in..][..cin * p_in];
+            transpose(&dxt[b * p_in * cin..][..p_in * cin], p_in, cin, dst);
+        }
+    }
+}
+
+/// The gradient with respect to the weight, given `x` and `gy`, into `gw` (`[cout, cin, 3,
+/// 3]`, overwritten).
+pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let geo = Geo::of(c);
+    let (cin, cout, tpi, p_in, p_out) = (
+        c.cin,
+        c.cout,
+        geo.tiles_per_image(),
+        geo.p_in(),
+        geo.p_out(),
+    );
+    let chunks = geo.chunks(c);
+    let cap = chunks[0].1;
+    let mut xt = Scratch::new(cap * p_in * cin);
+    let mut gyt = Scratch::new(cap * p_out * cout);
+    let mut v = Scratch::new(XI * cap * tpi * cin);
+    let mut dm = Scratch::new(XI * cap * tpi * cout);
+    let mut du = Scratch::new(XI * cin * cout);
+    for (i, &(b0, nb)) in chunks.iter().enumerate() {
+        let nt = nb * tpi;
+        to_channel_last(x, (b0, nb), cin, p_in, &mut xt);
+        input_transform(c, &geo, nt, &xt, &mut v);
+        to_channel_last(gy, (b0, nb), cout, p_out, &mut gyt);
+        output_grad_transform(c, &geo, nt, &gyt, &mut dm);
+        // dU_ξ[cin][cout] (+)= V_ξᵀ[cin][nt] · dM_ξ[nt][cout]
+        products(
+            &mut du,
+            [cin, nt, cout],
+            (&v, nt * cin, [1, cin]),
+            (&dm, nt * cout, [cout, 1]),
+            i > 0,
+        );
+    }
+    // dw[co][ci] = Gᵀ dU[ci][co] G, written [ci][3x3][co] and then transposed
+    let mut dwt = Scratch::new(cin * 9 * cout);
+    dwt.par_chunks_mut(9 * cout)
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            simd(
+                #[inline(always)]
+                || {
+                    for c0 in (0..cout).step_by(LANES) {
+                        let n = LANES.min(cout - c0);
+                        let mut e = [[0f32; LANES]; XI];
+                        for (xi, e) in e.iter_mut().enumerate() {
+                            load(e, &du[(xi * cin + ci) * cout + c0..], n);
+                        }
+                        let mut k = [[0f32; LANES]; 9];
+                        both(&e, gt, &mut k);
+                        for (k, v) in k.iter().enumerate() {
+                            store(&mut dst[k * cout + c0..], v, n);
+                        }
+                    }
+                },
+            )
+        });
+    transpose(&dwt, cin * 9, cout, gw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift) for test vectors in [-1, 1).
+    fn numbers(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    /// In one dimension, `Aᵀ[(G g) ⊙ (Bᵀ d)]` is the correlation `y_i = Σ_k d_{i+k} g_k`
+    /// (the definition, computed directly).
+    #[test]
+    fn one_dimension_is_correlation() {
+        for seed in 1..50 {
+            let v = numbers(seed, 9);
+            let (d, w): ([f32; 6], [f32; 3]) = (
+                std::array::from_fn(|i| v[i]),
+                std::array::from_fn(|i| v[6 + i]),
+            );
+            let (gd, gw) = (bt(d), g(w));
+            let y = at(std::array::from_fn(|i| gd[i] * gw[i]));
+            for (i, yi) in y.iter().enumerate() {
+                let direct: f32 = (0..3).map(|k| d[i + k] * w[k]).sum();
+                assert!((yi - direct).abs() < 1e-5, "{i}: {yi} vs {direct}");
+            }
+        }
+    }
+
+    /// `b`, `gt` and `a` are the transposes of `bt`, `g` and `at`: `⟨F x, y⟩ = ⟨x, Fᵀ y⟩`.
+    #[test]
+    fn adjoints_are_transposes() {
+        for seed in 1..50 {
+            let v = numbers(seed, 12);
+            let x6: [f32; 6] = std::array::from_fn(|i| v[i]);
+            let y6: [f32; 6] = std::array::from_fn(|i| v[6 + i]);
+            let x3: [f32; 3] = std::array::from_fn(|i| v[i]);
+            let x4: [f32; 4] = std::array::from_fn(|i| v[i]);
+            let close = |p: f64, q: f64| assert!((p - q).abs() < 1e-5 * (1.0 + p.abs()), "{p} {q}");
+            close(dot(&bt(x6), &y6), dot(&x6, &b(y6)));
+            close(dot(&g(x3), &y6), dot(&x3, &gt(y6)));
+            close(dot(&at(y6), &x4), dot(&y6, &a(x4)));
+        }
+    }
+}
