@@ -45,10 +45,12 @@ const LANES: usize = 16;
 pub const CHUNK_FLOATS: usize = 1 << 21;
 
 /// Fewest tiles in a batch for the transforms to pay: the transformed weights are four
-/// times the weights, written and read once per pass, so a layer with few tiles (ResNet-18's
-/// last two stages at 32 px, batch 32: 128 and 32 tiles) runs faster direct
+/// times the weights, written and read once per pass, so a layer with few tiles runs faster
+/// direct. ResNet-18's last stage at 32 px, batch 32 (32 tiles, 512 channels): forward 5.8
+/// against 6.4 ms, but input gradient 9.2 against 7.4 ms, 3.4 ms of it the weights'
+/// transform (37 MB); its third stage (128 tiles) is twice as fast transformed
 /// (`benches/conv_kernels.rs`).
-const MIN_TILES: usize = 256;
+const MIN_TILES: usize = 128;
 
 /// Whether the transforms may be used at all (see [`super::set_winograd`]).
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
@@ -185,10 +187,10 @@ fn both<const I: usize, const O: usize>(
     x: &[Lanes],
     f: impl Fn([f32; I]) -> [f32; O],
     out: &mut [Lanes],
+    cols: &mut [Lanes; XI],
 ) {
     let (x, out) = (&x[..I * I], &mut out[..O * O]);
     // cols[o·I + c] = f(column c of x)[o]
-    let mut cols = [[0f32; LANES]; T * T];
     for c in 0..I {
         for l in 0..LANES {
             let mut v = [0f32; I];
@@ -210,6 +212,32 @@ fn both<const I: usize, const O: usize>(
                 out[o * O + o2][l] = y;
             }
         }
+    }
+}
+
+/// A task's tile buffers, zeroed once and then overwritten tile after tile (zeroing them
+/// per tile cost a `memset` call each, a third of a transform's time).
+struct Buf {
+    /// The tile read.
+    x: [Lanes; XI],
+    /// Its transform.
+    y: [Lanes; XI],
+    /// Between the two passes of [`both`].
+    cols: [Lanes; XI],
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            x: [[0.0; LANES]; XI],
+            y: [[0.0; LANES]; XI],
+            cols: [[0.0; LANES]; XI],
+        }
+    }
+    /// `F x Fᵀ` of `self.x` into `self.y` ([`both`]).
+    #[inline(always)]
+    fn apply<const I: usize, const O: usize>(&mut self, f: impl Fn([f32; I]) -> [f32; O]) {
+        both(&self.x, f, &mut self.y, &mut self.cols);
     }
 }
 
@@ -294,30 +322,23 @@ impl Shared {
     }
 }
 
-/// `dst[..n] = src[..n]`, the rest zero; without a call to `memcpy` for a full block.
+/// The block of [`LANES`] floats at `src[..]`: a fixed-size copy, never a call to `memcpy`.
 #[inline(always)]
-fn load(dst: &mut Lanes, src: &[f32], n: usize) {
-    if n == LANES {
-        *dst = src[..LANES].try_into().expect("a full block");
-    } else {
-        *dst = [0.0; LANES];
-        dst[..n].copy_from_slice(&src[..n]);
-    }
+fn load(src: &[f32]) -> Lanes {
+    src[..LANES].try_into().expect("a whole block")
 }
 
-/// `dst[..n] = src[..n]`, as [`load`].
+/// `dst[..LANES] = src`, as [`load`].
 #[inline(always)]
-fn store(dst: &mut [f32], src: &Lanes, n: usize) {
-    if n == LANES {
-        dst[..LANES].copy_from_slice(src);
-    } else {
-        dst[..n].copy_from_slice(&src[..n]);
-    }
+fn store(dst: &mut [f32], src: &Lanes) {
+    let dst: &mut Lanes = (&mut dst[..LANES]).try_into().expect("a whole block");
+    *dst = *src;
 }
 
-/// The blocks `(first, count)` of [`LANES`] channels out of `ch`.
-fn blocks(ch: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..ch.div_ceil(LANES)).map(move |k| (k * LANES, LANES.min(ch - k * LANES)))
+/// `c` rounded up to whole blocks of [`LANES`] channels: the channel-last buffers and the
+/// transformed weights hold zero channels up to it, so every block is whole.
+fn padded(c: usize) -> usize {
+    c.div_ceil(LANES) * LANES
 }
 
 /// Tiles per rayon task.
@@ -331,14 +352,15 @@ fn tile_ranges(nt: usize) -> impl ParallelIterator<Item = std::ops::Range<usize>
         .map(move |k| k * TILES_PER_TASK..((k + 1) * TILES_PER_TASK).min(nt))
 }
 
-/// `dst[c][r] = src[r][c]` for a row-major `rows × cols` `src`, on rayon's threads (16
-/// columns of `src` per task). It goes through 16x16 blocks so that each write is a whole
-/// cache line: writing column by column straight into rows a power of two apart made the
-/// lines of one column evict each other (4 KiB aliasing), 3x slower.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`: a transpose between row
+/// strides `ss` and `ds`, on rayon's threads (16 columns of `src` per task). It goes through
+/// 16x16 blocks so that each write is a whole cache line: writing column by column straight
+/// into rows a power of two apart made the lines of one column evict each other (4 KiB
+/// aliasing), 3x slower.
+fn transpose(src: &[f32], [rows, cols]: [usize; 2], ss: usize, dst: &mut [f32], ds: usize) {
     const B: usize = 16;
-    dst[..rows * cols]
-        .par_chunks_mut(B * rows)
+    dst[..(cols - 1) * ds + rows]
+        .par_chunks_mut(B * ds)
         .enumerate()
         .for_each(|(k, d)| {
             let (c0, nc) = (k * B, B.min(cols - k * B));
@@ -346,7 +368,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
                 let nr = B.min(rows - r0);
                 let mut blk = [[0f32; B]; B];
                 for (i, row) in blk.iter_mut().enumerate().take(nr) {
-                    let s = &src[(r0 + i) * cols + c0..];
+                    let s = &src[(r0 + i) * ss + c0..];
                     if nc == B {
                         *row = s[..B].try_into().expect("a full block");
                     } else {
@@ -354,7 +376,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
                     }
                 }
                 for j in 0..nc {
-                    let out = &mut d[j * rows + r0..][..nr];
+                    let out = &mut d[j * ds + r0..][..nr];
                     for (i, o) in out.iter_mut().enumerate() {
                         *o = blk[i][j];
                     }
@@ -363,11 +385,25 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         });
 }
 
-/// Images `b0..b0+nb` of `x` (`[batch][ch][p]`) channel-last into `dst` (`[nb][p][ch]`).
+/// Images `b0..b0+nb` of `x` (`[batch][ch][p]`) channel-last into `dst` (`[nb][p][chp]`,
+/// `chp = padded(ch)`, the channels from `ch` zero).
 fn to_channel_last(x: &[f32], (b0, nb): (usize, usize), ch: usize, p: usize, dst: &mut [f32]) {
+    let chp = padded(ch);
     for b in 0..nb {
-        let src = &x[(b0 + b) * ch * p..][..ch * p];
-        transpose(src, ch, p, &mut dst[b * p * ch..][..p * ch]);
+        let img = &mut dst[b * p * chp..][..p * chp];
+        transpose(&x[(b0 + b) * ch * p..][..ch * p], [ch, p], p, img, chp);
+        if chp > ch {
+            img.par_chunks_mut(chp).for_each(|row| row[ch..].fill(0.0));
+        }
+    }
+}
+
+/// Images `b0..` of `y` (`[batch][ch][p]`) from the channel-last `src` (`[nb][p][chp]`).
+fn from_channel_last(src: &[f32], (b0, nb): (usize, usize), ch: usize, p: usize, y: &mut [f32]) {
+    let chp = padded(ch);
+    for b in 0..nb {
+        let dst = &mut y[(b0 + b) * ch * p..][..ch * p];
+        transpose(&src[b * p * chp..][..p * chp], [p, ch], chp, dst, p);
     }
 }
 
@@ -414,6 +450,15 @@ impl Geo {
         let (ty, tx) = (t / self.tw, t % self.tw);
         ((ty * M) as isize - self.pt, (tx * M) as isize - self.pl)
     }
+    /// Whether all 36 inputs of tile `t` lie inside the image.
+    fn inside(&self, t: usize) -> bool {
+        let (r0, c0) = self.origin(t);
+        r0 >= 0 && c0 >= 0 && r0 as usize + T <= self.h && c0 as usize + T <= self.w
+    }
+    /// Whether all 16 outputs of tile `t` lie inside the output.
+    fn whole(&self, t: usize) -> bool {
+        (t / self.tw + 1) * M <= self.ho && (t % self.tw + 1) * M <= self.wo
+    }
     /// The input positions `(row, column, index in the 6x6 tile)` of tile `t` inside the
     /// image.
     fn inputs(&self, t: usize) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
@@ -437,7 +482,7 @@ impl Geo {
     /// The chunks `(first image, images)`, so that a chunk's transformed input and output
     /// hold at most [`CHUNK_FLOATS`].
     fn chunks(&self, c: &Conv) -> Vec<(usize, usize)> {
-        let per_image = XI * (c.cin + c.cout) * self.tiles_per_image();
+        let per_image = XI * (padded(c.cin) + padded(c.cout)) * self.tiles_per_image();
         let step = (CHUNK_FLOATS / per_image.max(1)).clamp(1, c.batch);
         (0..c.batch)
             .step_by(step)
@@ -446,28 +491,34 @@ impl Geo {
     }
 }
 
-/// `U[ξ][ci][co] = (G w[co][ci] Gᵀ)_ξ`.
+/// `U[ξ][ci][co] = (G w[co][ci] Gᵀ)_ξ`, `[36][padded(cin)][padded(cout)]`, zero outside
+/// the real channels.
 fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
     let (cin, cout) = (c.cin, c.cout);
-    let mut wt = Scratch::new(cin * 9 * cout);
-    transpose(w, cout, cin * 9, &mut wt);
-    let mut u = Scratch::new(XI * cin * cout);
+    let (cip, cop) = (padded(cin), padded(cout));
+    // wt[ci·9 + k][co] = w[co][ci][k], zero for co ≥ cout
+    let mut wt = Scratch::new(cin * 9 * cop);
+    transpose(w, [cout, cin * 9], cin * 9, &mut wt, cop);
+    if cop > cout {
+        wt.par_chunks_mut(cop).for_each(|row| row[cout..].fill(0.0));
+    }
+    let mut u = Scratch::new(XI * cip * cop);
     let us = Shared::new(&mut u);
-    (0..cin).into_par_iter().for_each(|ci| {
+    (0..cip).into_par_iter().for_each(|ci| {
         simd(
             #[inline(always)]
             || {
-                for c0 in (0..cout).step_by(LANES) {
-                    let n = LANES.min(cout - c0);
-                    let mut k = [[0f32; LANES]; 9];
-                    for (i, k) in k.iter_mut().enumerate() {
-                        load(k, &wt[(ci * 9 + i) * cout + c0..], n);
+                let mut buf = Buf::new();
+                for c0 in (0..cop).step_by(LANES) {
+                    if ci < cin {
+                        for (i, k) in buf.x[..9].iter_mut().enumerate() {
+                            *k = load(&wt[(ci * 9 + i) * cop + c0..]);
+                        }
+                        buf.apply(g);
                     }
-                    let mut e = [[0f32; LANES]; XI];
-                    both(&k, g, &mut e);
-                    for (xi, v) in e.iter().enumerate() {
+                    for (xi, v) in buf.y.iter().enumerate() {
                         // SAFETY: row ci of every U_ξ belongs to this task
-                        store(unsafe { us.at((xi * cin + ci) * cout + c0, n) }, v, n);
+                        store(unsafe { us.at((xi * cip + ci) * cop + c0, LANES) }, v);
                     }
                 }
             },
@@ -476,27 +527,34 @@ fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
     u
 }
 
-/// `V[ξ][t][ci] = (Bᵀ d B)_ξ` for the input tiles `d` of the chunk's images, from their
-/// channel-last input `xt` (`[nb][p_in][cin]`).
+/// `V[ξ][t][ci] = (Bᵀ d B)_ξ` (`[36][nt][padded(cin)]`) for the input tiles `d` of the
+/// chunk's images, from their channel-last input `xt` (`[nb][p_in][padded(cin)]`).
 fn input_transform(c: &Conv, geo: &Geo, nt: usize, xt: &[f32], v: &mut [f32]) {
-    let (cin, tpi, p_in) = (c.cin, geo.tiles_per_image(), geo.p_in());
+    let (cip, tpi, p_in) = (padded(c.cin), geo.tiles_per_image(), geo.p_in());
     let vs = Shared::new(v);
     tile_ranges(nt).for_each(|ts| {
         simd(
             #[inline(always)]
             || {
-                for (t, (c0, n)) in ts.flat_map(|t| blocks(cin).map(move |k| (t, k))) {
+                let mut buf = Buf::new();
+                for t in ts {
                     let (b, tt) = (t / tpi, t % tpi);
-                    let img = &xt[b * p_in * cin..][..p_in * cin];
-                    let mut d = [[0f32; LANES]; XI];
-                    for (y, x, i) in geo.inputs(tt) {
-                        load(&mut d[i], &img[(y * geo.w + x) * cin + c0..], n);
-                    }
-                    let mut e = [[0f32; LANES]; XI];
-                    both(&d, bt, &mut e);
-                    for (xi, v) in e.iter().enumerate() {
-                        // SAFETY: row t of every V_ξ belongs to this task
-                        store(unsafe { vs.at((xi * nt + t) * cin + c0, n) }, v, n);
+                    let img = &xt[b * p_in * cip..][..p_in * cip];
+                    // SAFETY: row t of every V_ξ belongs to this task
+                    let mut rows: [&mut [f32]; XI] =
+                        std::array::from_fn(|xi| unsafe { vs.at((xi * nt + t) * cip, cip) });
+                    let inside = geo.inside(tt);
+                    for c0 in (0..cip).step_by(LANES) {
+                        if !inside {
+                            buf.x = [[0.0; LANES]; XI];
+                        }
+                        for (y, x, i) in geo.inputs(tt) {
+                            buf.x[i] = load(&img[(y * geo.w + x) * cip + c0..]);
+                        }
+                        buf.apply(bt);
+                        for (row, v) in rows.iter_mut().zip(&buf.y) {
+                            store(&mut row[c0..], v);
+                        }
                     }
                 }
             },
@@ -504,27 +562,35 @@ fn input_transform(c: &Conv, geo: &Geo, nt: usize, xt: &[f32], v: &mut [f32]) {
     });
 }
 
-/// `dM[ξ][t][co] = (A dy Aᵀ)_ξ` for the output-gradient tiles of the chunk's images, from
-/// their channel-last `gyt` (`[nb][p_out][cout]`; positions past the output's edge are zero).
+/// `dM[ξ][t][co] = (A dy Aᵀ)_ξ` (`[36][nt][padded(cout)]`) for the output-gradient tiles of
+/// the chunk's images, from their channel-last `gyt` (`[nb][p_out][padded(cout)]`; positions
+/// past the output's edge are zero).
 fn output_grad_transform(c: &Conv, geo: &Geo, nt: usize, gyt: &[f32], dm: &mut [f32]) {
-    let (cout, tpi, p_out) = (c.cout, geo.tiles_per_image(), geo.p_out());
+    let (cop, tpi, p_out) = (padded(c.cout), geo.tiles_per_image(), geo.p_out());
     let ds = Shared::new(dm);
     tile_ranges(nt).for_each(|ts| {
         simd(
             #[inline(always)]
             || {
-                for (t, (c0, n)) in ts.flat_map(|t| blocks(cout).map(move |k| (t, k))) {
+                let mut buf = Buf::new();
+                for t in ts {
                     let (b, tt) = (t / tpi, t % tpi);
-                    let img = &gyt[b * p_out * cout..][..p_out * cout];
-                    let mut d = [[0f32; LANES]; M * M];
-                    for (o, i) in geo.outputs(tt) {
-                        load(&mut d[i], &img[o * cout + c0..], n);
-                    }
-                    let mut e = [[0f32; LANES]; XI];
-                    both(&d, a, &mut e);
-                    for (xi, v) in e.iter().enumerate() {
-                        // SAFETY: row t of every dM_ξ belongs to this task
-                        store(unsafe { ds.at((xi * nt + t) * cout + c0, n) }, v, n);
+                    let img = &gyt[b * p_out * cop..][..p_out * cop];
+                    // SAFETY: row t of every dM_ξ belongs to this task
+                    let mut rows: [&mut [f32]; XI] =
+                        std::array::from_fn(|xi| unsafe { ds.at((xi * nt + t) * cop, cop) });
+                    let whole = geo.whole(tt);
+                    for c0 in (0..cop).step_by(LANES) {
+                        if !whole {
+                            buf.x = [[0.0; LANES]; XI];
+                        }
+                        for (o, i) in geo.outputs(tt) {
+                            buf.x[i] = load(&img[o * cop + c0..]);
+                        }
+                        buf.apply(a);
+                        for (row, v) in rows.iter_mut().zip(&buf.y) {
+                            store(&mut row[c0..], v);
+                        }
                     }
                 }
             },
@@ -563,30 +629,25 @@ fn products(
 /// The convolution of `x` with `w` into `y` (`[batch, cout, ho, wo]`, overwritten).
 pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
     let geo = Geo::of(c);
-    let (cin, cout, tpi, p_in, p_out) = (
-        c.cin,
-        c.cout,
-        geo.tiles_per_image(),
-        geo.p_in(),
-        geo.p_out(),
-    );
+    let (cip, cop) = (padded(c.cin), padded(c.cout));
+    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
     let u = weight_transform(c, w);
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut xt = Scratch::new(cap * p_in * cin);
-    let mut v = Scratch::new(XI * cap * tpi * cin);
-    let mut m = Scratch::new(XI * cap * tpi * cout);
-    let mut yt = Scratch::new(cap * p_out * cout);
+    let mut xt = Scratch::new(cap * p_in * cip);
+    let mut v = Scratch::new(XI * cap * tpi * cip);
+    let mut m = Scratch::new(XI * cap * tpi * cop);
+    let mut yt = Scratch::new(cap * p_out * cop);
     for (b0, nb) in chunks {
         let nt = nb * tpi;
-        to_channel_last(x, (b0, nb), cin, p_in, &mut xt);
+        to_channel_last(x, (b0, nb), c.cin, p_in, &mut xt);
         input_transform(c, &geo, nt, &xt, &mut v);
-        // M_ξ[nt][cout] = V_ξ[nt][cin] · U_ξ[cin][cout]
+        // M_ξ[nt][cop] = V_ξ[nt][cip] · U_ξ[cip][cop]
         products(
             &mut m,
-            [nt, cin, cout],
-            (&v, nt * cin, [cin, 1]),
-            (&u, cin * cout, [cout, 1]),
+            [nt, cip, cop],
+            (&v, nt * cip, [cip, 1]),
+            (&u, cip * cop, [cop, 1]),
             false,
         );
         let ys = Shared::new(&mut yt);
@@ -594,27 +655,25 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
             simd(
                 #[inline(always)]
                 || {
-                    for (t, (c0, n)) in ts.flat_map(|t| blocks(cout).map(move |k| (t, k))) {
+                    let mut buf = Buf::new();
+                    for t in ts {
                         let (b, tt) = (t / tpi, t % tpi);
-                        let mut e = [[0f32; LANES]; XI];
-                        for (xi, e) in e.iter_mut().enumerate() {
-                            load(e, &m[(xi * nt + t) * cout + c0..], n);
-                        }
-                        let mut o = [[0f32; LANES]; M * M];
-                        both(&e, at, &mut o);
-                        for (pos, i) in geo.outputs(tt) {
-                            // SAFETY: the output positions of tile t belong to this task
-                            let dst = unsafe { ys.at((b * p_out + pos) * cout + c0, n) };
-                            store(dst, &o[i], n);
+                        for c0 in (0..cop).step_by(LANES) {
+                            for (xi, e) in buf.x.iter_mut().enumerate() {
+                                *e = load(&m[(xi * nt + t) * cop + c0..]);
+                            }
+                            buf.apply(at);
+                            for (pos, i) in geo.outputs(tt) {
+                                // SAFETY: the output positions of tile t belong to this task
+                                let dst = unsafe { ys.at((b * p_out + pos) * cop + c0, LANES) };
+                                store(dst, &buf.y[i]);
+                            }
                         }
                     }
                 },
             )
         });
-        for b in 0..nb {
-            let dst = &mut y[(b0 + b) * cout * p_out..][..cout * p_out];
-            transpose(&yt[b * p_out * cout..][..p_out * cout], p_out, cout, dst);
-        }
+        from_channel_last(&yt, (b0, nb), c.cout, p_out, y);
     }
 }
 
@@ -622,33 +681,28 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
 /// overwritten).
 pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let geo = Geo::of(c);
-    let (cin, cout, tpi, p_in, p_out) = (
-        c.cin,
-        c.cout,
-        geo.tiles_per_image(),
-        geo.p_in(),
-        geo.p_out(),
-    );
+    let (cip, cop) = (padded(c.cin), padded(c.cout));
+    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
     let u = weight_transform(c, w);
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut gyt = Scratch::new(cap * p_out * cout);
-    let mut dm = Scratch::new(XI * cap * tpi * cout);
-    let mut dv = Scratch::new(XI * cap * tpi * cin);
-    let mut dxt = Scratch::new(cap * p_in * cin);
+    let mut gyt = Scratch::new(cap * p_out * cop);
+    let mut dm = Scratch::new(XI * cap * tpi * cop);
+    let mut dv = Scratch::new(XI * cap * tpi * cip);
+    let mut dxt = Scratch::new(cap * p_in * cip);
     for (b0, nb) in chunks {
         let nt = nb * tpi;
-        to_channel_last(gy, (b0, nb), cout, p_out, &mut gyt);
+        to_channel_last(gy, (b0, nb), c.cout, p_out, &mut gyt);
         output_grad_transform(c, &geo, nt, &gyt, &mut dm);
-        // dV_ξ[nt][cin] = dM_ξ[nt][cout] · U_ξᵀ[cout][cin]
+        // dV_ξ[nt][cip] = dM_ξ[nt][cop] · U_ξᵀ[cop][cip]
         products(
             &mut dv,
-            [nt, cout, cin],
-            (&dm, nt * cout, [cout, 1]),
-            (&u, cin * cout, [1, cout]),
+            [nt, cop, cip],
+            (&dm, nt * cop, [cop, 1]),
+            (&u, cip * cop, [1, cop]),
             false,
         );
-        dxt[..nb * p_in * cin].fill(0.0);
+        dxt[..nb * p_in * cip].fill(0.0);
         // Tiles of neighbouring tile rows overlap by two input rows: even tile rows first,
         // then odd ones, each task one tile row of one image.
         let xs = Shared::new(&mut dxt);
@@ -660,21 +714,21 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
                 simd(
                     #[inline(always)]
                     || {
-                        let row = ty * geo.tw..(ty + 1) * geo.tw;
-                        for (tt, (c0, n)) in row.flat_map(|t| blocks(cin).map(move |k| (t, k))) {
+                        let mut buf = Buf::new();
+                        for tt in ty * geo.tw..(ty + 1) * geo.tw {
                             let t = b * tpi + tt;
-                            let mut e = [[0f32; LANES]; XI];
-                            for (xi, e) in e.iter_mut().enumerate() {
-                                load(e, &dv[(xi * nt + t) * cin + c0..], n);
-                            }
-                            let mut d = [[0f32; LANES]; XI];
-                            both(&e, self::b, &mut d);
-                            for (yy, xx, i) in geo.inputs(tt) {
-                                // SAFETY: rows of this phase's tiles do not overlap
-                                let dst =
-                                    unsafe { xs.at((b * p_in + yy * geo.w + xx) * cin + c0, n) };
-                                for (o, v) in dst.iter_mut().zip(&d[i]) {
-                                    *o += v;
+                            for c0 in (0..cip).step_by(LANES) {
+                                for (xi, e) in buf.x.iter_mut().enumerate() {
+                                    *e = load(&dv[(xi * nt + t) * cip + c0..]);
+                                }
+                                buf.apply(self::b);
+                                for (yy, xx, i) in geo.inputs(tt) {
+                                    let at = (b * p_in + yy * geo.w + xx) * cip + c0;
+                                    // SAFETY: rows of this phase's tiles do not overlap
+                                    let dst = unsafe { xs.at(at, LANES) };
+                                    for (o, v) in dst.iter_mut().zip(&buf.y[i]) {
+                                        *o += v;
+                                    }
                                 }
                             }
                         }
@@ -682,10 +736,7 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
                 )
             });
         }
-        for b in 0..nb {
-            let dst = &mut gx[(b0 + b) * cin * p_in..][..cin * p_in];
-            transpose(&dxt[b * p_in * cin..][..p_in * cin], p_in, cin, dst);
-        }
+        from_channel_last(&dxt, (b0, nb), c.cin, p_in, gx);
     }
 }
 
@@ -693,59 +744,53 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
 /// 3]`, overwritten).
 pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let geo = Geo::of(c);
-    let (cin, cout, tpi, p_in, p_out) = (
-        c.cin,
-        c.cout,
-        geo.tiles_per_image(),
-        geo.p_in(),
-        geo.p_out(),
-    );
+    let (cin, cout) = (c.cin, c.cout);
+    let (cip, cop) = (padded(cin), padded(cout));
+    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut xt = Scratch::new(cap * p_in * cin);
-    let mut gyt = Scratch::new(cap * p_out * cout);
-    let mut v = Scratch::new(XI * cap * tpi * cin);
-    let mut dm = Scratch::new(XI * cap * tpi * cout);
-    let mut du = Scratch::new(XI * cin * cout);
+    let mut xt = Scratch::new(cap * p_in * cip);
+    let mut gyt = Scratch::new(cap * p_out * cop);
+    let mut v = Scratch::new(XI * cap * tpi * cip);
+    let mut dm = Scratch::new(XI * cap * tpi * cop);
+    let mut du = Scratch::new(XI * cip * cop);
     for (i, &(b0, nb)) in chunks.iter().enumerate() {
         let nt = nb * tpi;
         to_channel_last(x, (b0, nb), cin, p_in, &mut xt);
         input_transform(c, &geo, nt, &xt, &mut v);
         to_channel_last(gy, (b0, nb), cout, p_out, &mut gyt);
         output_grad_transform(c, &geo, nt, &gyt, &mut dm);
-        // dU_ξ[cin][cout] (+)= V_ξᵀ[cin][nt] · dM_ξ[nt][cout]
+        // dU_ξ[cip][cop] (+)= V_ξᵀ[cip][nt] · dM_ξ[nt][cop]
         products(
             &mut du,
-            [cin, nt, cout],
-            (&v, nt * cin, [1, cin]),
-            (&dm, nt * cout, [cout, 1]),
+            [cip, nt, cop],
+            (&v, nt * cip, [1, cip]),
+            (&dm, nt * cop, [cop, 1]),
             i > 0,
         );
     }
-    // dw[co][ci] = Gᵀ dU[ci][co] G, written [ci][3x3][co] and then transposed
-    let mut dwt = Scratch::new(cin * 9 * cout);
-    dwt.par_chunks_mut(9 * cout)
+    // dw[co][ci] = Gᵀ dU[ci][co] G, written [ci][3x3][cop] and then transposed
+    let mut dwt = Scratch::new(cin * 9 * cop);
+    dwt.par_chunks_mut(9 * cop)
         .enumerate()
         .for_each(|(ci, dst)| {
             simd(
                 #[inline(always)]
                 || {
-                    for c0 in (0..cout).step_by(LANES) {
-                        let n = LANES.min(cout - c0);
-                        let mut e = [[0f32; LANES]; XI];
-                        for (xi, e) in e.iter_mut().enumerate() {
-                            load(e, &du[(xi * cin + ci) * cout + c0..], n);
+                    let mut buf = Buf::new();
+                    for c0 in (0..cop).step_by(LANES) {
+                        for (xi, e) in buf.x.iter_mut().enumerate() {
+                            *e = load(&du[(xi * cip + ci) * cop + c0..]);
                         }
-                        let mut k = [[0f32; LANES]; 9];
-                        both(&e, gt, &mut k);
-                        for (k, v) in k.iter().enumerate() {
-                            store(&mut dst[k * cout + c0..], v, n);
+                        buf.apply(gt);
+                        for (k, v) in buf.y[..9].iter().enumerate() {
+                            store(&mut dst[k * cop + c0..], v);
                         }
                     }
                 },
             )
         });
-    transpose(&dwt, cin * 9, cout, gw);
+    transpose(&dwt, [cin * 9, cout], cop, gw, cin * 9);
 }
 
 #[cfg(test)]
