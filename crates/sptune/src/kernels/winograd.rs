@@ -341,17 +341,6 @@ fn padded(c: usize) -> usize {
     c.div_ceil(LANES) * LANES
 }
 
-/// Tiles per rayon task.
-const TILES_PER_TASK: usize = 8;
-
-/// The tiles `0..nt` in ranges of [`TILES_PER_TASK`], on rayon's threads. A task writes whole
-/// rows (all channels) of the tiles it owns, so two threads never share a cache line.
-fn tile_ranges(nt: usize) -> impl ParallelIterator<Item = std::ops::Range<usize>> {
-    (0..nt.div_ceil(TILES_PER_TASK))
-        .into_par_iter()
-        .map(move |k| k * TILES_PER_TASK..((k + 1) * TILES_PER_TASK).min(nt))
-}
-
 /// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`: a transpose between row
 /// strides `ss` and `ds`, on rayon's threads (16 columns of `src` per task). It goes through
 /// 16x16 blocks so that each write is a whole cache line: writing column by column straight
@@ -385,26 +374,87 @@ fn transpose(src: &[f32], [rows, cols]: [usize; 2], ss: usize, dst: &mut [f32], 
         });
 }
 
-/// Images `b0..b0+nb` of `x` (`[batch][ch][p]`) channel-last into `dst` (`[nb][p][chp]`,
-/// `chp = padded(ch)`, the channels from `ch` zero).
-fn to_channel_last(x: &[f32], (b0, nb): (usize, usize), ch: usize, p: usize, dst: &mut [f32]) {
-    let chp = padded(ch);
-    for b in 0..nb {
-        let img = &mut dst[b * p * chp..][..p * chp];
-        transpose(&x[(b0 + b) * ch * p..][..ch * p], [ch, p], p, img, chp);
-        if chp > ch {
-            img.par_chunks_mut(chp).for_each(|row| row[ch..].fill(0.0));
+/// Rows `y0..y0+n` of one image's planes `img` (`[ch][h][w]`) channel-last into `buf`
+/// (`[n][w][chp]`); rows outside `0..h` and channels from `ch` are zero.
+fn gather_rows(
+    img: &[f32],
+    [ch, h, w]: [usize; 3],
+    y0: isize,
+    n: usize,
+    chp: usize,
+    buf: &mut [f32],
+) {
+    let buf = &mut buf[..n * w * chp];
+    let outside = y0 < 0 || y0 + n as isize > h as isize;
+    if outside || chp > ch {
+        buf.fill(0.0);
+    }
+    for r in 0..n {
+        let y = y0 + r as isize;
+        if y < 0 || y >= h as isize {
+            continue;
+        }
+        let row = &mut buf[r * w * chp..][..w * chp];
+        for c in 0..ch {
+            let src = &img[(c * h + y as usize) * w..][..w];
+            for (x, v) in src.iter().enumerate() {
+                row[x * chp + c] = *v;
+            }
         }
     }
 }
 
-/// Images `b0..` of `y` (`[batch][ch][p]`) from the channel-last `src` (`[nb][p][chp]`).
-fn from_channel_last(src: &[f32], (b0, nb): (usize, usize), ch: usize, p: usize, y: &mut [f32]) {
-    let chp = padded(ch);
-    for b in 0..nb {
-        let dst = &mut y[(b0 + b) * ch * p..][..ch * p];
-        transpose(&src[b * p * chp..][..p * chp], [p, ch], chp, dst, p);
+/// The channel-last rows `buf` (`[n][w][chp]`) added onto (`add`) or written into rows
+/// `y0..y0+n` of one image's planes (`[ch][h][w]`, from `base` in `out`), rows outside `0..h`
+/// dropped.
+///
+/// # Safety
+/// No other task reaches those rows of that image meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn scatter_rows(
+    buf: &[f32],
+    [ch, h, w]: [usize; 3],
+    y0: isize,
+    n: usize,
+    chp: usize,
+    (out, base): (&Shared, usize),
+    add: bool,
+) {
+    for r in 0..n {
+        let y = y0 + r as isize;
+        if y < 0 || y >= h as isize {
+            continue;
+        }
+        let row = &buf[r * w * chp..][..w * chp];
+        for c in 0..ch {
+            // SAFETY: the caller's task owns row y of this image's planes
+            let dst = unsafe { out.at(base + (c * h + y as usize) * w, w) };
+            if add {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d += row[x * chp + c];
+                }
+            } else {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = row[x * chp + c];
+                }
+            }
+        }
     }
+}
+
+/// The tile rows `(image in the chunk, tile row)` of a chunk of `nb` images, on rayon's
+/// threads; with `parity`, only the rows of that parity (the input rows of two tile rows
+/// overlap when they are neighbours, never when they are two apart).
+fn tile_rows(
+    nb: usize,
+    th: usize,
+    parity: Option<usize>,
+) -> impl ParallelIterator<Item = (usize, usize)> {
+    let rows: Vec<(usize, usize)> = (0..nb)
+        .flat_map(|b| (0..th).map(move |ty| (b, ty)))
+        .filter(|&(_, ty)| parity.is_none_or(|p| ty % 2 == p))
+        .collect();
+    rows.into_par_iter()
 }
 
 /// Geometry of one convolution as the transforms need it.
@@ -444,40 +494,6 @@ impl Geo {
     }
     fn p_out(&self) -> usize {
         self.ho * self.wo
-    }
-    /// The top-left input position of tile `t` of an image (may lie in the padding).
-    fn origin(&self, t: usize) -> (isize, isize) {
-        let (ty, tx) = (t / self.tw, t % self.tw);
-        ((ty * M) as isize - self.pt, (tx * M) as isize - self.pl)
-    }
-    /// Whether all 36 inputs of tile `t` lie inside the image.
-    fn inside(&self, t: usize) -> bool {
-        let (r0, c0) = self.origin(t);
-        r0 >= 0 && c0 >= 0 && r0 as usize + T <= self.h && c0 as usize + T <= self.w
-    }
-    /// Whether all 16 outputs of tile `t` lie inside the output.
-    fn whole(&self, t: usize) -> bool {
-        (t / self.tw + 1) * M <= self.ho && (t % self.tw + 1) * M <= self.wo
-    }
-    /// The input positions `(row, column, index in the 6x6 tile)` of tile `t` inside the
-    /// image.
-    fn inputs(&self, t: usize) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
-        let (r0, c0) = self.origin(t);
-        let (h, w) = (self.h as isize, self.w as isize);
-        (0..T * T).filter_map(move |i| {
-            let (y, x) = (r0 + (i / T) as isize, c0 + (i % T) as isize);
-            (y >= 0 && y < h && x >= 0 && x < w).then_some((y as usize, x as usize, i))
-        })
-    }
-    /// The output positions `(index in the image, index in the 4x4 tile)` of tile `t`
-    /// inside the output.
-    fn outputs(&self, t: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let (ty, tx) = (t / self.tw * M, t % self.tw * M);
-        let (ho, wo) = (self.ho, self.wo);
-        (0..M * M).filter_map(move |i| {
-            let (y, x) = (ty + i / M, tx + i % M);
-            (y < ho && x < wo).then_some((y * wo + x, i))
-        })
     }
     /// The chunks `(first image, images)`, so that a chunk's transformed input and output
     /// hold at most [`CHUNK_FLOATS`].
@@ -527,33 +543,42 @@ fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
     u
 }
 
-/// `V[ξ][t][ci] = (Bᵀ d B)_ξ` (`[36][nt][padded(cin)]`) for the input tiles `d` of the
-/// chunk's images, from their channel-last input `xt` (`[nb][p_in][padded(cin)]`).
-fn input_transform(c: &Conv, geo: &Geo, nt: usize, xt: &[f32], v: &mut [f32]) {
-    let (cip, tpi, p_in) = (padded(c.cin), geo.tiles_per_image(), geo.p_in());
+/// `V[ξ][t][ci] = (Bᵀ d B)_ξ` (`[36][nt][padded(cin)]`) for the input tiles `d` of images
+/// `b0..b0+nb` of `x`, each task one tile row (its six input rows gathered channel-last).
+fn input_transform(c: &Conv, geo: &Geo, (b0, nb): (usize, usize), x: &[f32], v: &mut [f32]) {
+    let (cin, cip, tpi) = (c.cin, padded(c.cin), geo.tiles_per_image());
+    let (nt, img_len, w) = (nb * tpi, cin * geo.p_in(), geo.w);
     let vs = Shared::new(v);
-    tile_ranges(nt).for_each(|ts| {
+    tile_rows(nb, geo.th, None).for_each(|(b, ty)| {
+        let mut rows = Scratch::new(T * w * cip);
+        let y0 = (ty * M) as isize - geo.pt;
+        let img = &x[(b0 + b) * img_len..][..img_len];
+        gather_rows(img, [cin, geo.h, w], y0, T, cip, &mut rows);
         simd(
             #[inline(always)]
             || {
                 let mut buf = Buf::new();
-                for t in ts {
-                    let (b, tt) = (t / tpi, t % tpi);
-                    let img = &xt[b * p_in * cip..][..p_in * cip];
-                    // SAFETY: row t of every V_ξ belongs to this task
-                    let mut rows: [&mut [f32]; XI] =
-                        std::array::from_fn(|xi| unsafe { vs.at((xi * nt + t) * cip, cip) });
-                    let inside = geo.inside(tt);
+                for tx in 0..geo.tw {
+                    let t = b * tpi + ty * geo.tw + tx;
+                    let x0 = (tx * M) as isize - geo.pl;
+                    let inside = x0 >= 0 && x0 as usize + T <= w;
                     for c0 in (0..cip).step_by(LANES) {
                         if !inside {
                             buf.x = [[0.0; LANES]; XI];
                         }
-                        for (y, x, i) in geo.inputs(tt) {
-                            buf.x[i] = load(&img[(y * geo.w + x) * cip + c0..]);
+                        for s in 0..T {
+                            let xx = x0 + s as isize;
+                            if xx < 0 || xx >= w as isize {
+                                continue;
+                            }
+                            for r in 0..T {
+                                buf.x[r * T + s] = load(&rows[(r * w + xx as usize) * cip + c0..]);
+                            }
                         }
                         buf.apply(bt);
-                        for (row, v) in rows.iter_mut().zip(&buf.y) {
-                            store(&mut row[c0..], v);
+                        for (xi, v) in buf.y.iter().enumerate() {
+                            // SAFETY: row t of every V_ξ belongs to this task
+                            store(unsafe { vs.at((xi * nt + t) * cip + c0, LANES) }, v);
                         }
                     }
                 }
@@ -563,33 +588,50 @@ fn input_transform(c: &Conv, geo: &Geo, nt: usize, xt: &[f32], v: &mut [f32]) {
 }
 
 /// `dM[ξ][t][co] = (A dy Aᵀ)_ξ` (`[36][nt][padded(cout)]`) for the output-gradient tiles of
-/// the chunk's images, from their channel-last `gyt` (`[nb][p_out][padded(cout)]`; positions
-/// past the output's edge are zero).
-fn output_grad_transform(c: &Conv, geo: &Geo, nt: usize, gyt: &[f32], dm: &mut [f32]) {
-    let (cop, tpi, p_out) = (padded(c.cout), geo.tiles_per_image(), geo.p_out());
+/// images `b0..b0+nb` of `gy` (positions past the output's edge are zero), each task one tile
+/// row.
+fn output_grad_transform(
+    c: &Conv,
+    geo: &Geo,
+    (b0, nb): (usize, usize),
+    gy: &[f32],
+    dm: &mut [f32],
+) {
+    let (cout, cop, tpi) = (c.cout, padded(c.cout), geo.tiles_per_image());
+    let (nt, img_len, wo) = (nb * tpi, cout * geo.p_out(), geo.wo);
     let ds = Shared::new(dm);
-    tile_ranges(nt).for_each(|ts| {
+    tile_rows(nb, geo.th, None).for_each(|(b, ty)| {
+        let mut rows = Scratch::new(M * wo * cop);
+        let img = &gy[(b0 + b) * img_len..][..img_len];
+        gather_rows(
+            img,
+            [cout, geo.ho, wo],
+            (ty * M) as isize,
+            M,
+            cop,
+            &mut rows,
+        );
         simd(
             #[inline(always)]
             || {
                 let mut buf = Buf::new();
-                for t in ts {
-                    let (b, tt) = (t / tpi, t % tpi);
-                    let img = &gyt[b * p_out * cop..][..p_out * cop];
-                    // SAFETY: row t of every dM_ξ belongs to this task
-                    let mut rows: [&mut [f32]; XI] =
-                        std::array::from_fn(|xi| unsafe { ds.at((xi * nt + t) * cop, cop) });
-                    let whole = geo.whole(tt);
+                for tx in 0..geo.tw {
+                    let t = b * tpi + ty * geo.tw + tx;
+                    let ns = M.min(wo - tx * M);
                     for c0 in (0..cop).step_by(LANES) {
-                        if !whole {
+                        if ns < M {
                             buf.x = [[0.0; LANES]; XI];
                         }
-                        for (o, i) in geo.outputs(tt) {
-                            buf.x[i] = load(&img[o * cop + c0..]);
+                        for r in 0..M {
+                            for s in 0..ns {
+                                let at = (r * wo + tx * M + s) * cop + c0;
+                                buf.x[r * M + s] = load(&rows[at..]);
+                            }
                         }
                         buf.apply(a);
-                        for (row, v) in rows.iter_mut().zip(&buf.y) {
-                            store(&mut row[c0..], v);
+                        for (xi, v) in buf.y.iter().enumerate() {
+                            // SAFETY: row t of every dM_ξ belongs to this task
+                            store(unsafe { ds.at((xi * nt + t) * cop + c0, LANES) }, v);
                         }
                     }
                 }
@@ -629,19 +671,17 @@ fn products(
 /// The convolution of `x` with `w` into `y` (`[batch, cout, ho, wo]`, overwritten).
 pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
     let geo = Geo::of(c);
-    let (cip, cop) = (padded(c.cin), padded(c.cout));
-    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
+    let (cout, cip, cop) = (c.cout, padded(c.cin), padded(c.cout));
+    let (tpi, p_out, wo) = (geo.tiles_per_image(), geo.p_out(), geo.wo);
     let u = weight_transform(c, w);
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut xt = Scratch::new(cap * p_in * cip);
     let mut v = Scratch::new(XI * cap * tpi * cip);
     let mut m = Scratch::new(XI * cap * tpi * cop);
-    let mut yt = Scratch::new(cap * p_out * cop);
+    let ys = Shared::new(y);
     for (b0, nb) in chunks {
         let nt = nb * tpi;
-        to_channel_last(x, (b0, nb), c.cin, p_in, &mut xt);
-        input_transform(c, &geo, nt, &xt, &mut v);
+        input_transform(c, &geo, (b0, nb), x, &mut v);
         // M_ξ[nt][cop] = V_ξ[nt][cip] · U_ξ[cip][cop]
         products(
             &mut m,
@@ -650,50 +690,54 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
             (&u, cip * cop, [cop, 1]),
             false,
         );
-        let ys = Shared::new(&mut yt);
-        tile_ranges(nt).for_each(|ts| {
+        // each task one tile row: its four output rows channel-last, then into y
+        tile_rows(nb, geo.th, None).for_each(|(b, ty)| {
+            let mut rows = Scratch::new(M * wo * cop);
+            let nr = M.min(geo.ho - ty * M);
             simd(
                 #[inline(always)]
                 || {
                     let mut buf = Buf::new();
-                    for t in ts {
-                        let (b, tt) = (t / tpi, t % tpi);
+                    for tx in 0..geo.tw {
+                        let t = b * tpi + ty * geo.tw + tx;
+                        let ns = M.min(wo - tx * M);
                         for c0 in (0..cop).step_by(LANES) {
                             for (xi, e) in buf.x.iter_mut().enumerate() {
                                 *e = load(&m[(xi * nt + t) * cop + c0..]);
                             }
                             buf.apply(at);
-                            for (pos, i) in geo.outputs(tt) {
-                                // SAFETY: the output positions of tile t belong to this task
-                                let dst = unsafe { ys.at((b * p_out + pos) * cop + c0, LANES) };
-                                store(dst, &buf.y[i]);
+                            for r in 0..nr {
+                                for s in 0..ns {
+                                    let dst = &mut rows[(r * wo + tx * M + s) * cop + c0..];
+                                    store(dst, &buf.y[r * M + s]);
+                                }
                             }
                         }
                     }
                 },
-            )
+            );
+            let (shape, base) = ([cout, geo.ho, wo], (b0 + b) * cout * p_out);
+            // SAFETY: tile rows do not share output rows
+            unsafe { scatter_rows(&rows, shape, (ty * M) as isize, nr, cop, (&ys, base), false) };
         });
-        from_channel_last(&yt, (b0, nb), c.cout, p_out, y);
     }
 }
 
 /// The gradient with respect to the input, given `gy`, into `gx` (`[batch, cin, h, w]`,
-/// overwritten).
+/// zeroed by the caller).
 pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let geo = Geo::of(c);
-    let (cip, cop) = (padded(c.cin), padded(c.cout));
-    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
+    let (cin, cip, cop) = (c.cin, padded(c.cin), padded(c.cout));
+    let (tpi, p_in, wi) = (geo.tiles_per_image(), geo.p_in(), geo.w);
     let u = weight_transform(c, w);
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut gyt = Scratch::new(cap * p_out * cop);
     let mut dm = Scratch::new(XI * cap * tpi * cop);
     let mut dv = Scratch::new(XI * cap * tpi * cip);
-    let mut dxt = Scratch::new(cap * p_in * cip);
+    let gxs = Shared::new(gx);
     for (b0, nb) in chunks {
         let nt = nb * tpi;
-        to_channel_last(gy, (b0, nb), c.cout, p_out, &mut gyt);
-        output_grad_transform(c, &geo, nt, &gyt, &mut dm);
+        output_grad_transform(c, &geo, (b0, nb), gy, &mut dm);
         // dV_ξ[nt][cip] = dM_ξ[nt][cop] · U_ξᵀ[cop][cip]
         products(
             &mut dv,
@@ -702,41 +746,46 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
             (&u, cip * cop, [1, cop]),
             false,
         );
-        dxt[..nb * p_in * cip].fill(0.0);
-        // Tiles of neighbouring tile rows overlap by two input rows: even tile rows first,
-        // then odd ones, each task one tile row of one image.
-        let xs = Shared::new(&mut dxt);
+        // each task one tile row: its six input rows summed channel-last, then added into
+        // gx; neighbouring tile rows share two input rows, so even rows first, then odd
         for parity in 0..2 {
-            let rows: Vec<(usize, usize)> = (0..nb)
-                .flat_map(|b| (parity..geo.th).step_by(2).map(move |ty| (b, ty)))
-                .collect();
-            rows.into_par_iter().for_each(|(b, ty)| {
+            tile_rows(nb, geo.th, Some(parity)).for_each(|(b, ty)| {
+                let mut rows = Scratch::new(T * wi * cip);
+                rows.fill(0.0);
                 simd(
                     #[inline(always)]
                     || {
                         let mut buf = Buf::new();
-                        for tt in ty * geo.tw..(ty + 1) * geo.tw {
-                            let t = b * tpi + tt;
+                        for tx in 0..geo.tw {
+                            let t = b * tpi + ty * geo.tw + tx;
+                            let x0 = (tx * M) as isize - geo.pl;
                             for c0 in (0..cip).step_by(LANES) {
                                 for (xi, e) in buf.x.iter_mut().enumerate() {
                                     *e = load(&dv[(xi * nt + t) * cip + c0..]);
                                 }
                                 buf.apply(self::b);
-                                for (yy, xx, i) in geo.inputs(tt) {
-                                    let at = (b * p_in + yy * geo.w + xx) * cip + c0;
-                                    // SAFETY: rows of this phase's tiles do not overlap
-                                    let dst = unsafe { xs.at(at, LANES) };
-                                    for (o, v) in dst.iter_mut().zip(&buf.y[i]) {
-                                        *o += v;
+                                for s in 0..T {
+                                    let xx = x0 + s as isize;
+                                    if xx < 0 || xx >= wi as isize {
+                                        continue;
+                                    }
+                                    for r in 0..T {
+                                        let at = (r * wi + xx as usize) * cip + c0;
+                                        let dst = &mut rows[at..at + LANES];
+                                        for (o, v) in dst.iter_mut().zip(&buf.y[r * T + s]) {
+                                            *o += v;
+                                        }
                                     }
                                 }
                             }
                         }
                     },
-                )
+                );
+                let (y0, base) = ((ty * M) as isize - geo.pt, (b0 + b) * cin * p_in);
+                // SAFETY: the input rows of this parity's tile rows do not overlap
+                unsafe { scatter_rows(&rows, [cin, geo.h, wi], y0, T, cip, (&gxs, base), true) };
             });
         }
-        from_channel_last(&dxt, (b0, nb), c.cin, p_in, gx);
     }
 }
 
@@ -746,20 +795,16 @@ pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let geo = Geo::of(c);
     let (cin, cout) = (c.cin, c.cout);
     let (cip, cop) = (padded(cin), padded(cout));
-    let (tpi, p_in, p_out) = (geo.tiles_per_image(), geo.p_in(), geo.p_out());
+    let tpi = geo.tiles_per_image();
     let chunks = geo.chunks(c);
     let cap = chunks[0].1;
-    let mut xt = Scratch::new(cap * p_in * cip);
-    let mut gyt = Scratch::new(cap * p_out * cop);
     let mut v = Scratch::new(XI * cap * tpi * cip);
     let mut dm = Scratch::new(XI * cap * tpi * cop);
     let mut du = Scratch::new(XI * cip * cop);
     for (i, &(b0, nb)) in chunks.iter().enumerate() {
         let nt = nb * tpi;
-        to_channel_last(x, (b0, nb), cin, p_in, &mut xt);
-        input_transform(c, &geo, nt, &xt, &mut v);
-        to_channel_last(gy, (b0, nb), cout, p_out, &mut gyt);
-        output_grad_transform(c, &geo, nt, &gyt, &mut dm);
+        input_transform(c, &geo, (b0, nb), x, &mut v);
+        output_grad_transform(c, &geo, (b0, nb), gy, &mut dm);
         // dU_ξ[cip][cop] (+)= V_ξᵀ[cip][nt] · dM_ξ[nt][cop]
         products(
             &mut du,
