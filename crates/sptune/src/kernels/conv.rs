@@ -76,7 +76,7 @@ impl Conv {
     /// Whether it runs by Winograd's transforms (3x3, stride 1, one group, enough tiles; see
     /// [`super::set_winograd`]).
     pub fn uses_winograd(&self) -> bool {
-        super::winograd::applies(self)
+        super::winograd::applies(&self.as_winograd())
     }
 
     /// The output shape `[batch, cout, ho, wo]`.
@@ -106,6 +106,16 @@ impl Conv {
             batch: self.batch,
             cin: self.cin,
             cout: self.cout,
+            window: &self.window,
+        }
+    }
+    /// Its shapes for Winograd's transforms.
+    fn as_winograd(&self) -> super::winograd::Conv<'_> {
+        super::winograd::Conv {
+            batch: self.batch,
+            cin: self.cin,
+            cout: self.cout,
+            groups: self.groups,
             window: &self.window,
         }
     }
@@ -167,8 +177,8 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
         super::depthwise::forward(&c.as_depthwise(), x, w, &mut y);
         return y;
     }
-    if super::winograd::applies(c) {
-        super::winograd::forward(c, x, w, &mut y);
+    if c.uses_winograd() {
+        super::winograd::forward(&c.as_winograd(), x, w, &mut y);
         return y;
     }
     let (og, kg) = (c.og(), c.cg() * c.kk());
@@ -213,8 +223,8 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
         super::depthwise::input_grad(&c.as_depthwise(), w, gy, &mut gx);
         return gx;
     }
-    if super::winograd::applies(c) {
-        super::winograd::input_grad(c, w, gy, &mut gx);
+    if c.uses_winograd() {
+        super::winograd::input_grad(&c.as_winograd(), w, gy, &mut gx);
         return gx;
     }
     let (cg, og, kk) = (c.cg(), c.og(), c.kk());
@@ -264,8 +274,8 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
         super::depthwise::weight_grad(&c.as_depthwise(), x, gy, &mut gw);
         return gw;
     }
-    if super::winograd::applies(c) {
-        super::winograd::weight_grad(c, x, gy, &mut gw);
+    if c.uses_winograd() {
+        super::winograd::weight_grad(&c.as_winograd(), x, gy, &mut gw);
         return gw;
     }
     let cap = c.chunk() * p;

@@ -30,8 +30,17 @@ use std::ops::{Add, Mul, Sub};
 
 use rayon::prelude::*;
 
-use super::conv::Conv;
-use super::window::gemm_into;
+use super::window::{Window, gemm_into};
+
+/// The shapes of one convolution as this module needs them (its own type: `conv`, which calls
+/// in here, is not imported back).
+pub(super) struct Conv<'a> {
+    pub(super) batch: usize,
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    pub(super) groups: usize,
+    pub(super) window: &'a Window,
+}
 
 /// Output tile side.
 const M: usize = 4;
@@ -61,7 +70,7 @@ pub(super) fn enable(on: bool) {
 
 /// Whether `c` runs here: 3x3 kernel, stride 1, no dilation, one group, enough channels and
 /// enough tiles for the products to pay for the transforms.
-pub(super) fn applies(c: &Conv) -> bool {
+pub(super) fn applies(c: &Conv<'_>) -> bool {
     let w = &c.window;
     let [ho, wo] = w.out_hw;
     ENABLED.load(std::sync::atomic::Ordering::Relaxed)
@@ -472,7 +481,7 @@ struct Geo {
 }
 
 impl Geo {
-    fn of(c: &Conv) -> Geo {
+    fn of(c: &Conv<'_>) -> Geo {
         let w = &c.window;
         let [ho, wo] = w.out_hw;
         Geo {
@@ -497,7 +506,7 @@ impl Geo {
     }
     /// The chunks `(first image, images)`, so that a chunk's transformed input and output
     /// hold at most [`CHUNK_FLOATS`].
-    fn chunks(&self, c: &Conv) -> Vec<(usize, usize)> {
+    fn chunks(&self, c: &Conv<'_>) -> Vec<(usize, usize)> {
         let per_image = XI * (padded(c.cin) + padded(c.cout)) * self.tiles_per_image();
         let step = (CHUNK_FLOATS / per_image.max(1)).clamp(1, c.batch);
         (0..c.batch)
@@ -509,7 +518,7 @@ impl Geo {
 
 /// `U[ξ][ci][co] = (G w[co][ci] Gᵀ)_ξ`, `[36][padded(cin)][padded(cout)]`, zero outside
 /// the real channels.
-fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
+fn weight_transform(c: &Conv<'_>, w: &[f32]) -> Scratch {
     let (cin, cout) = (c.cin, c.cout);
     let (cip, cop) = (padded(cin), padded(cout));
     // wt[ci·9 + k][co] = w[co][ci][k], zero for co ≥ cout
@@ -545,7 +554,7 @@ fn weight_transform(c: &Conv, w: &[f32]) -> Scratch {
 
 /// `V[ξ][t][ci] = (Bᵀ d B)_ξ` (`[36][nt][padded(cin)]`) for the input tiles `d` of images
 /// `b0..b0+nb` of `x`, each task one tile row (its six input rows gathered channel-last).
-fn input_transform(c: &Conv, geo: &Geo, (b0, nb): (usize, usize), x: &[f32], v: &mut [f32]) {
+fn input_transform(c: &Conv<'_>, geo: &Geo, (b0, nb): (usize, usize), x: &[f32], v: &mut [f32]) {
     let (cin, cip, tpi) = (c.cin, padded(c.cin), geo.tiles_per_image());
     let (nt, img_len, w) = (nb * tpi, cin * geo.p_in(), geo.w);
     let vs = Shared::new(v);
@@ -591,7 +600,7 @@ fn input_transform(c: &Conv, geo: &Geo, (b0, nb): (usize, usize), x: &[f32], v: 
 /// images `b0..b0+nb` of `gy` (positions past the output's edge are zero), each task one tile
 /// row.
 fn output_grad_transform(
-    c: &Conv,
+    c: &Conv<'_>,
     geo: &Geo,
     (b0, nb): (usize, usize),
     gy: &[f32],
@@ -669,7 +678,7 @@ fn products(
 }
 
 /// The convolution of `x` with `w` into `y` (`[batch, cout, ho, wo]`, overwritten).
-pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub(super) fn forward(c: &Conv<'_>, x: &[f32], w: &[f32], y: &mut [f32]) {
     let geo = Geo::of(c);
     let (cout, cip, cop) = (c.cout, padded(c.cin), padded(c.cout));
     let (tpi, p_out, wo) = (geo.tiles_per_image(), geo.p_out(), geo.wo);
@@ -725,7 +734,7 @@ pub(super) fn forward(c: &Conv, x: &[f32], w: &[f32], y: &mut [f32]) {
 
 /// The gradient with respect to the input, given `gy`, into `gx` (`[batch, cin, h, w]`,
 /// zeroed by the caller).
-pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+pub(super) fn input_grad(c: &Conv<'_>, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let geo = Geo::of(c);
     let (cin, cip, cop) = (c.cin, padded(c.cin), padded(c.cout));
     let (tpi, p_in, wi) = (geo.tiles_per_image(), geo.p_in(), geo.w);
@@ -791,7 +800,7 @@ pub(super) fn input_grad(c: &Conv, w: &[f32], gy: &[f32], gx: &mut [f32]) {
 
 /// The gradient with respect to the weight, given `x` and `gy`, into `gw` (`[cout, cin, 3,
 /// 3]`, overwritten).
-pub(super) fn weight_grad(c: &Conv, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let geo = Geo::of(c);
     let (cin, cout) = (c.cin, c.cout);
     let (cip, cop) = (padded(cin), padded(cout));
