@@ -170,8 +170,18 @@ pub(super) fn norm_step(l: &NormLayer, x: &[f32], g: &mut [f32], rows: usize, su
         }
         for r in 0..rows {
             let gr = &mut g[(ch * rows + r) * p..(ch * rows + r + 1) * p];
-            let (mut sg, mut sb) = (0f32, 0f32);
-            for (gv, xv) in gr.iter().zip(&xhat) {
+            // 16 independent lanes, so the sums vectorize (one running float was a chain of
+            // dependent additions: 10 % of EfficientNet-Lite0's Fisher)
+            let (mut ag, mut ab) = ([0f32; 16], [0f32; 16]);
+            let (mut cg, mut cx) = (gr.chunks_exact(16), xhat.chunks_exact(16));
+            for (gv, xv) in (&mut cg).zip(&mut cx) {
+                for j in 0..16 {
+                    ag[j] += gv[j] * xv[j];
+                    ab[j] += gv[j];
+                }
+            }
+            let (mut sg, mut sb) = (ag.iter().sum::<f32>(), ab.iter().sum::<f32>());
+            for (gv, xv) in cg.remainder().iter().zip(cx.remainder()) {
                 sg += gv * xv;
                 sb += gv;
             }
@@ -186,12 +196,13 @@ pub(super) fn norm_step(l: &NormLayer, x: &[f32], g: &mut [f32], rows: usize, su
 
 /// ReLU's backward pass: keeps `g` where `on(channel, position)` holds.
 pub(super) fn mask(g: &mut [f32], rows: usize, p: usize, on: impl Fn(usize) -> bool) {
+    // the predicate once per position (not once per row), then a select per row that
+    // vectorizes
+    let keep: Vec<bool> = (0..g.len() / rows).map(on).collect();
     for (k, chunk) in g.chunks_mut(p).enumerate() {
         let base = (k / rows) * p;
-        for (j, v) in chunk.iter_mut().enumerate() {
-            if !on(base + j) {
-                *v = 0.0;
-            }
+        for (v, &on) in chunk.iter_mut().zip(&keep[base..base + p]) {
+            *v = if on { *v } else { 0.0 };
         }
     }
 }
