@@ -59,6 +59,10 @@ pub enum Command {
     /// Top-5 classes of images.
     #[command(args_override_self = true)]
     Predict(PredictArgs),
+    /// Segmentation scenes composed from a classification set's items (Fashion-MNIST by
+    /// default), written as images/ + masks/ folders for training and testing.
+    #[command(args_override_self = true)]
+    Scenes(ScenesArgs),
     /// Known pretrained weights: list them, fetch one into the cache.
     Weights(WeightsArgs),
     /// Diagonal Fisher information of a source model on its training inputs.
@@ -457,6 +461,49 @@ pub struct PredictArgs {
     /// PNG or JPEG files.
     #[arg(required = true)]
     pub images: Vec<std::path::PathBuf>,
+}
+
+/// `sptune scenes`.
+#[derive(Args, Debug)]
+pub struct ScenesArgs {
+    /// Where the items come from: fashion-mnist or a directory (IDX or class folders).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// The items' classes (`5-9`, `5,6,9`, names): the scenes' classes after `background`.
+    #[arg(long, default_value = "5-9", value_parser = class_list)]
+    pub classes: String,
+    /// The folder to write: OUT/train and OUT/test, each with images/, masks/ and classes.txt
+    /// (neither may exist yet).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Training scenes (from the training split's items).
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
+    pub train: usize,
+    /// Test scenes (from the test split's items).
+    #[arg(long, default_value_t = 200, value_parser = positive)]
+    pub test: usize,
+    /// Canvas side in pixels.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    pub size: usize,
+    /// Items per scene, fewest and most: `2-4`, or one number.
+    #[arg(long, default_value = "2-4", value_parser = item_range)]
+    pub items: (usize, usize),
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `2-4` or `3`.
+fn item_range(s: &str) -> Result<(usize, usize), String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is not N or N-M (whole numbers)"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => Ok((num(a)?, num(b)?)),
+        None => num(s).map(|n| (n, n)),
+    }
 }
 
 /// `sptune weights`.

@@ -665,3 +665,47 @@ fn divergence_keeps_the_last_good_epoch_for_resume() {
     assert_success(&r);
     assert!(out.exists() && !run_dir.join("resume").exists());
 }
+
+/// `sptune scenes` writes a train and a test folder the library reads back (classes
+/// `background` then the items', masks within them), and refuses an existing folder and an
+/// empty or inverted item range, writing nothing.
+#[test]
+fn scenes_written_and_bad_options_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scenes");
+    let r = run(&[
+        "scenes",
+        "--out",
+        s(&out),
+        "--train",
+        "12",
+        "--test",
+        "4",
+        "--size",
+        "40",
+        "--items",
+        "1-3",
+        "--classes",
+        "5-7",
+    ]);
+    assert_success(&r);
+    let train = sptune::segmentation::load_mask_folder(&out.join("train"), 1).unwrap();
+    let test = sptune::segmentation::load_mask_folder(&out.join("test"), 1).unwrap();
+    assert_eq!((train.len(), test.len()), (12, 4));
+    assert_eq!(train.classes, ["background", "5", "6", "7"]);
+    assert!(
+        train
+            .images
+            .iter()
+            .all(|im| (im.height, im.width) == (40, 40))
+    );
+    assert!(train.images.iter().any(|im| im.mask.iter().any(|&v| v > 0)));
+    let r = run(&["scenes", "--out", s(&out), "--train", "2", "--test", "1"]);
+    assert_clean_failure(&r, &["already exists", "train"], None);
+    let fresh = dir.path().join("fresh");
+    for bad in ["0-2", "3-2"] {
+        let r = run(&["scenes", "--out", s(&fresh), "--items", bad]);
+        assert_clean_failure(&r, &["--items", bad], None);
+        assert!(!fresh.exists(), "{bad}: wrote {}", fresh.display());
+    }
+}

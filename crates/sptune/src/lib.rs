@@ -45,6 +45,7 @@ pub mod params;
 pub mod regularizer;
 pub mod run;
 pub mod runtime;
+pub mod segmentation;
 pub mod study;
 pub mod task;
 pub mod train;

@@ -8,6 +8,7 @@ mod distance;
 mod eval;
 pub mod fisher;
 mod predict;
+mod scenes;
 mod study;
 pub mod train;
 mod weights;
@@ -65,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Distance(a) => distance::run(a, &g),
         Command::Convert(a) => convert::run(a, &g),
         Command::Predict(a) => predict::run(a, &g),
+        Command::Scenes(a) => scenes::run(a, &g),
         Command::Weights(a) => weights::run(a, &g),
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),

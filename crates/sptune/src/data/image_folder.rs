@@ -144,8 +144,8 @@ fn decode_all(
     })
 }
 
-/// One image file -> CHW `channels x resize x resize` pixels in `[0, 1]`.
-pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Result<Vec<f32>> {
+/// One image file decoded, after its header's size was checked against the pixel budget.
+fn decode_checked(path: &Path) -> Result<image::DynamicImage> {
     let bytes = crate::util::read_input(path, crate::util::MAX_IMAGE_BYTES)?;
     let cannot =
         |e: image::ImageError| Error::format(path, format!("cannot decode image: {}", one_line(e)));
@@ -174,10 +174,36 @@ pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Resul
     limits.max_alloc = Some(budget.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
     let img = reader.decode().map_err(cannot)?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if w == 0 || h == 0 {
+    if img.width() == 0 || img.height() == 0 {
         return Err(Error::format(path, "image has no pixels"));
     }
+    Ok(img)
+}
+
+/// One image file at its own size -> (CHW pixels in `[0, 1]` with `channels` channels, width,
+/// height): what segmentation data keeps (its masks are not resampled on reading).
+pub(crate) fn decode_image_as_is(path: &Path, channels: usize) -> Result<(Vec<f32>, usize, usize)> {
+    let img = decode_checked(path)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = w * h;
+    let (hwc, src_c): (Vec<f32>, usize) = if img.color().has_color() {
+        (img.to_rgb32f().into_raw(), 3)
+    } else {
+        (img.to_luma32f().into_raw(), 1)
+    };
+    let mut chw = vec![0f32; src_c * plane];
+    for (j, px) in hwc.chunks_exact(src_c).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            chw[c * plane + j] = v;
+        }
+    }
+    Ok((convert_channels(&chw, src_c, channels, plane), w, h))
+}
+
+/// One image file -> CHW `channels x resize x resize` pixels in `[0, 1]`.
+pub(crate) fn decode_image(path: &Path, channels: usize, resize: usize) -> Result<Vec<f32>> {
+    let img = decode_checked(path)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let (nh, nw) = shorter_side_to(h, w, resize);
     if nh.saturating_mul(nw) > 1 << 26 {
         return Err(Error::format(

@@ -6,7 +6,7 @@
 
 mod batcher;
 mod idx;
-mod image_folder;
+pub(crate) mod image_folder;
 pub(crate) mod locate;
 mod subsets;
 mod transforms;

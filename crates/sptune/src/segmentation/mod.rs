@@ -1,0 +1,29 @@
+//! Semantic segmentation, the seed's second application: a class per pixel.
+//!
+//! What is here so far, in the order the data flows:
+//!
+//! - [`data`]: [`SegDataset`] (images with their masks, [`IGNORE`] = 255 marks pixels that
+//!   count nowhere) and its two on-disk layouts: a plain `images/` + `masks/` folder
+//!   ([`load_mask_folder`]) and Pascal VOC ([`load_voc`]); masks are 8-bit grayscale or
+//!   palette PNGs whose values are the class indices; [`write_mask_folder`] writes the first.
+//! - [`scenes`]: the built-in offline benchmark: Fashion-MNIST items composed on a larger
+//!   canvas with their pixel masks and a background class ([`compose_scenes`]), so the source
+//!   task (classifying the items) and the target task (segmenting scenes of them) share the
+//!   domain.
+//! - [`augment`]: random scale, crop and horizontal flip applied to an image and its mask
+//!   together (bilinear for the image, nearest for the mask, padding marked [`IGNORE`]).
+//! - [`metrics`]: the confusion matrix over the labelled pixels, per-class IoU, mIoU and pixel
+//!   accuracy.
+//!
+//! Models (dilated backbones with a segmentation head) and training come next; see the
+//! README's "Segmentation" section for what is built.
+
+pub mod augment;
+pub mod data;
+pub mod metrics;
+pub mod scenes;
+
+pub use augment::{SegAugment, augment};
+pub use data::{IGNORE, SegDataset, SegImage, load_mask_folder, load_voc, write_mask_folder};
+pub use metrics::Confusion;
+pub use scenes::{SceneOptions, compose_scenes, scene_splits};
