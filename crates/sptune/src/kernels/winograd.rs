@@ -16,11 +16,13 @@
 //! Tiles past the output's edge are computed and dropped; input positions outside the image
 //! (the padding) read as zero, and their gradients are dropped, so every padding works.
 //!
-//! Layout: a chunk of images is turned channel-last, so that the transforms run on
-//! [`LANES`] channels at once with whole-vector loads and stores; the transformed tiles are
-//! `[ξ][tile][channel]` and the products are row-major. Chunks keep a chunk's transformed
-//! input and output within [`CHUNK_FLOATS`]; buffers come from a per-thread pool
-//! ([`Scratch`]).
+//! Layout: each rayon task takes one row of tiles of one image: it gathers that row's input
+//! rows channel-last in a small buffer (channels padded to whole blocks of [`LANES`]), so the
+//! transforms run on 16 channels at once with whole-vector loads and stores, and it scatters
+//! its output rows back into the NCHW tensor the same way. The transformed tiles are
+//! `[ξ][tile][channel]` and the 36 products row-major, one per task. Images go in chunks
+//! whose transformed input and output stay within [`CHUNK_FLOATS`]; buffers come from a
+//! per-thread pool ([`Scratch`]).
 //!
 //! Accuracy: the points 0, ±1, ±2 leave float32 errors of 2e-6 to 1e-5 of the largest output
 //! or gradient (direct products: about 3e-7), measured against burn's direct convolution in
@@ -48,7 +50,7 @@ const M: usize = 4;
 const T: usize = 6;
 /// Transformed positions per tile.
 const XI: usize = T * T;
-/// Tiles (or channels) transformed together.
+/// Channels transformed together (one per vector lane).
 const LANES: usize = 16;
 /// Largest transformed input and output of one chunk of images, in floats (8 MiB).
 pub const CHUNK_FLOATS: usize = 1 << 21;
