@@ -1,6 +1,6 @@
 //! Fuzz tests of the input readers on stable Rust (issue 12): the IDX reader, the PNG/JPEG
-//! reader, the safetensors checkpoint and Fisher readers, the PyTorch `.pth` reader and the
-//! config parsers (`FinetuneConfig` / `PretrainConfig` / `StudyConfig::from_toml`).
+//! reader, the segmentation folders (images and palette masks), the safetensors checkpoint and
+//! Fisher readers, the PyTorch `.pth` reader and the config parsers (`FinetuneConfig` / `PretrainConfig` / `StudyConfig::from_toml`).
 //!
 //! A small in-repo harness (no fuzzing crate is available offline): a seeded splitmix64 stream
 //! picks a valid seed input built here (or an input that an earlier iteration read
@@ -739,6 +739,93 @@ fn fuzz_images() {
     // milliseconds: the check is the same
     sptune::runtime::set_max_pixels(1 << 22);
     fuzz("images", image_seeds(), &image_structural, &image_target);
+}
+
+// ---------------------------------------------------------------------------------------------
+// segmentation folders (images/ + masks/ + classes.txt)
+
+fn segmentation_seeds() -> Vec<Case> {
+    use sptune::segmentation::{IGNORE, SegDataset, SegImage, write_mask_folder};
+    let dir = tempfile::tempdir().unwrap();
+    let mut seeds = Vec::new();
+    for (k, channels) in [1usize, 3].into_iter().enumerate() {
+        let (h, w) = (4 + k, 5);
+        let im = SegImage {
+            pixels: (0..channels * h * w)
+                .map(|j| (j % 7) as f32 / 7.0)
+                .collect(),
+            mask: (0..h * w)
+                .map(|j| if j % 6 == 0 { IGNORE } else { (j % 3) as u8 })
+                .collect(),
+            height: h,
+            width: w,
+        };
+        let classes = vec!["bg".into(), "a".into(), "b".into()];
+        let ds = SegDataset::new(vec![im], classes, channels, &|i| format!("{i}")).unwrap();
+        let root = dir.path().join(k.to_string());
+        write_mask_folder(&ds, &root).unwrap();
+        let read = |n: &str| std::fs::read(root.join(n)).unwrap();
+        let (img, mask, classes) = (
+            ("images/00000.png", read("images/00000.png")),
+            ("masks/00000.png", read("masks/00000.png")),
+            ("classes.txt", read("classes.txt")),
+        );
+        // the PNG-aware mutations work on the first file: the image in one seed, the mask in
+        // the other
+        let files = if k == 0 {
+            vec![mask, img, classes]
+        } else {
+            vec![img, mask, classes]
+        };
+        seeds.push(Case {
+            files: files.into_iter().map(|(n, b)| (n.to_string(), b)).collect(),
+        });
+    }
+    seeds
+}
+
+fn segmentation_target(dir: &Path) -> Result<bool, String> {
+    // gray or RGB, alternating on the image file's size: both conversions are exercised
+    let len = std::fs::metadata(dir.join("images/00000.png"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let channels = if len.is_multiple_of(2) { 3 } else { 1 };
+    match sptune::segmentation::load_mask_folder(dir, channels) {
+        Err(e) => check_error(&e, dir),
+        Ok(ds) => {
+            for im in &ds.images {
+                let p = im.height * im.width;
+                if im.pixels.len() != channels * p || im.mask.len() != p {
+                    return Err(format!(
+                        "{} values and {} mask values for {}x{}",
+                        im.pixels.len(),
+                        im.mask.len(),
+                        im.width,
+                        im.height
+                    ));
+                }
+                let k = ds.classes.len();
+                if im.mask.iter().any(|&v| v != 255 && v as usize >= k) {
+                    return Err("a mask value past the classes".into());
+                }
+                if im.pixels.iter().any(|v| !v.is_finite()) {
+                    return Err("non-finite pixel".into());
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+#[test]
+fn fuzz_segmentation_folders() {
+    sptune::runtime::set_max_pixels(1 << 22);
+    fuzz(
+        "segmentation",
+        segmentation_seeds(),
+        &image_structural,
+        &segmentation_target,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

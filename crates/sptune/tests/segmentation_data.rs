@@ -141,3 +141,16 @@ fn voc_layout() {
     let e = load_voc(root, "train", 3).unwrap_err().to_string();
     assert!(e.contains("train.txt"), "{e}");
 }
+
+/// Found by fuzzing: an empty `classes.txt` was refused without naming the file.
+#[test]
+fn regression_empty_classes_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mask_folder(&sample(1), dir.path()).unwrap();
+    std::fs::write(dir.path().join("classes.txt"), "\n\n").unwrap();
+    let e = load_mask_folder(dir.path(), 1).unwrap_err().to_string();
+    assert!(
+        e.contains("classes.txt") && e.contains("names 0 classes"),
+        "{e}"
+    );
+}

@@ -232,6 +232,12 @@ pub fn load_mask_folder(root: &Path, channels: usize) -> Result<SegDataset> {
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
             .collect();
+        if v.is_empty() || v.len() > IGNORE as usize {
+            return Err(Error::format(
+                &classes_file,
+                format!("names {} classes (must be 1 to 255, one per line)", v.len()),
+            ));
+        }
         Some(v)
     } else {
         None
