@@ -11,8 +11,6 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 
-use crate::models::Net;
-
 /// Trainable parameter or non-trainable buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -147,8 +145,10 @@ impl<F: FnMut(ParamInfo, TensorData)> ModuleVisitor for Collect<F> {
     }
 }
 
-/// Every tensor of the network (parameters and buffers), in module order.
-pub fn table(net: &Net) -> Vec<ParamInfo> {
+/// Every tensor of the network (parameters and buffers), in module order. `net` is a
+/// [`Net`](crate::models::Net)
+/// or any other module (a segmentation network).
+pub fn table<M: Module>(net: &M) -> Vec<ParamInfo> {
     let mut out = Vec::new();
     let mut v = Collect {
         tracker: PathTracker::default(),
@@ -160,7 +160,7 @@ pub fn table(net: &Net) -> Vec<ParamInfo> {
 }
 
 /// Every tensor with its values in checkpoint layout (f32, row-major).
-pub fn values(net: &Net) -> Vec<(ParamInfo, Vec<f32>)> {
+pub fn values<M: Module>(net: &M) -> Vec<(ParamInfo, Vec<f32>)> {
     let mut out = Vec::new();
     let mut v = Collect {
         tracker: PathTracker::default(),
@@ -209,7 +209,7 @@ impl ModuleMapper for Assign<'_> {
 
 /// Replaces the tensors named in `values` (checkpoint layout; shapes must already be checked
 /// against [`table`]) and keeps all others.
-pub fn assign(net: Net, values: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Net {
+pub fn assign<M: Module>(net: M, values: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> M {
     let mut m = Assign {
         tracker: PathTracker::default(),
         values,

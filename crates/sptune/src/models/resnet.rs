@@ -92,7 +92,7 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
         let identity = match &self.downsample {
             Some((c, b)) => {
                 let z = h.conv2d(c, x.clone());
@@ -154,6 +154,27 @@ impl ResNet {
         device: &Device,
     ) -> Option<Self> {
         let (bottleneck, blocks) = layout(depth)?;
+        Some(Self::with_layout(
+            bottleneck,
+            blocks,
+            in_channels,
+            num_classes,
+            width,
+            small_stem,
+            device,
+        ))
+    }
+
+    /// A ResNet of any block type and stage depths (`new`'s variants are `layout`'s).
+    pub fn with_layout(
+        bottleneck: bool,
+        blocks: [usize; 4],
+        in_channels: usize,
+        num_classes: usize,
+        width: usize,
+        small_stem: bool,
+        device: &Device,
+    ) -> Self {
         let expansion = if bottleneck { 4 } else { 1 };
         let (conv1, maxpool) = if small_stem {
             (conv(in_channels, width, 3, 1, device), None)
@@ -175,7 +196,7 @@ impl ResNet {
         let layer2 = stage(width * 2, blocks[1], 2);
         let layer3 = stage(width * 4, blocks[2], 2);
         let layer4 = stage(width * 8, blocks[3], 2);
-        Some(ResNet {
+        ResNet {
             conv1,
             bn1: bn(width, device),
             maxpool,
@@ -185,7 +206,7 @@ impl ResNet {
             layer4,
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             fc: LinearConfig::new(width * 8 * expansion, num_classes).init(device),
-        })
+        }
     }
 
     /// Features before the head: [batch, channels].

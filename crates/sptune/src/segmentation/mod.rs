@@ -14,16 +14,20 @@
 //!   together (bilinear for the image, nearest for the mask, padding marked [`IGNORE`]).
 //! - [`metrics`]: the confusion matrix over the labelled pixels, per-class IoU, mIoU and pixel
 //!   accuracy.
+//! - [`model`]: [`SegNet`], a ResNet [`Backbone`] (optionally dilated) with torchvision's FCN
+//!   head under torchvision's names, logits upsampled to the input size.
 //!
-//! Models (dilated backbones with a segmentation head) and training come next; see the
-//! README's "Segmentation" section for what is built.
+//! Training with the schemes comes next; see the README's "Segmentation" section for what is
+//! built.
 
 pub mod augment;
 pub mod data;
 pub mod metrics;
+pub mod model;
 pub mod scenes;
 
 pub use augment::{SegAugment, augment};
 pub use data::{IGNORE, SegDataset, SegImage, load_mask_folder, load_voc, write_mask_folder};
 pub use metrics::Confusion;
+pub use model::{Backbone, SegNet};
 pub use scenes::{SceneOptions, compose_scenes, scene_splits};
