@@ -17,7 +17,6 @@ use burn::tensor::{Device, Tensor};
 use super::starting_point::{Part, StartingPoint};
 use super::{Anchor, Pull, Scheme, from_group_view, group_tensor, group_view};
 use crate::Result;
-use crate::models::Net;
 use crate::params::{self, Kind, ParamInfo};
 use crate::util::Choice;
 
@@ -73,8 +72,8 @@ impl Penalty {
     /// The penalty on `net`'s parameters. `start` is the starting point (`None`: every
     /// parameter is in `S̄`); `frozen(name)` marks the tensors that get no update. The Fisher
     /// schemes need the starting point's Fisher weights.
-    pub fn new(
-        net: &Net,
+    pub fn new<M: Module>(
+        net: &M,
         start: Option<&StartingPoint>,
         cfg: PenaltyConfig,
         frozen: &dyn Fn(&str) -> bool,
@@ -183,9 +182,9 @@ impl Penalty {
 
     /// Adds the penalty's gradient at `net`'s current weights to `grads`. With `measure` the
     /// penalty values are returned too.
-    pub fn apply(
+    pub fn apply<M: Module>(
         &self,
-        net: &Net,
+        net: &M,
         grads: &mut GradientsParams,
         measure: bool,
     ) -> Option<Penalties> {

@@ -17,17 +17,20 @@
 //! - [`model`]: [`SegNet`], a ResNet [`Backbone`] (optionally dilated) with torchvision's FCN
 //!   head under torchvision's names, logits upsampled to the input size.
 //!
-//! Training with the schemes comes next; see the README's "Segmentation" section for what is
-//! built.
+//! - [`train`]: fine-tuning with every scheme (the classification checkpoint's weights as the
+//!   backbone's starting point, the head new), per-pixel cross-entropy over the labelled
+//!   pixels; evaluation into a [`Confusion`].
 
 pub mod augment;
 pub mod data;
 pub mod metrics;
 pub mod model;
 pub mod scenes;
+pub mod train;
 
 pub use augment::{SegAugment, augment};
 pub use data::{IGNORE, SegDataset, SegImage, load_mask_folder, load_voc, write_mask_folder};
 pub use metrics::Confusion;
 pub use model::{Backbone, SegNet};
 pub use scenes::{SceneOptions, compose_scenes, scene_splits};
+pub use train::{SegEpoch, SegTrainConfig, evaluate, finetune, predict, starting_point};

@@ -12,7 +12,6 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::models::Net;
 use crate::regularizer::{from_group_view, group_view};
 
 /// The optimizer state: one momentum buffer per parameter.
@@ -86,8 +85,9 @@ impl Sgd {
         Ok(())
     }
 
-    /// One update of every parameter that has a gradient in `grads`, learning rate `lr`.
-    pub fn step(&mut self, lr: f64, net: Net, grads: GradientsParams) -> Net {
+    /// One update of every parameter that has a gradient in `grads`, learning rate `lr`
+    /// (`net`: a [`Net`](crate::models::Net) or any other module, a segmentation network).
+    pub fn step<M: Module>(&mut self, lr: f64, net: M, grads: GradientsParams) -> M {
         let mut m = Step {
             opt: self,
             grads,

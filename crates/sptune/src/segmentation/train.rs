@@ -1,0 +1,241 @@
+//! Fine-tuning a [`SegNet`] with a regularization scheme, and its evaluation.
+//!
+//! The loss is the mean per-pixel cross-entropy over the labelled pixels (mask values other
+//! than [`IGNORE`]): `−1/N Σ_pixels log softmax(logits)_{true class}`. The schemes are the
+//! classification path's ([`crate::regularizer::Penalty`]): the starting point `w0` is the
+//! classification checkpoint under the backbone's names (`backbone.` + its names), so the
+//! backbone is the shared part `S` and the new head `classifier.*` is `S̄` with plain L2 (β).
+//! SGD with momentum, the step schedule; each batch is drawn without replacement, each image
+//! augmented by [`augment`] to the crop size (normalized by the source model's mean and std).
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Confusion, IGNORE, SegAugment, SegDataset, SegImage, SegNet, augment};
+use crate::models::checkpoint::Checkpoint;
+use crate::regularizer::{Anchor, Penalty, PenaltyConfig, Scheme, StartingPoint};
+use crate::train::Sgd;
+use crate::train::schedule::Schedule;
+use crate::{Error, Result};
+
+/// How a segmentation network is fine-tuned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegTrainConfig {
+    /// The scheme on the backbone.
+    pub scheme: Scheme,
+    /// Its weight α.
+    pub alpha: f64,
+    /// L2 weight β on the head.
+    pub beta: f64,
+    /// Base learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Epochs (the step schedule drops the rate 10x at 50 % and 75 %).
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// The augmentation; its crop is the training size (required).
+    pub augment: SegAugment,
+    /// Per-channel mean and std the inputs are normalized with (the source model's).
+    pub mean: Vec<f32>,
+    /// See `mean`.
+    pub std: Vec<f32>,
+    /// Seed of the order and the augmentation.
+    pub seed: u64,
+}
+
+/// One epoch of a fine-tune.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegEpoch {
+    /// Mean per-pixel cross-entropy over the epoch's batches.
+    pub loss: f64,
+    /// α·Ω(w_S) at the epoch's last batch.
+    pub penalty_shared: f64,
+}
+
+/// The classification checkpoint `source` as a starting point for a segmentation network:
+/// its tensors under `backbone.` (its head `fc.*` left out).
+pub fn starting_point(source: &Checkpoint) -> StartingPoint {
+    let tensors: BTreeMap<_, _> = source
+        .tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("fc."))
+        .map(|(n, v)| (format!("backbone.{n}"), v.clone()))
+        .collect();
+    let renamed = Checkpoint {
+        path: source.path.clone(),
+        tensors,
+        metadata: source.metadata.clone(),
+    };
+    StartingPoint::new(renamed, &[])
+}
+
+/// `net` (built on `device`, an autodiff device) fine-tuned on `train`, starting from `start`
+/// (none: every tensor is new, plain L2 with β). Returns the network in eval mode and the
+/// epochs.
+pub fn finetune(
+    net: SegNet,
+    start: Option<&StartingPoint>,
+    train: &SegDataset,
+    cfg: &SegTrainConfig,
+    device: &Device,
+) -> Result<(SegNet, Vec<SegEpoch>)> {
+    let Some((ch, cw)) = cfg.augment.crop else {
+        return Err(Error::invalid(
+            "crop",
+            "segmentation training needs a crop size (batches of one size)",
+        ));
+    };
+    if train.is_empty() || cfg.batch_size == 0 || cfg.epochs == 0 {
+        return Err(Error::invalid(
+            "segmentation training",
+            "needs images, a batch size and epochs of at least 1",
+        ));
+    }
+    if cfg.mean.len() != train.channels || cfg.std.len() != train.channels {
+        return Err(Error::invalid(
+            "mean/std",
+            format!("one per channel ({} channels)", train.channels),
+        ));
+    }
+    let pc = PenaltyConfig {
+        scheme: cfg.scheme,
+        alpha: cfg.alpha,
+        beta: cfg.beta,
+        anchor: Anchor::All,
+    };
+    let mut net = net;
+    let penalty = Penalty::new(&net, start, pc, &|_| false, device)?;
+    let mut sgd = Sgd::new(cfg.momentum);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut log = Vec::with_capacity(cfg.epochs);
+    for epoch in 0..cfg.epochs {
+        let lr = Schedule::Step.lr(cfg.lr, 0.1, epoch, cfg.epochs);
+        order.shuffle(&mut rng);
+        let (mut total, mut batches, mut shared) = (0f64, 0usize, 0f64);
+        let n_batches = order.len().div_ceil(cfg.batch_size);
+        for (bi, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let crops: Vec<SegImage> = idx
+                .iter()
+                .map(|&i| augment(&train.images[i], train.channels, &cfg.augment, &mut rng))
+                .collect();
+            let (x, onehot, labelled) = batch(&crops, train, cfg, [ch, cw], device);
+            if labelled == 0 {
+                continue;
+            }
+            let logits = net.forward(x);
+            let loss = -(log_softmax(logits, 1) * onehot)
+                .sum()
+                .div_scalar(labelled as f64);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "segmentation loss {value} at epoch {}, lower the learning rate",
+                    epoch + 1
+                )));
+            }
+            let grads = loss.backward();
+            let mut grads = GradientsParams::from_grads(grads, &net);
+            if let Some(p) = penalty.apply(&net, &mut grads, bi + 1 == n_batches) {
+                shared = p.shared;
+            }
+            net = sgd.step(lr, net, grads);
+            total += value;
+            batches += 1;
+        }
+        log.push(SegEpoch {
+            loss: total / batches.max(1) as f64,
+            penalty_shared: shared,
+        });
+    }
+    Ok((net.valid(), log))
+}
+
+/// The normalized images `[b, c, h, w]`, the one-hot targets `[b, classes, h, w]` (zero on
+/// ignored pixels) and the number of labelled pixels.
+fn batch(
+    crops: &[SegImage],
+    ds: &SegDataset,
+    cfg: &SegTrainConfig,
+    [h, w]: [usize; 2],
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>, usize) {
+    let (b, c, k, p) = (crops.len(), ds.channels, ds.classes.len(), h * w);
+    let mut pixels = Vec::with_capacity(b * c * p);
+    let mut onehot = vec![0f32; b * k * p];
+    let mut labelled = 0;
+    for (i, im) in crops.iter().enumerate() {
+        for ch in 0..c {
+            let (m, s) = (cfg.mean[ch], cfg.std[ch]);
+            pixels.extend(im.pixels[ch * p..(ch + 1) * p].iter().map(|v| (v - m) / s));
+        }
+        for (j, &t) in im.mask.iter().enumerate() {
+            if t != IGNORE {
+                onehot[(i * k + t as usize) * p + j] = 1.0;
+                labelled += 1;
+            }
+        }
+    }
+    (
+        Tensor::<4>::from_data(TensorData::new(pixels, [b, c, h, w]), device),
+        Tensor::<4>::from_data(TensorData::new(onehot, [b, k, h, w]), device),
+        labelled,
+    )
+}
+
+/// The confusion matrix of `net` (in eval mode) on `ds`, one image at a time (images keep
+/// their sizes), inputs normalized by `mean` and `std`.
+pub fn evaluate(
+    net: &SegNet,
+    ds: &SegDataset,
+    mean: &[f32],
+    std: &[f32],
+    device: &Device,
+) -> Result<Confusion> {
+    let mut conf = Confusion::new(ds.classes.len());
+    for im in &ds.images {
+        let (h, w) = (im.height, im.width);
+        let p = h * w;
+        let x: Vec<f32> = (0..ds.channels)
+            .flat_map(|c| {
+                im.pixels[c * p..(c + 1) * p]
+                    .iter()
+                    .map(move |v| (v - mean[c]) / std[c])
+            })
+            .collect();
+        let pred = predict(
+            net,
+            Tensor::<4>::from_data(TensorData::new(x, [1, ds.channels, h, w]), device),
+        );
+        conf.add(&im.mask, &pred)?;
+    }
+    Ok(conf)
+}
+
+/// The most likely class of every pixel of one normalized image `[1, c, h, w]`.
+pub fn predict(net: &SegNet, x: Tensor<4>) -> Vec<u8> {
+    let logits = net.forward(x);
+    let [_, k, h, w] = logits.dims();
+    let v: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("f32 logits");
+    let p = h * w;
+    (0..p)
+        .map(|j| {
+            (0..k)
+                .max_by(|&a, &b| v[a * p + j].total_cmp(&v[b * p + j]))
+                .unwrap_or(0) as u8
+        })
+        .collect()
+}
