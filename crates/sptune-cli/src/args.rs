@@ -59,6 +59,11 @@ pub enum Command {
     /// Top-5 classes of images.
     #[command(args_override_self = true)]
     Predict(PredictArgs),
+    /// Fine-tune a classification ResNet checkpoint as a segmentation network (FCN head) on a
+    /// folder with train/ and test/ (images/ + masks/), with a scheme; prints mIoU and, with
+    /// --source-classes, the source task's forgetting.
+    #[command(args_override_self = true)]
+    Segment(SegmentArgs),
     /// Segmentation scenes composed from a classification set's items (Fashion-MNIST by
     /// default), written as images/ + masks/ folders for training and testing.
     #[command(args_override_self = true)]
@@ -461,6 +466,55 @@ pub struct PredictArgs {
     /// PNG or JPEG files.
     #[arg(required = true)]
     pub images: Vec<std::path::PathBuf>,
+}
+
+/// `sptune segment`.
+#[derive(Args, Debug)]
+pub struct SegmentArgs {
+    /// The classification checkpoint whose ResNet becomes the backbone (the -SP starting point).
+    #[arg(long)]
+    pub init: std::path::PathBuf,
+    /// The folder with train/ and test/ (each images/ + masks/ + classes.txt), e.g. from
+    /// `sptune scenes`.
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    /// Where to save the segmentation network (safetensors, torchvision's names).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// The scheme on the backbone.
+    #[arg(long, default_value = "l2-sp")]
+    pub reg: Scheme,
+    /// Its weight alpha.
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// L2 weight beta on the new head.
+    #[arg(long, default_value_t = 0.01)]
+    pub beta: f64,
+    /// Base learning rate (SGD, momentum 0.9, step schedule).
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Epochs.
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    pub epochs: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 16, value_parser = positive)]
+    pub batch_size: usize,
+    /// Training crop side (after a random scale of 0.75-1.25 and before a random flip).
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    pub crop: usize,
+    /// Stride of the backbone's output (dilation replaces the later strides): 8, 16 or 32
+    /// with torchvision's stem, 2, 4 or 8 with the small stem.
+    #[arg(long, default_value_t = 8, value_parser = positive)]
+    pub output_stride: usize,
+    /// Seed of the order, the augmentation and the head's initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source task's data, for forgetting (with --source-classes).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub source_data: String,
+    /// The source task's classes: measures forgetting on its test images.
+    #[arg(long, value_parser = class_list)]
+    pub source_classes: Option<String>,
 }
 
 /// `sptune scenes`.

@@ -9,6 +9,7 @@ mod eval;
 pub mod fisher;
 mod predict;
 mod scenes;
+mod segment;
 mod study;
 pub mod train;
 mod weights;
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a, &g),
         Command::Predict(a) => predict::run(a, &g),
         Command::Scenes(a) => scenes::run(a, &g),
+        Command::Segment(a) => segment::run(a, &g),
         Command::Weights(a) => weights::run(a, &g),
         Command::Fisher(a) => fisher::run(a, &g),
         Command::Demo(a) => demo::run(a, &g),

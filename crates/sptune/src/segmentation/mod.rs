@@ -20,11 +20,14 @@
 //! - [`train`]: fine-tuning with every scheme (the classification checkpoint's weights as the
 //!   backbone's starting point, the head new), per-pixel cross-entropy over the labelled
 //!   pixels; evaluation into a [`Confusion`].
+//! - [`run`]: one fine-tune end to end from a classification checkpoint ([`segment`], what
+//!   `sptune segment` runs), with forgetting measured on the source task.
 
 pub mod augment;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod run;
 pub mod scenes;
 pub mod train;
 
@@ -32,5 +35,6 @@ pub use augment::{SegAugment, augment};
 pub use data::{IGNORE, SegDataset, SegImage, load_mask_folder, load_voc, write_mask_folder};
 pub use metrics::Confusion;
 pub use model::{Backbone, SegNet};
+pub use run::{SegmentConfig, SegmentOutcome, segment};
 pub use scenes::{SceneOptions, compose_scenes, scene_splits};
 pub use train::{SegEpoch, SegTrainConfig, evaluate, finetune, predict, starting_point};

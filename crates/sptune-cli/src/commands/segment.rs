@@ -1,0 +1,70 @@
+//! `sptune segment --init CKPT --data DIR`: a segmentation fine-tune from a classification
+//! checkpoint ([`sptune::segmentation::segment`]).
+
+use std::process::ExitCode;
+
+use sptune::segmentation::run::default_train;
+use sptune::segmentation::{SegmentConfig, segment};
+
+use super::Global;
+use crate::args::SegmentArgs;
+
+/// Runs `sptune segment`.
+pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let mut train = default_train(a.reg);
+    train.alpha = a.alpha;
+    train.beta = a.beta;
+    train.lr = a.lr;
+    train.epochs = a.epochs;
+    train.batch_size = a.batch_size;
+    train.augment.crop = Some((a.crop, a.crop));
+    train.seed = a.seed;
+    let cfg = SegmentConfig {
+        init: a.init,
+        data: a.data,
+        out: a.out.clone(),
+        output_stride: a.output_stride,
+        train,
+        source: a.source_classes.map(|c| (a.source_data, c)),
+    };
+    g.device.seed(a.seed);
+    let o = segment(&cfg, &g.device)?;
+    if g.json {
+        let iou: Vec<_> = o.classes.iter().zip(&o.iou).collect();
+        let forgetting = o
+            .forgetting
+            .as_ref()
+            .map(|f| serde_json::json!({"source_acc": f.source_acc, "after_acc": f.after_acc}));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "miou": o.miou, "pixel_accuracy": o.pixel_accuracy, "iou": iou,
+                "forgetting": forgetting, "losses": o.losses,
+            }))?
+        );
+    } else {
+        for (c, v) in o.classes.iter().zip(&o.iou) {
+            match v {
+                Some(v) => println!("IoU {c}: {:.2}%", 100.0 * v),
+                None => println!("IoU {c}: -"),
+            }
+        }
+        println!(
+            "mIoU {:.2}%, pixel accuracy {:.2}%",
+            100.0 * o.miou,
+            100.0 * o.pixel_accuracy
+        );
+        if let Some(f) = &o.forgetting {
+            println!(
+                "source accuracy {:.2}% -> {:.2}% (forgetting {:.2} points)",
+                100.0 * f.source_acc,
+                100.0 * f.after_acc,
+                f.drop_points
+            );
+        }
+        if let Some(out) = &a.out {
+            println!("-> {}", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
