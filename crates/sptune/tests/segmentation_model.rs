@@ -257,3 +257,89 @@ fn backbone_is_shared_and_head_new() {
         assert_eq!(role, want, "{name}");
     }
 }
+
+/// `segment` end to end from a classification checkpoint file: scenes written in the folder
+/// layout, two epochs, the test metrics within range, the network saved under torchvision's
+/// names; a wrong output stride and a non-ResNet checkpoint are refused naming the value.
+#[test]
+fn segment_runs_from_a_checkpoint_file() {
+    use sptune::models::ModelSpec;
+    use sptune::models::checkpoint::save_model;
+    use sptune::segmentation::run::default_train;
+    use sptune::segmentation::{
+        SceneOptions, SegmentConfig, compose_scenes, segment, write_mask_folder,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let spec = |arch: &str| ModelSpec {
+        arch: arch.into(),
+        classes: vec!["square".into(), "plus".into()],
+        input: [1, 24, 24],
+        width: 4,
+        small_stem: true,
+        hidden: vec![8],
+        mean: vec![0.2],
+        std: vec![0.3],
+    };
+    let init = dir.path().join("src.safetensors");
+    save_model(
+        &spec("resnet18").init(&device).unwrap(),
+        &spec("resnet18"),
+        &init,
+        &[],
+    )
+    .unwrap();
+    for (split, count, seed) in [("train", 16, 1), ("test", 4, 2)] {
+        let o = SceneOptions {
+            count,
+            size: 24,
+            items: (1, 2),
+            threshold: 0.1,
+            seed,
+        };
+        let ds = compose_scenes(&shapes(), &o).unwrap();
+        write_mask_folder(&ds, &dir.path().join("scenes").join(split)).unwrap();
+    }
+    let mut train = default_train(sptune::regularizer::Scheme::L2Sp);
+    train.epochs = 2;
+    train.batch_size = 8;
+    train.augment.crop = Some((24, 24));
+    let out = dir.path().join("seg.safetensors");
+    let cfg = SegmentConfig {
+        init: init.clone(),
+        data: dir.path().join("scenes"),
+        out: Some(out.clone()),
+        output_stride: 4,
+        train,
+        source: None,
+    };
+    let o = segment(&cfg, &device).unwrap();
+    assert_eq!(o.classes, ["background", "square", "plus"]);
+    assert_eq!(o.losses.len(), 2);
+    assert!((0.0..=1.0).contains(&o.miou) && (0.0..=1.0).contains(&o.pixel_accuracy));
+    let saved = Checkpoint::read_file(&out).unwrap();
+    assert!(saved.tensors.contains_key("classifier.4.weight"));
+    assert!(saved.tensors.contains_key("backbone.layer4.1.conv2.weight"));
+    assert!(!saved.tensors.keys().any(|k| k.starts_with("backbone.fc")));
+    // refused: an output stride the stem cannot give, a checkpoint that is not a ResNet
+    let bad = SegmentConfig {
+        output_stride: 16,
+        out: None,
+        ..cfg.clone()
+    };
+    let e = segment(&bad, &device).unwrap_err().to_string();
+    assert!(e.contains("--output-stride") && e.contains("16"), "{e}");
+    let mlp = dir.path().join("mlp.safetensors");
+    save_model(&spec("mlp").init(&device).unwrap(), &spec("mlp"), &mlp, &[]).unwrap();
+    let e = segment(
+        &SegmentConfig {
+            init: mlp,
+            out: None,
+            ..cfg
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mlp") && e.contains("ResNet"), "{e}");
+}
