@@ -515,6 +515,10 @@ pub struct SegmentArgs {
     /// The source task's classes: measures forgetting on its test images.
     #[arg(long, value_parser = class_list)]
     pub source_classes: Option<String>,
+    /// The source model's Fisher diagonal (`sptune fisher`), for --reg l2-sp-fisher and
+    /// gl-sp-fisher (mean-normalized).
+    #[arg(long)]
+    pub fisher: Option<std::path::PathBuf>,
 }
 
 /// `sptune scenes`.

@@ -312,6 +312,7 @@ fn segment_runs_from_a_checkpoint_file() {
         output_stride: 4,
         train,
         source: None,
+        fisher: None,
     };
     let o = segment(&cfg, &device).unwrap();
     assert_eq!(o.classes, ["background", "square", "plus"]);
@@ -321,6 +322,35 @@ fn segment_runs_from_a_checkpoint_file() {
     assert!(saved.tensors.contains_key("classifier.4.weight"));
     assert!(saved.tensors.contains_key("backbone.layer4.1.conv2.weight"));
     assert!(!saved.tensors.keys().any(|k| k.starts_with("backbone.fc")));
+    // the Fisher schemes take the source's Fisher file, renamed onto the backbone; a file of
+    // another model is refused naming the tensor
+    let src = Checkpoint::read_file(&init).unwrap();
+    let ones = |skip: &str| sptune::fisher::Fisher {
+        tensors: src
+            .tensors
+            .iter()
+            .filter(|(n, _)| !params::is_buffer_name(n) && !n.starts_with(skip))
+            .map(|(n, (s, v))| (n.clone(), (s.clone(), vec![1.0; v.len()])))
+            .collect(),
+        estimator: sptune::fisher::Estimator::Exact,
+        samples: 1,
+        mc_samples: 0,
+        path: None,
+    };
+    let fisher = dir.path().join("src.fisher");
+    ones("none").save(&fisher, &spec("resnet18")).unwrap();
+    let mut fcfg = SegmentConfig {
+        fisher: Some(fisher),
+        out: None,
+        ..cfg.clone()
+    };
+    fcfg.train.scheme = sptune::regularizer::Scheme::L2SpFisher;
+    assert!(segment(&fcfg, &device).unwrap().miou.is_finite());
+    let partial = dir.path().join("partial.fisher");
+    ones("layer4").save(&partial, &spec("resnet18")).unwrap();
+    fcfg.fisher = Some(partial);
+    let e = segment(&fcfg, &device).unwrap_err().to_string();
+    assert!(e.contains("layer4"), "{e}");
     // refused: an output stride the stem cannot give, a checkpoint that is not a ResNet
     let bad = SegmentConfig {
         output_stride: 16,

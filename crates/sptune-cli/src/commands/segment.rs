@@ -26,6 +26,7 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
         output_stride: a.output_stride,
         train,
         source: a.source_classes.map(|c| (a.source_data, c)),
+        fisher: a.fisher,
     };
     g.device.seed(a.seed);
     let o = segment(&cfg, &g.device)?;

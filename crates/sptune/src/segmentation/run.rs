@@ -14,9 +14,10 @@ use burn::tensor::Device;
 
 use super::{Backbone, SegAugment, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder};
 use crate::eval::{Forgetting, forgetting};
+use crate::fisher::Fisher;
 use crate::models::Net;
 use crate::models::checkpoint::{Checkpoint, load_into, to_bytes};
-use crate::regularizer::Scheme;
+use crate::regularizer::{FisherScaling, Scheme};
 use crate::{Error, Result, params, util};
 
 /// What `sptune segment` does.
@@ -35,6 +36,9 @@ pub struct SegmentConfig {
     pub train: SegTrainConfig,
     /// The source task's data and classes, for forgetting (`None`: not measured).
     pub source: Option<(String, String)>,
+    /// The source model's Fisher diagonal (`sptune fisher`), for the Fisher schemes; used
+    /// with its mean normalized to 1 (`FisherScaling::default`).
+    pub fisher: Option<PathBuf>,
 }
 
 /// What came out.
@@ -108,7 +112,14 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
     };
     let backbone = Backbone::from_resnet(resnet).dilate(dilate);
     let net = SegNet::fcn(backbone, train.classes.len(), &ad);
-    let start = super::starting_point(&source);
+    let start = match &cfg.fisher {
+        Some(f) => super::train::starting_point_with_fisher(
+            &source,
+            Fisher::read(f)?,
+            FisherScaling::default(),
+        )?,
+        None => super::starting_point(&source),
+    };
     let tc = SegTrainConfig {
         mean: spec.mean.clone(),
         std: spec.std.clone(),

@@ -19,8 +19,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Confusion, IGNORE, SegAugment, SegDataset, SegImage, SegNet, augment};
+use crate::fisher::Fisher;
 use crate::models::checkpoint::Checkpoint;
-use crate::regularizer::{Anchor, Penalty, PenaltyConfig, Scheme, StartingPoint};
+use crate::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
 use crate::train::Sgd;
 use crate::train::schedule::Schedule;
 use crate::{Error, Result};
@@ -64,18 +65,37 @@ pub struct SegEpoch {
 /// The classification checkpoint `source` as a starting point for a segmentation network:
 /// its tensors under `backbone.` (its head `fc.*` left out).
 pub fn starting_point(source: &Checkpoint) -> StartingPoint {
-    let tensors: BTreeMap<_, _> = source
-        .tensors
-        .iter()
-        .filter(|(n, _)| !n.starts_with("fc."))
-        .map(|(n, v)| (format!("backbone.{n}"), v.clone()))
-        .collect();
     let renamed = Checkpoint {
         path: source.path.clone(),
-        tensors,
+        tensors: under_backbone(&source.tensors),
         metadata: source.metadata.clone(),
     };
     StartingPoint::new(renamed, &[])
+}
+
+/// [`starting_point`] with the source's Fisher diagonal (for the Fisher schemes), renamed the
+/// same way; the file must describe the source model (the error names the tensor).
+pub fn starting_point_with_fisher(
+    source: &Checkpoint,
+    fisher: Fisher,
+    scaling: FisherScaling,
+) -> Result<StartingPoint> {
+    let fisher = Fisher {
+        tensors: under_backbone(&fisher.tensors),
+        ..fisher
+    };
+    starting_point(source).with_fisher(fisher, scaling)
+}
+
+/// Classification tensors renamed to a segmentation network's backbone (`fc.*` dropped).
+fn under_backbone(
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("fc."))
+        .map(|(n, v)| (format!("backbone.{n}"), v.clone()))
+        .collect()
 }
 
 /// `net` (built on `device`, an autodiff device) fine-tuned on `train`, starting from `start`
