@@ -4,6 +4,7 @@ use std::path::Path;
 
 /// A tiny IDX data set in `dir`: 8x8 images whose class (of 6) is the bright row, plus noise;
 /// 180 training and 60 test images.
+#[allow(dead_code)] // not every test file uses it
 pub fn tiny_idx(dir: &Path) {
     tiny_idx_shifted(dir, 0)
 }
@@ -35,4 +36,44 @@ pub fn tiny_idx_shifted(dir: &Path, shift: usize) {
         )
         .unwrap();
     }
+}
+
+/// Two item classes of 8x8 shapes (a filled square, a plus sign) for small scenes.
+#[allow(dead_code)] // not every test file uses it
+pub fn shapes() -> sptune::data::Dataset {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for k in 0..8 {
+        let v = 0.6 + 0.05 * k as f32;
+        let square: Vec<f32> = (0..64)
+            .map(|j| {
+                if (1..7).contains(&(j / 8)) && (1..7).contains(&(j % 8)) {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let plus: Vec<f32> = (0..64)
+            .map(|j| {
+                if (3..5).contains(&(j / 8)) || (3..5).contains(&(j % 8)) {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        images.extend(square);
+        images.extend(plus);
+        labels.extend([0, 1]);
+    }
+    sptune::data::Dataset::new(
+        images,
+        labels,
+        vec!["square".into(), "plus".into()],
+        1,
+        8,
+        8,
+    )
+    .unwrap()
 }
