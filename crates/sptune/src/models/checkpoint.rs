@@ -339,13 +339,16 @@ pub fn to_bytes(
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Other(e.to_string()))
 }
 
-/// Saves the network with its spec to `path` atomically (temp file, then rename).
-pub fn save_model(
-    net: &Net,
-    spec: &ModelSpec,
+/// Named tensors in checkpoint layout: `(name, shape, values)`.
+pub type NamedTensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// Every tensor of `net` (any module) in checkpoint layout, and the names of the BatchNorm
+/// counters PyTorch keeps beside the running statistics; a non-finite value is refused naming
+/// the tensor and `path`, the file about to be written.
+pub fn finite_tensors<M: burn::module::Module>(
+    net: &M,
     path: &Path,
-    extra_meta: &[(&str, String)],
-) -> Result<()> {
+) -> Result<(NamedTensors, Vec<String>)> {
     let mut tensors = Vec::new();
     let mut nbt = Vec::new();
     for (info, vals) in params::values(net) {
@@ -361,6 +364,17 @@ pub fn save_model(
         }
         tensors.push((info.name, info.shape, vals));
     }
+    Ok((tensors, nbt))
+}
+
+/// Saves the network with its spec to `path` atomically (temp file, then rename).
+pub fn save_model(
+    net: &Net,
+    spec: &ModelSpec,
+    path: &Path,
+    extra_meta: &[(&str, String)],
+) -> Result<()> {
+    let (tensors, nbt) = finite_tensors(net, path)?;
     let mut meta = HashMap::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("arch".into(), spec.arch.clone());

@@ -16,7 +16,7 @@ use super::{Backbone, SegAugment, SegNet, SegTrainConfig, evaluate, finetune, lo
 use crate::eval::{Forgetting, forgetting};
 use crate::fisher::Fisher;
 use crate::models::Net;
-use crate::models::checkpoint::{Checkpoint, load_into, to_bytes};
+use crate::models::checkpoint::{Checkpoint, finite_tensors, load_into, to_bytes};
 use crate::regularizer::{FisherScaling, Scheme};
 use crate::{Error, Result, params, util};
 
@@ -176,19 +176,10 @@ pub fn as_classifier(net: &SegNet, source: &Checkpoint) -> Checkpoint {
     }
 }
 
-/// Saves `net` (torchvision's segmentation names) with its classes and the source's spec.
+/// Saves `net` (torchvision's segmentation names, BatchNorm counters included as in a
+/// torchvision state dict) with its classes and the source's spec.
 fn save(net: &SegNet, classes: &[String], source: &Checkpoint, path: &Path) -> Result<()> {
-    let mut tensors = Vec::new();
-    for (info, vals) in params::values(net) {
-        if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
-            return Err(Error::Diverged(format!(
-                "tensor {} holds {v}; refusing to write {}",
-                info.name,
-                path.display()
-            )));
-        }
-        tensors.push((info.name, info.shape, vals));
-    }
+    let (tensors, nbt) = finite_tensors(net, path)?;
     let mut meta = HashMap::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("arch".into(), "fcn".into());
@@ -199,7 +190,7 @@ fn save(net: &SegNet, classes: &[String], source: &Checkpoint, path: &Path) -> R
     if let Some(s) = source.metadata.get("spec") {
         meta.insert("backbone_spec".into(), s.clone());
     }
-    let bytes = to_bytes(&tensors, &[], meta)?;
+    let bytes = to_bytes(&tensors, &nbt, meta)?;
     util::write_atomic(path, &bytes)
 }
 
