@@ -3,34 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-fn sptune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sptune"));
-    c.arg("--quiet");
-    c
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
-    stdout: String,
-}
-
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let o = sptune().args(args).output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{Run, run, s, sptune};
 
 /// Exit 2, one line on stderr containing every needle, no panic, nothing on stdout, and
 /// `out` (if given) not written, no temporary file beside it.

@@ -2,13 +2,9 @@
 //! output file; a small pretrain -> finetune -> eval run works and writes its run directory.
 
 use std::path::Path;
-use std::process::Command;
 
-fn sptune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sptune"));
-    c.arg("--quiet");
-    c
-}
+mod common;
+use common::{Run, run, s};
 
 /// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright, so an MLP
 /// learns it in a few steps. `skip_class` has no training images.
@@ -45,21 +41,6 @@ fn tiny_idx(dir: &Path, classes: u8, per_class: usize, skip_class: Option<u8>) {
     }
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-    stdout: String,
-}
-
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let o = sptune().args(args).output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-    }
-}
-
 fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
     assert_ne!(r.code, 0, "expected failure; stderr: {}", r.stderr);
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -87,10 +68,6 @@ fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
             assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
         }
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn pretrain_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {

@@ -10,11 +10,8 @@ use std::time::Instant;
 
 use sptune::models::checkpoint::Checkpoint;
 
-fn sptune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sptune"));
-    c.arg("--quiet");
-    c
-}
+mod common;
+use common::sptune;
 
 /// 10 classes of 8x8 images: the class is the bright row (mod 8) plus a column band for 8, 9.
 fn tiny_idx(dir: &Path, per_class: usize) {
