@@ -221,6 +221,29 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--alpha` of `sptune segment`: one value or comma-separated candidates.
+#[derive(Clone, Debug)]
+pub struct AlphaList(pub Vec<f64>);
+
+/// `0.01` or `0.001,0.01,0.1`: finite, non-negative, no value twice.
+fn alpha_list(s: &str) -> Result<AlphaList, String> {
+    let mut out = Vec::new();
+    for t in s.split(',') {
+        let v: f64 = t
+            .trim()
+            .parse()
+            .map_err(|_| format!("{t:?} is not a number (give 0.01 or 0.001,0.01,0.1)"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{t:?}: alpha must be finite and at least 0"));
+        }
+        if out.contains(&v) {
+            return Err(format!("{t:?} is listed twice"));
+        }
+        out.push(v);
+    }
+    Ok(AlphaList(out))
+}
+
 /// A class selection given on the command line: an empty one is an error (leave the flag out
 /// for all classes) rather than silently meaning all of them.
 fn class_list(s: &str) -> Result<String, String> {
@@ -425,9 +448,14 @@ pub struct EvalArgs {
     /// The source model: report forgetting of its task.
     #[arg(long)]
     pub source: Option<PathBuf>,
-    /// Data (default fashion-mnist).
+    /// Data (default fashion-mnist). For a segmentation network (`sptune segment --out`):
+    /// a folder with images/ and masks/, or one holding it as test/ (`sptune scenes`).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
+    /// The source task's data for --source (default: --data; for a segmentation network,
+    /// fashion-mnist).
+    #[arg(long)]
+    pub source_data: Option<String>,
     /// Side ImageFolder images are stored at before the center crop to the model's input;
     /// 0 = automatic (the input side, 8/7 of it from 128 px up: 256 for 224).
     #[arg(long, default_value_t = 0)]
@@ -463,6 +491,17 @@ pub struct PredictArgs {
     /// How many classes to list per image.
     #[arg(long, default_value_t = 5, value_parser = positive)]
     pub top: usize,
+    /// Segmentation networks: the folder each image's mask is written to (`STEM.png`, VOC
+    /// colours, values the class indices).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Segmentation networks: also write `STEM-panel.png`, the image beside its (true and)
+    /// predicted mask, every pixel repeated N times.
+    #[arg(long, value_parser = positive)]
+    pub panel: Option<usize>,
+    /// Segmentation networks: a folder of true masks (`STEM.png`) shown in the panels.
+    #[arg(long)]
+    pub truth: Option<std::path::PathBuf>,
     /// PNG or JPEG files.
     #[arg(required = true)]
     pub images: Vec<std::path::PathBuf>,
@@ -484,12 +523,24 @@ pub struct SegmentArgs {
     /// The scheme on the backbone.
     #[arg(long, default_value = "l2-sp")]
     pub reg: Scheme,
-    /// Its weight alpha.
-    #[arg(long, default_value_t = 0.01)]
-    pub alpha: f64,
+    /// Its weight alpha, or candidates `0.001,0.01,0.1` chosen by validation mIoU (on
+    /// --validation of the training scenes) before the final fine-tune on all of them.
+    #[arg(long, default_value = "0.01", value_parser = alpha_list)]
+    pub alpha: AlphaList,
+    /// Share of the training scenes held out (every 1/share-th by file order) when --alpha
+    /// lists candidates.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation: f64,
     /// L2 weight beta on the new head.
     #[arg(long, default_value_t = 0.01)]
     pub beta: f64,
+    /// Freeze the backbone's stem and first K stages (0-4).
+    #[arg(long)]
+    pub freeze: Option<usize>,
+    /// BatchNorm statistics while training: train (batch statistics) or frozen (running
+    /// statistics kept).
+    #[arg(long, value_enum, default_value_t = BnMode::Train)]
+    pub bn: BnMode,
     /// Base learning rate (SGD, momentum 0.9, step schedule).
     #[arg(long, default_value_t = 0.01)]
     pub lr: f64,

@@ -686,3 +686,127 @@ fn scenes_written_and_bad_options_refused() {
         assert!(!fresh.exists(), "{bad}: wrote {}", fresh.display());
     }
 }
+
+/// The segmentation commands chained as a user would: scenes, a source, `segment` with alpha
+/// candidates, then `eval` and `predict` on the saved network; options that belong to the
+/// other kind of network, or are missing, are refused with the flag named and nothing written.
+#[test]
+fn segmentation_commands_chain_and_refuse_misuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (sc, src, seg) = (p("sc"), p("src.safetensors"), p("seg.safetensors"));
+    assert_success(&run(&[
+        "scenes",
+        "--out",
+        s(&sc),
+        "--train",
+        "8",
+        "--test",
+        "2",
+        "--size",
+        "32",
+        "--classes",
+        "5-7",
+    ]));
+    assert_success(&run(&[
+        "pretrain",
+        "--arch",
+        "resnet18",
+        "--width",
+        "4",
+        "--classes",
+        "5-7",
+        "--per-class",
+        "10",
+        "--epochs",
+        "1",
+        "--test-limit",
+        "30",
+        "--out",
+        s(&src),
+    ]));
+    let r = run(&[
+        "--json",
+        "segment",
+        "--init",
+        s(&src),
+        "--data",
+        s(&sc),
+        "--epochs",
+        "1",
+        "--crop",
+        "32",
+        "--batch-size",
+        "4",
+        "--alpha",
+        "0.01,0.1",
+        "--validation",
+        "0.25",
+        "--freeze",
+        "1",
+        "--out",
+        s(&seg),
+    ]);
+    assert_success(&r);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["validation"].as_array().unwrap().len(), 2);
+    let r = run(&["--json", "eval", "--model", s(&seg), "--data", s(&sc)]);
+    assert_success(&r);
+    let e: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // the saved network on the same test scenes: segment's own numbers
+    assert_eq!(e["miou"], v["miou"]);
+    assert_eq!(e["images"], 2);
+    let img = sc.join("test/images/00000.png");
+    let out = p("pred");
+    let r = run(&[
+        "predict",
+        "--model",
+        s(&seg),
+        "--out",
+        s(&out),
+        "--panel",
+        "2",
+        "--truth",
+        s(&sc.join("test/masks")),
+        s(&img),
+    ]);
+    assert_success(&r);
+    let (mask, w, h) = sptune::segmentation::data::read_mask(&out.join("00000.png")).unwrap();
+    assert_eq!((w, h), (32, 32));
+    assert!(mask.iter().all(|&m| m < 4));
+    assert!(out.join("00000-panel.png").is_file());
+    // misuse
+    let r = run(&["eval", "--model", s(&seg)]);
+    assert_clean_failure(&r, &["segmentation network", "--data"], None);
+    let fresh = p("fresh");
+    let r = run(&["predict", "--model", s(&seg), s(&img)]);
+    assert_clean_failure(&r, &["segmentation network", "--out"], None);
+    let r = run(&["predict", "--model", s(&src), "--out", s(&fresh), s(&img)]);
+    assert_clean_failure(&r, &["--out", "classifier"], Some(&fresh));
+    for bad in ["0.1,x", "0.1,0.1", "-1"] {
+        let flag = format!("--alpha={bad}");
+        let r = run(&[
+            "segment",
+            "--init",
+            s(&src),
+            "--data",
+            s(&sc),
+            &flag,
+            "--out",
+            s(&fresh),
+        ]);
+        assert_clean_failure(&r, &["--alpha"], Some(&fresh));
+    }
+    let r = run(&[
+        "segment",
+        "--init",
+        s(&src),
+        "--data",
+        s(&sc),
+        "--bn",
+        "recalibrate",
+        "--out",
+        s(&fresh),
+    ]);
+    assert_clean_failure(&r, &["--bn", "recalibrate"], Some(&fresh));
+}

@@ -22,6 +22,18 @@ fn fixture(name: &str) -> Checkpoint {
     Checkpoint::read_file(&p).unwrap()
 }
 
+/// A classification network's tensors as a checkpoint (a starting point).
+fn as_checkpoint(r: &ResNet) -> Checkpoint {
+    Checkpoint {
+        path: "source".into(),
+        tensors: params::values(r)
+            .into_iter()
+            .map(|(i, v)| (i.name, (i.shape, v)))
+            .collect(),
+        metadata: Default::default(),
+    }
+}
+
 /// The fixture's model: base width 8, one bottleneck per stage, torchvision's stem, stages 3
 /// and 4 dilated, 6 classes.
 fn tiny_fcn(device: &Device) -> SegNet {
@@ -80,7 +92,29 @@ fn torchvision_fcn_state_dict_loads_and_gives_its_logits() {
     assert!(
         err < 1e-4,
         "logits differ from torchvision's by {err:e} of their largest"
-    );
+    ); // saved by sptune and read back, the state dict is torchvision's: every name, shape and
+    // value, BatchNorm counters included
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fcn.safetensors");
+    let spec = sptune::models::ModelSpec {
+        arch: "resnet50".into(),
+        classes: vec!["x".into()],
+        input: [3, 32, 32],
+        width: 8,
+        small_stem: false,
+        hidden: vec![],
+        mean: vec![0.5; 3],
+        std: vec![0.25; 3],
+    };
+    let classes: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    sptune::segmentation::saved::save(&net, &classes, &spec, 8, &path).unwrap();
+    let back = Checkpoint::read_file(&path).unwrap();
+    let names = |c: &Checkpoint| c.tensors.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&back), names(&sd));
+    for (n, (shape, v)) in &sd.tensors {
+        assert_eq!(&back.tensors[n].0, shape, "{n}");
+        assert_eq!(&back.tensors[n].1, v, "{n}");
+    }
 }
 
 /// Logits come at the input's size, odd sizes included, with and without dilation, for basic
@@ -129,14 +163,7 @@ fn backbone_is_shared_and_head_new() {
     use sptune::regularizer::{Anchor, Penalty, PenaltyConfig, Scheme};
     let device = Device::flex();
     let r = ResNet::with_layout(false, [1, 1, 1, 1], 1, 4, 4, true, &device);
-    let source = Checkpoint {
-        path: "source".into(),
-        tensors: params::values(&r)
-            .into_iter()
-            .map(|(i, v)| (i.name, (i.shape, v)))
-            .collect(),
-        metadata: Default::default(),
-    };
+    let source = as_checkpoint(&r);
     let net = SegNet::fcn(Backbone::from_resnet(r), 3, &device);
     let start = sptune::segmentation::starting_point(&source);
     let cfg = PenaltyConfig {
@@ -213,13 +240,41 @@ fn segment_runs_from_a_checkpoint_file() {
         train,
         source: None,
         fisher: None,
+        alphas: vec![],
+        validation: 0.2,
     };
     let o = segment(&cfg, &device).unwrap();
     assert_eq!(o.classes, ["background", "square", "plus"]);
     assert_eq!(o.losses.len(), 2);
     assert!((0.0..=1.0).contains(&o.miou) && (0.0..=1.0).contains(&o.pixel_accuracy));
+    assert!(o.validation.is_empty() && o.alpha == 0.01);
     let saved = Checkpoint::read_file(&out).unwrap();
     assert!(saved.tensors.contains_key("classifier.4.weight"));
+    saved_network_evaluates_and_predicts(&out, dir.path(), &init, o.miou, o.pixel_accuracy);
+    // candidates for alpha: each validated on the held-out quarter, the best one kept
+    let grid = SegmentConfig {
+        alphas: vec![0.1, 0.001],
+        validation: 0.25,
+        out: None,
+        ..cfg.clone()
+    };
+    let g = segment(&grid, &device).unwrap();
+    let got: Vec<f64> = g.validation.iter().map(|t| t.alpha).collect();
+    assert_eq!(got, [0.1, 0.001]);
+    assert_eq!(
+        g.alpha,
+        sptune::segmentation::run::choose_alpha(&g.validation)
+    );
+    let e = segment(
+        &SegmentConfig {
+            validation: 1.5,
+            ..grid.clone()
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--validation") && e.contains("1.5"), "{e}");
     assert!(saved.tensors.contains_key("backbone.layer4.1.conv2.weight"));
     assert!(!saved.tensors.keys().any(|k| k.starts_with("backbone.fc")));
     // the Fisher schemes take the source's Fisher file, renamed onto the backbone; a file of
@@ -272,4 +327,194 @@ fn segment_runs_from_a_checkpoint_file() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("mlp") && e.contains("ResNet"), "{e}");
+}
+
+/// The file `segment` wrote, used as `sptune eval` and `sptune predict` use it: read back it
+/// gives the metrics `segment` reported on the same test scenes (so every tensor and the
+/// output stride came back), its masks are the network's argmax, written as palette PNGs;
+/// wrong inputs are refused naming what is wrong.
+fn saved_network_evaluates_and_predicts(
+    model: &Path,
+    dir: &Path,
+    source: &Path,
+    miou: f64,
+    pixel_accuracy: f64,
+) {
+    use sptune::segmentation::run::{
+        SegEvalConfig, SegPredictConfig, evaluate_saved, predict_saved,
+    };
+    use sptune::segmentation::saved;
+    let device = Device::flex();
+    assert!(saved::probe(model) && !saved::probe(source) && !saved::probe(&dir.join("none")));
+    let cfg = SegEvalConfig {
+        model: model.to_path_buf(),
+        data: dir.join("scenes"),
+        source: None,
+    };
+    let e = evaluate_saved(&cfg, &device).unwrap();
+    assert_eq!(e.images, 4);
+    assert_eq!((e.miou, e.pixel_accuracy), (miou, pixel_accuracy));
+    // the network's classes must be the folder's
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for sub in ["images", "masks"] {
+        copy_dir(&dir.join("scenes/test").join(sub), &other.join(sub));
+    }
+    std::fs::write(other.join("classes.txt"), "a\nb\nc\n").unwrap();
+    let err = evaluate_saved(
+        &SegEvalConfig {
+            data: other.clone(),
+            ..cfg.clone()
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("classes.txt") && err.contains("a,b,c"),
+        "{err}"
+    );
+    // a classification checkpoint is not a segmentation network
+    let err = saved::load(source, &device).unwrap_err().to_string();
+    assert!(err.contains("not a segmentation network"), "{err}");
+    // a tensor missing from the file is named
+    let mut ck = Checkpoint::read_file(model).unwrap();
+    ck.tensors.remove("backbone.layer3.0.conv1.weight");
+    let err = saved::from_checkpoint(&ck, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("backbone.layer3.0.conv1.weight") && err.contains("missing"),
+        "{err}"
+    );
+    // predictions: masks are the network's argmax, the panel three pictures wide
+    let images: Vec<_> = ["00000.png", "00001.png"]
+        .iter()
+        .map(|n| dir.join("scenes/test/images").join(n))
+        .collect();
+    let out = dir.join("pred");
+    let pcfg = SegPredictConfig {
+        model: model.to_path_buf(),
+        images: images.clone(),
+        out: out.clone(),
+        panel: Some(3),
+        truth: Some(dir.join("scenes/test/masks")),
+    };
+    let preds = predict_saved(&pcfg, &device).unwrap();
+    let loaded = saved::load(model, &device).unwrap();
+    for (p, img) in preds.iter().zip(&images) {
+        let (mask, w, h) = sptune::segmentation::data::read_mask(&p.mask).unwrap();
+        assert_eq!((w, h), (24, 24));
+        let ds = sptune::segmentation::load_mask_folder(&dir.join("scenes/test"), 1).unwrap();
+        let i = images.iter().position(|x| x == img).unwrap();
+        let x: Vec<f32> = ds.images[i]
+            .pixels
+            .iter()
+            .map(|v| (v - 0.2) / 0.3)
+            .collect();
+        let want = sptune::segmentation::predict(
+            &loaded.net,
+            Tensor::<4>::from_data(TensorData::new(x, [1, 1, 24, 24]), &device),
+        );
+        assert_eq!(mask, want, "{}", p.mask.display());
+        assert_eq!(p.pixels.iter().sum::<u64>(), 24 * 24);
+        let panel = image::open(p.panel.as_ref().unwrap()).unwrap();
+        // image | truth | prediction, 2-pixel gaps, zoom 3
+        assert_eq!(
+            (panel.width(), panel.height()),
+            ((3 * 24 + 2 * 2) * 3, 24 * 3)
+        );
+    }
+    // two images that would write the same mask are refused before anything is written
+    let err = predict_saved(
+        &SegPredictConfig {
+            images: vec![images[0].clone(), dir.join("other/images/00000.png")],
+            out: dir.join("pred2"),
+            ..pcfg.clone()
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("00000.png") && err.contains("both"), "{err}");
+    assert!(!dir.join("pred2").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// `--freeze 2 --bn frozen`: the stem and stages 1-2 leave training bit for bit as they
+/// started, the later stages and the head move, and no BatchNorm statistic changes.
+#[test]
+fn freeze_keeps_the_first_stages() {
+    use sptune::regularizer::Scheme;
+    use sptune::segmentation::run::default_train;
+    use sptune::segmentation::{SceneOptions, compose_scenes, finetune, starting_point};
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let r = ResNet::with_layout(false, [1, 1, 1, 1], 1, 1, 4, true, &ad);
+    let source = as_checkpoint(&r);
+    let net = SegNet::fcn(Backbone::from_resnet(r), 3, &ad);
+    let before: HashMap<String, Vec<f32>> = params::values(&net)
+        .into_iter()
+        .map(|(i, v)| (i.name, v))
+        .collect();
+    let o = SceneOptions {
+        count: 8,
+        size: 16,
+        items: (1, 2),
+        threshold: 0.1,
+        seed: 1,
+    };
+    let scenes = compose_scenes(&shapes(), &o).unwrap();
+    let mut cfg = default_train(Scheme::L2Sp);
+    cfg.epochs = 1;
+    cfg.batch_size = 4;
+    cfg.lr = 0.1;
+    cfg.augment.crop = Some((16, 16));
+    cfg.mean = vec![0.2];
+    cfg.std = vec![0.3];
+    cfg.freeze = Some(2);
+    cfg.bn = sptune::train::BnMode::Frozen;
+    let start = starting_point(&source);
+    let (tuned, _) = finetune(net, Some(&start), &scenes, &cfg, &ad).unwrap();
+    let mut moved = (0, 0);
+    for (i, v) in params::values(&tuned) {
+        let same = before[&i.name] == v;
+        let stage = Backbone::stage_of(&i.name);
+        if i.name.contains("running_") || stage.is_some_and(|s| s <= 2) {
+            assert!(same, "{} changed", i.name);
+        } else if i.kind != params::Kind::Buffer && !same {
+            if stage.is_some() {
+                moved.0 += 1;
+            } else {
+                moved.1 += 1;
+            }
+        }
+    }
+    assert!(
+        moved.0 > 0 && moved.1 > 0,
+        "trainable tensors moved: {moved:?}"
+    );
+    assert_eq!(Backbone::stage_of("backbone.bn1.weight"), Some(0));
+    assert_eq!(
+        Backbone::stage_of("backbone.layer4.0.conv1.weight"),
+        Some(4)
+    );
+    assert_eq!(Backbone::stage_of("classifier.0.weight"), None);
+    cfg.freeze = Some(5);
+    let net = SegNet::fcn(
+        Backbone::from_resnet(ResNet::with_layout(false, [1, 1, 1, 1], 1, 1, 4, true, &ad)),
+        3,
+        &ad,
+    );
+    let e = finetune(net, Some(&start), &scenes, &cfg, &ad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--freeze") && e.contains('5'), "{e}");
 }

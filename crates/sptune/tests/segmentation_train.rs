@@ -46,6 +46,8 @@ fn finetune_learns_scenes() {
         mean: vec![0.2],
         std: vec![0.3],
         seed: 5,
+        freeze: None,
+        bn: sptune::train::BnMode::Train,
     };
     let (net, log) = sptune::segmentation::finetune(net, None, &scenes, &cfg, &ad).unwrap();
     assert!(

@@ -1,22 +1,29 @@
 //! `sptune eval`: test accuracy on the model's classes; with `--source`, the forgetting of
 //! the source task (source head on the fine-tuned body, see
-//! [`sptune::eval::forgetting`]).
+//! [`sptune::eval::forgetting`]). A segmentation network (`sptune segment --out`) is
+//! evaluated on a mask folder instead: IoU per class, mIoU, pixel accuracy
+//! ([`sptune::segmentation::run::evaluate_saved`]).
 
 use std::process::ExitCode;
 
 use sptune::run::EvalConfig;
+use sptune::segmentation::run::{SegEvalConfig, evaluate_saved};
 
 use super::Global;
 use crate::args::EvalArgs;
 
 /// Runs `sptune eval`.
 pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    if sptune::segmentation::saved::probe(&a.model) {
+        return segmentation(a, g);
+    }
     let e = sptune::run::evaluate(
         &EvalConfig {
             model: a.model,
             arch: a.arch,
             source: a.source,
             data: a.data,
+            source_data: a.source_data,
             resize: a.resize,
         },
         &g.device,
@@ -31,13 +38,44 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
             e.classes.join(",")
         );
         if let Some(f) = &e.forgetting {
-            println!(
-                "source task: {:.2}% before, {:.2}% after fine-tuning: forgetting {:.2} points",
-                100.0 * f.source_acc,
-                100.0 * f.after_acc,
-                f.drop_points
-            );
+            super::print_forgetting(f);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sptune eval` of a segmentation network.
+fn segmentation(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    if a.data == "fashion-mnist" {
+        anyhow::bail!(
+            "{} is a segmentation network: give --data a folder with images/ and masks/ (or \
+             its parent holding test/, as `sptune scenes` writes)",
+            a.model.display()
+        );
+    }
+    let cfg = SegEvalConfig {
+        model: a.model,
+        data: a.data.into(),
+        source: a.source.map(|s| {
+            let data = a.source_data.unwrap_or_else(|| "fashion-mnist".into());
+            (s, data)
+        }),
+    };
+    let e = evaluate_saved(&cfg, &g.device)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::print_ious(&e.classes, &e.iou);
+    println!(
+        "mIoU {:.2}%, pixel accuracy {:.2}% ({} images in {})",
+        100.0 * e.miou,
+        100.0 * e.pixel_accuracy,
+        e.images,
+        e.data.display()
+    );
+    if let Some(f) = &e.forgetting {
+        super::print_forgetting(f);
     }
     Ok(ExitCode::SUCCESS)
 }

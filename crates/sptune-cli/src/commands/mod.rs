@@ -80,3 +80,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(a) => study::runs(a, &g),
     }
 }
+
+/// One line per class: its IoU, or `-` when the class is absent from truth and prediction.
+pub(crate) fn print_ious(classes: &[String], iou: &[Option<f64>]) {
+    for (c, v) in classes.iter().zip(iou) {
+        match v {
+            Some(v) => println!("IoU {c}: {:.2}%", 100.0 * v),
+            None => println!("IoU {c}: - (absent)"),
+        }
+    }
+}
+
+/// The forgetting line of `eval` and `segment`.
+pub(crate) fn print_forgetting(f: &sptune::eval::Forgetting) {
+    println!(
+        "source task: {:.2}% before, {:.2}% after fine-tuning: forgetting {:.2} points",
+        100.0 * f.source_acc,
+        100.0 * f.after_acc,
+        f.drop_points
+    );
+}

@@ -12,7 +12,9 @@ use crate::args::SegmentArgs;
 /// Runs `sptune segment`.
 pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut train = default_train(a.reg);
-    train.alpha = a.alpha;
+    train.alpha = a.alpha.0[0];
+    train.freeze = a.freeze;
+    train.bn = a.bn;
     train.beta = a.beta;
     train.lr = a.lr;
     train.epochs = a.epochs;
@@ -27,6 +29,8 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
         train,
         source: a.source_classes.map(|c| (a.source_data, c)),
         fisher: a.fisher,
+        alphas: a.alpha.0,
+        validation: a.validation,
     };
     g.device.seed(a.seed);
     let o = segment(&cfg, &g.device)?;
@@ -41,27 +45,28 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "miou": o.miou, "pixel_accuracy": o.pixel_accuracy, "iou": iou,
                 "forgetting": forgetting, "losses": o.losses,
+                "alpha": o.alpha, "validation": o.validation,
             }))?
         );
     } else {
-        for (c, v) in o.classes.iter().zip(&o.iou) {
-            match v {
-                Some(v) => println!("IoU {c}: {:.2}%", 100.0 * v),
-                None => println!("IoU {c}: -"),
-            }
+        for t in &o.validation {
+            println!(
+                "alpha {}: validation mIoU {:.2}%",
+                t.alpha,
+                100.0 * t.val_miou
+            );
         }
+        if !o.validation.is_empty() {
+            println!("chosen alpha {}", o.alpha);
+        }
+        super::print_ious(&o.classes, &o.iou);
         println!(
             "mIoU {:.2}%, pixel accuracy {:.2}%",
             100.0 * o.miou,
             100.0 * o.pixel_accuracy
         );
         if let Some(f) = &o.forgetting {
-            println!(
-                "source accuracy {:.2}% -> {:.2}% (forgetting {:.2} points)",
-                100.0 * f.source_acc,
-                100.0 * f.after_acc,
-                f.drop_points
-            );
+            super::print_forgetting(f);
         }
         if let Some(out) = &a.out {
             println!("-> {}", out.display());

@@ -549,6 +549,8 @@ pub struct EvalConfig {
     pub source: Option<PathBuf>,
     /// Data set (`fashion-mnist` or a directory).
     pub data: String,
+    /// The source task's data set (`None`: `data`).
+    pub source_data: Option<String>,
     /// ImageFolder storage side; 0 = automatic from the model's input.
     pub resize: usize,
 }
@@ -560,6 +562,7 @@ impl Default for EvalConfig {
             arch: None,
             source: None,
             data: DataConfig::default().data,
+            source_data: None,
             resize: 0,
         }
     }
@@ -587,8 +590,8 @@ pub struct Evaluation {
 /// Test accuracy of a checkpoint on its own classes; with a source model, the forgetting of
 /// the source task (source head on the fine-tuned body, see [`crate::eval::forgetting`]).
 pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
-    let data_for = |spec: &ModelSpec| DataConfig {
-        data: cfg.data.clone(),
+    let data_for = |spec: &ModelSpec, data: &str| DataConfig {
+        data: data.to_string(),
         classes: spec.classes.join(","),
         resize: match cfg.resize {
             0 => crate::data::stored_side(spec.input[1]),
@@ -599,13 +602,14 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
     let ckpt = Checkpoint::read(&cfg.model)?;
     let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
     let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
-    let t = task::load(&data_for(&spec), spec.input[0])?;
+    let t = task::load(&data_for(&spec, &cfg.data), spec.input[0])?;
     let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, 256, device)?;
     let forgetting = match &cfg.source {
         Some(src) => {
             let s = Checkpoint::read(src)?;
             let sspec = s.spec()?;
-            let st = task::load(&data_for(&sspec), sspec.input[0])?;
+            let data = cfg.source_data.as_deref().unwrap_or(&cfg.data);
+            let st = task::load(&data_for(&sspec, data), sspec.input[0])?;
             Some(crate::eval::forgetting(&s, &ckpt, &st.test, device)?)
         }
         None => None,

@@ -20,6 +20,9 @@
 //! - [`train`]: fine-tuning with every scheme (the classification checkpoint's weights as the
 //!   backbone's starting point, the head new), per-pixel cross-entropy over the labelled
 //!   pixels; evaluation into a [`Confusion`].
+//! - [`picture`]: masks in VOC's colours, and panels of an image beside its masks.
+//! - [`saved`]: the fine-tuned network on disk (torchvision's names, sptune's metadata) and
+//!   back ([`saved::load`]).
 //! - [`run`]: one fine-tune end to end from a classification checkpoint ([`segment`], what
 //!   `sptune segment` runs), with forgetting measured on the source task.
 
@@ -27,7 +30,9 @@ pub mod augment;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod picture;
 pub mod run;
+pub mod saved;
 pub mod scenes;
 pub mod train;
 

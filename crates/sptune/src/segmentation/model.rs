@@ -57,6 +57,18 @@ impl Backbone {
         }
     }
 
+    /// The stage of a segmentation network's tensor, by name, as `--freeze` counts them: 0
+    /// for the stem (`backbone.conv1`, `backbone.bn1`), `k` for `backbone.layerk.*`; `None`
+    /// outside the backbone (the head).
+    pub fn stage_of(name: &str) -> Option<usize> {
+        let rest = name.strip_prefix("backbone.")?;
+        if rest.starts_with("conv1.") || rest.starts_with("bn1.") {
+            return Some(0);
+        }
+        let stage = rest.strip_prefix("layer")?.split('.').next()?;
+        stage.parse().ok().filter(|s| (1..=4).contains(s))
+    }
+
     /// Channels of the last stage's output.
     pub fn out_channels(&self) -> usize {
         let last = self.layer4.last().expect("a ResNet stage has blocks");

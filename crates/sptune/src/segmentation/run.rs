@@ -7,16 +7,18 @@
 //! pixel accuracy), optionally measured for forgetting (the source head back on the
 //! fine-tuned backbone, on the source task's test images), and saved.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use super::{Backbone, SegAugment, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder};
+use super::picture::Rgb;
+use super::{
+    Backbone, SegAugment, SegDataset, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder,
+};
 use crate::eval::{Forgetting, forgetting};
 use crate::fisher::Fisher;
 use crate::models::Net;
-use crate::models::checkpoint::{Checkpoint, finite_tensors, load_into, to_bytes};
+use crate::models::checkpoint::{Checkpoint, load_into};
 use crate::regularizer::{FisherScaling, Scheme};
 use crate::{Error, Result, params, util};
 
@@ -39,6 +41,22 @@ pub struct SegmentConfig {
     /// The source model's Fisher diagonal (`sptune fisher`), for the Fisher schemes; used
     /// with its mean normalized to 1 (`FisherScaling::default`).
     pub fisher: Option<PathBuf>,
+    /// Candidate values of α: with two or more, α is chosen by validation (see
+    /// [`choose_alpha`]) and the final network is trained on all of `train/` with it; empty
+    /// or one value: `train.alpha` (or that value) is used as it is.
+    pub alphas: Vec<f64>,
+    /// Share of the training scenes held out to choose α (every `1/share`-th scene, by file
+    /// order, so every scheme and seed is validated on the same scenes).
+    pub validation: f64,
+}
+
+/// How α was chosen: each candidate's validation mIoU.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AlphaTrial {
+    /// The candidate.
+    pub alpha: f64,
+    /// mIoU on the held-out training scenes after a fine-tune on the others.
+    pub val_miou: f64,
 }
 
 /// What came out.
@@ -56,25 +74,10 @@ pub struct SegmentOutcome {
     pub forgetting: Option<Forgetting>,
     /// Mean per-pixel loss of each epoch.
     pub losses: Vec<f64>,
-}
-
-/// The dilation flags of stages 2-4 that give `output_stride`, for a stem of stride `stem`
-/// (torchvision's: 4, output strides 32, 16, 8; the small stem: 1, output strides 8, 4, 2).
-fn dilation_for(output_stride: usize, stem: usize) -> Result<[bool; 3]> {
-    let plain = stem * 8;
-    let allowed = [plain, plain / 2, plain / 4];
-    match allowed.iter().position(|&s| s == output_stride) {
-        Some(0) => Ok([false, false, false]),
-        Some(1) => Ok([false, false, true]),
-        Some(2) => Ok([false, true, true]),
-        _ => Err(Error::invalid(
-            "--output-stride",
-            format!(
-                "{output_stride} (this backbone's stem allows {}, {} or {})",
-                allowed[0], allowed[1], allowed[2]
-            ),
-        )),
-    }
+    /// The α the final network was trained with.
+    pub alpha: f64,
+    /// The validation of each candidate α (empty when α was given).
+    pub validation: Vec<AlphaTrial>,
 }
 
 /// Runs one segmentation fine-tune (see the module's documentation) on `device` (the plain
@@ -95,7 +98,8 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
             ),
         ));
     }
-    let dilate = dilation_for(cfg.output_stride, if spec.small_stem { 1 } else { 4 })?;
+    let dilate =
+        super::saved::dilation_for(cfg.output_stride, if spec.small_stem { 1 } else { 4 })?;
     let channels = spec.input[0];
     let train = load_mask_folder(&cfg.data.join("train"), channels)?;
     let test = load_mask_folder(&cfg.data.join("test"), channels)?;
@@ -106,12 +110,14 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         ));
     }
     let ad = device.clone().autodiff();
-    let (net, _) = load_into(spec.init(&ad)?, &spec, &source, false)?;
-    let Net::ResNet(resnet) = net else {
-        unreachable!("a resnet spec builds a ResNet")
+    let build = || -> Result<SegNet> {
+        let (net, _) = load_into(spec.init(&ad)?, &spec, &source, false)?;
+        let Net::ResNet(resnet) = net else {
+            unreachable!("a resnet spec builds a ResNet")
+        };
+        let backbone = Backbone::from_resnet(resnet).dilate(dilate);
+        Ok(SegNet::fcn(backbone, train.classes.len(), &ad))
     };
-    let backbone = Backbone::from_resnet(resnet).dilate(dilate);
-    let net = SegNet::fcn(backbone, train.classes.len(), &ad);
     let start = match &cfg.fisher {
         Some(f) => super::train::starting_point_with_fisher(
             &source,
@@ -125,7 +131,29 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         std: spec.std.clone(),
         ..cfg.train.clone()
     };
-    let (net, log) = finetune(net, Some(&start), &train, &tc, &ad)?;
+    let mut validation = Vec::new();
+    let alpha = match cfg.alphas.as_slice() {
+        [] => tc.alpha,
+        [a] => *a,
+        grid => {
+            let (fit, val) = hold_out(&train, cfg.validation)?;
+            for &alpha in grid {
+                let tc = SegTrainConfig {
+                    alpha,
+                    ..tc.clone()
+                };
+                let (net, _) = finetune(build()?, Some(&start), &fit, &tc, &ad)?;
+                let conf = evaluate(&net, &val, &spec.mean, &spec.std, &ad)?;
+                validation.push(AlphaTrial {
+                    alpha,
+                    val_miou: conf.miou(),
+                });
+            }
+            choose_alpha(&validation)
+        }
+    };
+    let tc = SegTrainConfig { alpha, ..tc };
+    let (net, log) = finetune(build()?, Some(&start), &train, &tc, &ad)?;
     let conf = evaluate(&net, &test, &spec.mean, &spec.std, &ad)?;
     let forgetting = match &cfg.source {
         Some((data, classes)) => {
@@ -141,7 +169,7 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         None => None,
     };
     if let Some(out) = &cfg.out {
-        save(&net, &train.classes, &source, out)?;
+        super::saved::save(&net, &train.classes, &spec, cfg.output_stride, out)?;
     }
     Ok(SegmentOutcome {
         classes: train.classes.clone(),
@@ -150,7 +178,58 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         pixel_accuracy: conf.pixel_accuracy(),
         forgetting,
         losses: log.iter().map(|e| e.loss).collect(),
+        alpha,
+        validation,
     })
+}
+
+/// The candidate with the highest validation mIoU; a tie goes to the smaller α (the first in
+/// ascending order), the weaker constraint.
+pub fn choose_alpha(trials: &[AlphaTrial]) -> f64 {
+    let mut sorted: Vec<&AlphaTrial> = trials.iter().collect();
+    sorted.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
+    sorted
+        .iter()
+        .fold(None::<&AlphaTrial>, |best, t| match best {
+            Some(b) if b.val_miou >= t.val_miou => Some(b),
+            _ => Some(t),
+        })
+        .map_or(f64::NAN, |t| t.alpha)
+}
+
+/// `ds` split into the scenes kept for fitting and every `1/share`-th scene (rounded) held out
+/// for validation; both must keep at least one scene.
+pub fn hold_out(ds: &SegDataset, share: f64) -> Result<(SegDataset, SegDataset)> {
+    if !(share > 0.0 && share < 1.0) {
+        return Err(Error::invalid(
+            "--validation",
+            format!("{share} (a share strictly between 0 and 1)"),
+        ));
+    }
+    let every = (1.0 / share).round().max(2.0) as usize;
+    let empty = || SegDataset {
+        images: Vec::new(),
+        classes: ds.classes.clone(),
+        channels: ds.channels,
+    };
+    let (mut fit, mut val) = (empty(), empty());
+    for (i, im) in ds.images.iter().enumerate() {
+        if i % every == every - 1 {
+            val.images.push(im.clone());
+        } else {
+            fit.images.push(im.clone());
+        }
+    }
+    if val.is_empty() || fit.is_empty() {
+        return Err(Error::invalid(
+            "--validation",
+            format!(
+                "{share} of {} training scenes leaves a split empty",
+                ds.len()
+            ),
+        ));
+    }
+    Ok((fit, val))
 }
 
 /// The fine-tuned backbone with the source's head, as a classification checkpoint of the
@@ -176,22 +255,207 @@ pub fn as_classifier(net: &SegNet, source: &Checkpoint) -> Checkpoint {
     }
 }
 
-/// Saves `net` (torchvision's segmentation names, BatchNorm counters included as in a
-/// torchvision state dict) with its classes and the source's spec.
-fn save(net: &SegNet, classes: &[String], source: &Checkpoint, path: &Path) -> Result<()> {
-    let (tensors, nbt) = finite_tensors(net, path)?;
-    let mut meta = HashMap::new();
-    meta.insert("format".into(), "pt".into());
-    meta.insert("arch".into(), "fcn".into());
-    meta.insert(
-        "classes".into(),
-        serde_json::to_string(classes).expect("strings serialize"),
-    );
-    if let Some(s) = source.metadata.get("spec") {
-        meta.insert("backbone_spec".into(), s.clone());
+/// What `sptune eval` does with a segmentation network.
+#[derive(Clone, Debug)]
+pub struct SegEvalConfig {
+    /// The network ([`super::saved::save`]'s file).
+    pub model: PathBuf,
+    /// A folder in the folder layout (`images/`, `masks/`, `classes.txt`), or one holding such
+    /// a folder as `test/` (what `sptune scenes` writes).
+    pub data: PathBuf,
+    /// The classification source (its head goes back on the fine-tuned backbone for
+    /// forgetting), with the data set its classes are read from.
+    pub source: Option<(PathBuf, String)>,
+}
+
+/// What `sptune eval` reports for a segmentation network.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SegEvaluation {
+    /// The network evaluated.
+    pub model: PathBuf,
+    /// The folder its images came from.
+    pub data: PathBuf,
+    /// Images evaluated.
+    pub images: usize,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Per-class IoU (`None`: class absent from truth and prediction).
+    pub iou: Vec<Option<f64>>,
+    /// Mean IoU over the classes present.
+    pub miou: f64,
+    /// Pixel accuracy over the labelled pixels.
+    pub pixel_accuracy: f64,
+    /// Forgetting of the source task, when a source was given.
+    pub forgetting: Option<Forgetting>,
+}
+
+/// The folder of a segmentation set given as `data`: `data` itself when it holds `images/`,
+/// else `data/test` when that does.
+fn test_folder(data: &Path) -> PathBuf {
+    if !data.join("images").is_dir() && data.join("test").join("images").is_dir() {
+        data.join("test")
+    } else {
+        data.to_path_buf()
     }
-    let bytes = to_bytes(&tensors, &nbt, meta)?;
-    util::write_atomic(path, &bytes)
+}
+
+/// Evaluates a saved segmentation network (see [`SegEvalConfig`]) on `device`.
+pub fn evaluate_saved(cfg: &SegEvalConfig, device: &Device) -> Result<SegEvaluation> {
+    let ckpt = Checkpoint::read(&cfg.model)?;
+    let saved = super::saved::from_checkpoint(&ckpt, device)?;
+    let folder = test_folder(&cfg.data);
+    let ds = load_mask_folder(&folder, saved.backbone.input[0])?;
+    if ds.classes != saved.classes {
+        return Err(Error::format(
+            folder.join("classes.txt"),
+            format!(
+                "classes {} differ from the network's {}",
+                ds.classes.join(","),
+                saved.classes.join(",")
+            ),
+        ));
+    }
+    let spec = &saved.backbone;
+    let conf = evaluate(&saved.net, &ds, &spec.mean, &spec.std, device)?;
+    let forgetting = match &cfg.source {
+        Some((path, data)) => {
+            let source = Checkpoint::read(path)?;
+            let sspec = source.spec()?;
+            let dc = crate::task::DataConfig {
+                data: data.clone(),
+                classes: sspec.classes.join(","),
+                ..Default::default()
+            };
+            let task = crate::task::load(&dc, sspec.input[0])?;
+            let tuned = as_classifier(&saved.net, &source);
+            Some(forgetting(&source, &tuned, &task.test, device)?)
+        }
+        None => None,
+    };
+    Ok(SegEvaluation {
+        model: cfg.model.clone(),
+        data: folder,
+        images: ds.len(),
+        classes: saved.classes,
+        iou: conf.iou(),
+        miou: conf.miou(),
+        pixel_accuracy: conf.pixel_accuracy(),
+        forgetting,
+    })
+}
+
+/// One image's segmentation as `sptune predict` writes it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SegPrediction {
+    /// The image.
+    pub image: PathBuf,
+    /// Its predicted mask: a palette PNG (values are class indices, colours VOC's).
+    pub mask: PathBuf,
+    /// The picture of the image, its true mask (when given) and the prediction, side by side.
+    pub panel: Option<PathBuf>,
+    /// Pixels predicted for each class.
+    pub pixels: Vec<u64>,
+}
+
+/// What `sptune predict` does with a segmentation network.
+#[derive(Clone, Debug)]
+pub struct SegPredictConfig {
+    /// The network.
+    pub model: PathBuf,
+    /// PNG or JPEG images, each segmented at its own size.
+    pub images: Vec<PathBuf>,
+    /// Folder the masks are written to (`<image stem>.png`; created if missing).
+    pub out: PathBuf,
+    /// Also write `<image stem>-panel.png`: image | true mask (from `truth`) | prediction,
+    /// every pixel repeated `zoom` times.
+    pub panel: Option<usize>,
+    /// A folder of true masks (`<image stem>.png`), shown in the panels.
+    pub truth: Option<PathBuf>,
+}
+
+/// Segments images with a saved network and writes their masks (see [`SegPredictConfig`]);
+/// every file goes through a temporary name.
+pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegPrediction>> {
+    let saved = super::saved::load(&cfg.model, device)?;
+    let spec = &saved.backbone;
+    let channels = spec.input[0];
+    let mut stems = std::collections::HashMap::new();
+    for im in &cfg.images {
+        let stem = im
+            .file_stem()
+            .ok_or_else(|| Error::format(im, "has no file name"))?
+            .to_string_lossy()
+            .into_owned();
+        if let Some(other) = stems.insert(stem.clone(), im.clone()) {
+            return Err(Error::invalid(
+                "images",
+                format!(
+                    "{} and {} would both write {stem}.png",
+                    other.display(),
+                    im.display()
+                ),
+            ));
+        }
+    }
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let mut out = Vec::new();
+    for path in &cfg.images {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let mask_path = cfg.out.join(format!("{stem}.png"));
+        let inputs: Vec<&Path> = cfg.images.iter().map(PathBuf::as_path).collect();
+        util::check_output(&mask_path, &inputs)?;
+        let (pixels, w, h) = crate::data::image_folder::decode_image_as_is(path, channels)?;
+        let p = w * h;
+        let x: Vec<f32> = (0..channels)
+            .flat_map(|c| {
+                pixels[c * p..(c + 1) * p]
+                    .iter()
+                    .map(move |v| (v - spec.mean[c]) / spec.std[c])
+            })
+            .collect();
+        let x = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(x, [1, channels, h, w]),
+            device,
+        );
+        let pred = super::predict(&saved.net, x);
+        let mut counts = vec![0u64; saved.classes.len()];
+        for &v in &pred {
+            counts[v as usize] += 1;
+        }
+        util::write_atomic(&mask_path, &super::data::encode_mask(&pred, w, h)?)?;
+        let panel = match cfg.panel {
+            Some(zoom) => {
+                let mut parts = vec![Rgb::of_image(&pixels, channels, w, h)];
+                if let Some(dir) = &cfg.truth {
+                    let tp = dir.join(format!("{stem}.png"));
+                    let (t, tw, th) = super::data::read_mask(&tp)?;
+                    if (tw, th) != (w, h) {
+                        return Err(Error::format(
+                            &tp,
+                            format!(
+                                "mask is {tw}x{th} but its image {} is {w}x{h}",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    parts.push(Rgb::of_mask(&t, w, h));
+                }
+                parts.push(Rgb::of_mask(&pred, w, h));
+                let panel_path = cfg.out.join(format!("{stem}-panel.png"));
+                util::check_output(&panel_path, &inputs)?;
+                util::write_atomic(&panel_path, &Rgb::panel(&parts, 2, zoom)?.png()?)?;
+                Some(panel_path)
+            }
+            None => None,
+        };
+        out.push(SegPrediction {
+            image: path.clone(),
+            mask: mask_path,
+            panel,
+            pixels: counts,
+        });
+    }
+    Ok(out)
 }
 
 /// The default fine-tune of `sptune segment` for `scheme`.
@@ -212,5 +476,53 @@ pub fn default_train(scheme: Scheme) -> SegTrainConfig {
         mean: vec![],
         std: vec![],
         seed: 0,
+        freeze: None,
+        bn: crate::train::BnMode::Train,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AlphaTrial, choose_alpha, hold_out};
+    use crate::segmentation::{SegDataset, SegImage};
+
+    fn t(alpha: f64, val_miou: f64) -> AlphaTrial {
+        AlphaTrial { alpha, val_miou }
+    }
+
+    /// The best validation mIoU wins; a tie goes to the smaller alpha whatever the order.
+    #[test]
+    fn alpha_by_validation() {
+        assert_eq!(
+            choose_alpha(&[t(0.1, 0.5), t(0.01, 0.7), t(1.0, 0.6)]),
+            0.01
+        );
+        assert_eq!(choose_alpha(&[t(1.0, 0.7), t(0.1, 0.7), t(0.01, 0.2)]), 0.1);
+    }
+
+    /// A share of 0.2 holds out every 5th scene (file order): of 10, scenes 4 and 9.
+    #[test]
+    fn hold_out_every_nth() {
+        let im = |v: u8| SegImage {
+            pixels: vec![v as f32],
+            mask: vec![0],
+            height: 1,
+            width: 1,
+        };
+        let ds = SegDataset {
+            images: (0..10).map(im).collect(),
+            classes: vec!["a".into()],
+            channels: 1,
+        };
+        let (fit, val) = hold_out(&ds, 0.2).unwrap();
+        let ids = |d: &SegDataset| d.images.iter().map(|i| i.pixels[0]).collect::<Vec<_>>();
+        assert_eq!(ids(&val), [4.0, 9.0]);
+        assert_eq!(ids(&fit), [0.0, 1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.0]);
+        assert!(hold_out(&ds, 0.0).is_err() && hold_out(&ds, 1.0).is_err());
+        let tiny = SegDataset {
+            images: vec![im(0)],
+            ..ds
+        };
+        assert!(hold_out(&tiny, 0.5).is_err());
     }
 }

@@ -22,8 +22,8 @@ use super::{Confusion, IGNORE, SegAugment, SegDataset, SegImage, SegNet, augment
 use crate::fisher::Fisher;
 use crate::models::checkpoint::Checkpoint;
 use crate::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
-use crate::train::Sgd;
 use crate::train::schedule::Schedule;
+use crate::train::{BnMode, Sgd, apply_freeze};
 use crate::{Error, Result};
 
 /// How a segmentation network is fine-tuned.
@@ -51,6 +51,13 @@ pub struct SegTrainConfig {
     pub std: Vec<f32>,
     /// Seed of the order and the augmentation.
     pub seed: u64,
+    /// Freeze the stem and the first K stages of the backbone (`0..=4`; no updates, no
+    /// penalty, BatchNorm statistics fixed), as `finetune --freeze` does.
+    pub freeze: Option<usize>,
+    /// BatchNorm during training: `Train` (batch statistics, running averages updated; what
+    /// `Auto` means for a ResNet backbone, whose momentum is 0.1) or `Frozen` (running
+    /// statistics used and kept). `Recalibrate` is not offered for segmentation (refused).
+    pub bn: BnMode,
 }
 
 /// One epoch of a fine-tune.
@@ -126,14 +133,33 @@ pub fn finetune(
             format!("one per channel ({} channels)", train.channels),
         ));
     }
+    if let Some(k) = cfg.freeze.filter(|k| *k > 4) {
+        return Err(Error::invalid(
+            "--freeze",
+            format!("{k}, but a ResNet backbone has 4 stages"),
+        ));
+    }
+    let bn_frozen = match cfg.bn {
+        BnMode::Train | BnMode::Auto => false,
+        BnMode::Frozen => true,
+        BnMode::Recalibrate => {
+            return Err(Error::invalid(
+                "--bn",
+                "recalibrate is not available for segmentation (use train or frozen)",
+            ));
+        }
+    };
+    let frozen = |name: &str| {
+        super::Backbone::stage_of(name).is_some_and(|s| cfg.freeze.is_some_and(|k| s <= k))
+    };
     let pc = PenaltyConfig {
         scheme: cfg.scheme,
         alpha: cfg.alpha,
         beta: cfg.beta,
         anchor: Anchor::All,
     };
-    let mut net = net;
-    let penalty = Penalty::new(&net, start, pc, &|_| false, device)?;
+    let mut net = apply_freeze(net, &frozen, bn_frozen);
+    let penalty = Penalty::new(&net, start, pc, &frozen, device)?;
     let mut sgd = Sgd::new(cfg.momentum);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();

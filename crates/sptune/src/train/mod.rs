@@ -375,7 +375,7 @@ impl<F: Fn(&str) -> bool> ModuleMapper for Freezer<'_, F> {
 
 /// Stops gradients and BatchNorm statistic updates for the frozen part of `net`; with
 /// `bn_frozen` every BatchNorm uses and keeps its running statistics.
-pub fn apply_freeze(net: Net, frozen: &impl Fn(&str) -> bool, bn_frozen: bool) -> Net {
+pub fn apply_freeze<M: Module>(net: M, frozen: &impl Fn(&str) -> bool, bn_frozen: bool) -> M {
     let mut m = Freezer {
         path: Default::default(),
         frozen,
