@@ -221,6 +221,25 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--head` of `sptune segment`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum HeadArg {
+    /// torchvision's FCNHead.
+    Fcn,
+    /// torchvision's DeepLabHead (ASPP).
+    Deeplabv3,
+}
+
+/// `12,24,36`: three positive dilation rates.
+fn rates(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|t| t.trim().parse::<usize>().ok().filter(|&r| r > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("{s:?} is not three positive whole numbers like 12,24,36"))?;
+    <[usize; 3]>::try_from(v).map_err(|v| format!("{s:?} gives {} rates, ASPP takes 3", v.len()))
+}
+
 /// `--alpha` of `sptune segment`: one value or comma-separated candidates.
 #[derive(Clone, Debug)]
 pub struct AlphaList(pub Vec<f64>);
@@ -553,6 +572,18 @@ pub struct SegmentArgs {
     /// Training crop side (after a random scale of 0.75-1.25 and before a random flip).
     #[arg(long, default_value_t = 64, value_parser = positive)]
     pub crop: usize,
+    /// The head: fcn (torchvision's FCNHead) or deeplabv3 (DeepLabHead: ASPP, then a 3x3
+    /// convolution).
+    #[arg(long, value_enum, default_value_t = HeadArg::Fcn)]
+    pub head: HeadArg,
+    /// deeplabv3: ASPP's three dilation rates (torchvision's 12,24,36 suit its 65-px feature
+    /// maps at output stride 8; on 64-px scenes at stride 8, feature maps are 8 px: try
+    /// 1,2,3).
+    #[arg(long, default_value = "12,24,36", value_parser = rates)]
+    pub aspp_rates: [usize; 3],
+    /// deeplabv3: channels of ASPP's branches and projection (torchvision: 256).
+    #[arg(long, default_value_t = 256, value_parser = positive)]
+    pub aspp_channels: usize,
     /// Stride of the backbone's output (dilation replaces the later strides): 8, 16 or 32
     /// with torchvision's stem, 2, 4 or 8 with the small stem.
     #[arg(long, default_value_t = 8, value_parser = positive)]

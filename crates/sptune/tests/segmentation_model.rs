@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use sptune::models::ResNet;
 use sptune::models::checkpoint::Checkpoint;
 use sptune::params;
+use sptune::segmentation::model::HeadConfig;
 use sptune::segmentation::{Backbone, SegNet};
 
 mod common;
@@ -45,8 +46,32 @@ fn tiny_fcn(device: &Device) -> SegNet {
 #[test]
 fn torchvision_fcn_state_dict_loads_and_gives_its_logits() {
     let device = Device::flex();
-    let sd = fixture("fcn_tiny.pth");
     let net = tiny_fcn(&device);
+    let net = loads_with_torchvision_logits(net, "fcn_tiny", &device);
+    assert!(matches!(
+        net.classifier,
+        sptune::segmentation::model::Head::Fcn(_)
+    ));
+}
+
+/// torchvision's DeepLab-v3 (`DeepLabV3` with `DeepLabHead`'s modules, ASPP rates 12, 24, 36,
+/// 16 channels) on the same kind of backbone: same names, same logits.
+#[test]
+fn torchvision_deeplab_state_dict_loads_and_gives_its_logits() {
+    let device = Device::flex();
+    let r = ResNet::with_layout(true, [1, 1, 1, 1], 3, 1, 8, false, &device);
+    let backbone = Backbone::from_resnet(r).dilate([false, true, true]);
+    let net = SegNet::deeplab(backbone, 6, [12, 24, 36], 16, &device);
+    let net = loads_with_torchvision_logits(net, "deeplab_tiny", &device);
+    assert_eq!(net.classifier.kind(), "deeplabv3");
+}
+
+/// Loads the fixture `NAME.pth` into `net` after checking that both hold the same tensors by
+/// name and shape, checks the logits on `NAME_io.pth`'s input against torchvision's to 1e-4
+/// of their largest, then saves `net` and reads it back as torchvision's state dict.
+fn loads_with_torchvision_logits(net: SegNet, name: &str, device: &Device) -> SegNet {
+    let device = device.clone();
+    let sd = fixture(&format!("{name}.pth"));
     // the same tensors by name and shape (PyTorch's BatchNorm counters aside)
     let ours: HashMap<String, Vec<usize>> = params::table(&net)
         .into_iter()
@@ -73,10 +98,11 @@ fn torchvision_fcn_state_dict_loads_and_gives_its_logits() {
         ours.contains_key("classifier.4.bias")
             && ours.contains_key("backbone.layer4.0.downsample.1.running_var")
     );
+    assert_eq!(ours.len(), theirs.len());
     // loaded, the same logits on the same input (eval mode: no autodiff, running statistics)
     let values: HashMap<String, (Vec<usize>, Vec<f32>)> = sd.tensors.clone().into_iter().collect();
     let net = params::assign(net, &values);
-    let io = fixture("fcn_tiny_io.pth");
+    let io = fixture(&format!("{name}_io.pth"));
     let (xs, xv) = &io.tensors["input"];
     let (ys, yv) = &io.tensors["output"];
     let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), xs.clone()), &device);
@@ -107,7 +133,14 @@ fn torchvision_fcn_state_dict_loads_and_gives_its_logits() {
         std: vec![0.25; 3],
     };
     let classes: Vec<String> = (0..6).map(|i| i.to_string()).collect();
-    sptune::segmentation::saved::save(&net, &classes, &spec, 8, &path).unwrap();
+    let head = match &net.classifier {
+        sptune::segmentation::model::Head::Fcn(_) => HeadConfig::Fcn,
+        sptune::segmentation::model::Head::DeepLab(_) => HeadConfig::DeepLab {
+            rates: [12, 24, 36],
+            channels: 16,
+        },
+    };
+    sptune::segmentation::saved::save(&net, &head, &classes, &spec, 8, &path).unwrap();
     let back = Checkpoint::read_file(&path).unwrap();
     let names = |c: &Checkpoint| c.tensors.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&back), names(&sd));
@@ -115,6 +148,7 @@ fn torchvision_fcn_state_dict_loads_and_gives_its_logits() {
         assert_eq!(&back.tensors[n].0, shape, "{n}");
         assert_eq!(&back.tensors[n].1, v, "{n}");
     }
+    net
 }
 
 /// Logits come at the input's size, odd sizes included, with and without dilation, for basic
@@ -237,6 +271,7 @@ fn segment_runs_from_a_checkpoint_file() {
         data: dir.path().join("scenes"),
         out: Some(out.clone()),
         output_stride: 4,
+        head: sptune::segmentation::model::HeadConfig::Fcn,
         train,
         source: None,
         fisher: None,
@@ -251,6 +286,30 @@ fn segment_runs_from_a_checkpoint_file() {
     let saved = Checkpoint::read_file(&out).unwrap();
     assert!(saved.tensors.contains_key("classifier.4.weight"));
     saved_network_evaluates_and_predicts(&out, dir.path(), &init, o.miou, o.pixel_accuracy);
+    // the DeepLab-v3 head: trained, saved, rebuilt from the file's metadata alone
+    let dl_out = dir.path().join("deeplab.safetensors");
+    let dl = SegmentConfig {
+        head: HeadConfig::DeepLab {
+            rates: [1, 2, 3],
+            channels: 8,
+        },
+        out: Some(dl_out.clone()),
+        ..cfg.clone()
+    };
+    let d = segment(&dl, &device).unwrap();
+    let back = sptune::segmentation::saved::load(&dl_out, &device).unwrap();
+    assert_eq!(back.head, dl.head);
+    assert!(back.net.classifier.kind() == "deeplabv3");
+    let e = sptune::segmentation::run::evaluate_saved(
+        &sptune::segmentation::run::SegEvalConfig {
+            model: dl_out,
+            data: dir.path().join("scenes"),
+            source: None,
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!((e.miou, e.pixel_accuracy), (d.miou, d.pixel_accuracy));
     // candidates for alpha: each validated on the held-out quarter, the best one kept
     let grid = SegmentConfig {
         alphas: vec![0.1, 0.001],

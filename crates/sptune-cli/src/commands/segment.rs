@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
+use sptune::segmentation::model::HeadConfig;
 use sptune::segmentation::run::default_train;
 use sptune::segmentation::{SegmentConfig, segment};
 
 use super::Global;
-use crate::args::SegmentArgs;
+use crate::args::{HeadArg, SegmentArgs};
 
 /// Runs `sptune segment`.
 pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
@@ -26,6 +27,13 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
         data: a.data,
         out: a.out.clone(),
         output_stride: a.output_stride,
+        head: match a.head {
+            HeadArg::Fcn => HeadConfig::Fcn,
+            HeadArg::Deeplabv3 => HeadConfig::DeepLab {
+                rates: a.aspp_rates,
+                channels: a.aspp_channels,
+            },
+        },
         train,
         source: a.source_classes.map(|c| (a.source_data, c)),
         fisher: a.fisher,

@@ -1,10 +1,9 @@
 //! A segmentation network: a ResNet backbone (the classification network without its pooling
-//! and head) and torchvision's FCN head, logits upsampled to the input size.
+//! and head) and torchvision's FCN or DeepLab-v3 head, logits upsampled to the input size.
 //!
-//! Names follow torchvision's segmentation models, so a torchvision `fcn_resnet*` state dict
-//! loads as it is: `backbone.conv1`, `backbone.layer1.0.conv1`, ... and `classifier.0` (3x3
-//! conv, no bias), `classifier.1` (BatchNorm), `classifier.4` (1x1 conv to the classes; 2 and 3
-//! are the ReLU and the dropout, which hold nothing).
+//! Names follow torchvision's segmentation models, so a torchvision `fcn_resnet*` or
+//! `deeplabv3_resnet*` state dict loads as it is: `backbone.conv1`, `backbone.layer1.0.conv1`,
+//! ... and the head's `classifier.*` ([`Head`]).
 //!
 //! **Dilation** ([`Backbone::dilate`]) replaces the stride of later stages by dilation as
 //! torchvision's `replace_stride_with_dilation` does: in a dilated stage the first block's
@@ -21,7 +20,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2d;
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d, Relu};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
@@ -142,14 +141,172 @@ fn set_dilation(c: &mut Conv2d, d: usize) {
     c.padding = PaddingConfig2d::Explicit(d, d, d, d);
 }
 
-/// A backbone and torchvision's FCN head.
+/// `(conv, BatchNorm, ReLU)`: torchvision's `nn.Sequential` of ASPP's branches (`ASPPConv`
+/// and the 1x1 branch), names `.0` and `.1`.
+pub type ConvBnRelu = (Conv2d, BatchNorm, Relu);
+
+/// torchvision's `ASPP`: four parallel branches on the backbone's output (a 1x1 convolution
+/// and three 3x3 convolutions dilated by the rates) and a fifth on its global average
+/// (`ASPPPooling`: pool, 1x1 convolution, BatchNorm, ReLU, spread back over the map), each to
+/// `channels`; their concatenation projected to `channels` (1x1, BatchNorm, ReLU, dropout 0.5).
+/// Names `convs.0`..`convs.4` (the pooling branch's convolution is `convs.4.1`) and `project`.
+#[derive(Module, Debug)]
+pub struct Aspp {
+    convs: (
+        ConvBnRelu,
+        ConvBnRelu,
+        ConvBnRelu,
+        ConvBnRelu,
+        (AdaptiveAvgPool2d, Conv2d, BatchNorm, Relu),
+    ),
+    project: (Conv2d, BatchNorm, Relu, Dropout),
+}
+
+impl Aspp {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let branch = |(conv, bn, act): &ConvBnRelu, x: Tensor<4>| {
+            act.forward(crate::kernels::batch_norm(
+                bn,
+                crate::kernels::conv2d(conv, x),
+            ))
+        };
+        let (b0, b1, b2, b3, (pool, conv, bn, act)) = &self.convs;
+        let pooled = act.forward(crate::kernels::batch_norm(
+            bn,
+            crate::kernels::conv2d(conv, pool.forward(x.clone())),
+        ));
+        let parts = vec![
+            branch(b0, x.clone()),
+            branch(b1, x.clone()),
+            branch(b2, x.clone()),
+            branch(b3, x),
+            upsample(pooled, [h, w]),
+        ];
+        let (conv, bn, act, drop) = &self.project;
+        let z = crate::kernels::batch_norm(bn, crate::kernels::conv2d(conv, Tensor::cat(parts, 1)));
+        drop.forward(act.forward(z))
+    }
+}
+
+/// Which head a [`SegNet`] gets, and its shape: what a saved network records to be rebuilt.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadConfig {
+    /// torchvision's `FCNHead` ([`SegNet::fcn`]).
+    Fcn,
+    /// torchvision's `DeepLabHead` ([`SegNet::deeplab`]).
+    #[serde(rename = "deeplabv3")]
+    DeepLab {
+        /// ASPP's three dilation rates (torchvision: 12, 24, 36).
+        rates: [usize; 3],
+        /// Channels of every ASPP branch and of the projection (torchvision: 256).
+        channels: usize,
+    },
+}
+
+impl HeadConfig {
+    /// torchvision's DeepLab-v3 head: rates 12, 24, 36 and 256 channels.
+    pub const DEEPLAB: HeadConfig = HeadConfig::DeepLab {
+        rates: [12, 24, 36],
+        channels: 256,
+    };
+
+    /// The network: `backbone` with this head, freshly initialized, for `classes` classes.
+    pub fn build(&self, backbone: Backbone, classes: usize, device: &Device) -> SegNet {
+        match self {
+            HeadConfig::Fcn => SegNet::fcn(backbone, classes, device),
+            HeadConfig::DeepLab { rates, channels } => {
+                SegNet::deeplab(backbone, classes, *rates, *channels, device)
+            }
+        }
+    }
+
+    /// `fcn` or `deeplabv3`, the `arch` of a saved network.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HeadConfig::Fcn => "fcn",
+            HeadConfig::DeepLab { .. } => "deeplabv3",
+        }
+    }
+}
+
+/// The segmentation head: what `classifier.*` holds.
+// one head per network, built once: the variants' sizes do not matter
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Head {
+    /// torchvision's `FCNHead`: `(3x3 conv, BatchNorm, ReLU, dropout 0.1, 1x1 conv)`, names
+    /// `classifier.0`, `.1`, `.4` (2 and 3, the ReLU and the dropout, hold nothing).
+    Fcn((Conv2d, BatchNorm, Relu, Dropout, Conv2d)),
+    /// torchvision's `DeepLabHead`: `(ASPP, 3x3 conv, BatchNorm, ReLU, 1x1 conv)`, names
+    /// `classifier.0.convs.*`, `classifier.0.project.*`, `classifier.1`, `.2`, `.4`.
+    DeepLab((Aspp, Conv2d, BatchNorm, Relu, Conv2d)),
+}
+
+impl Head {
+    /// The head's name in checkpoints' metadata: `fcn` or `deeplabv3`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Head::Fcn(_) => "fcn",
+            Head::DeepLab(_) => "deeplabv3",
+        }
+    }
+
+    fn forward(&self, f: Tensor<4>) -> Tensor<4> {
+        match self {
+            Head::Fcn((conv, bn, act, drop, out)) => {
+                let z = crate::kernels::conv2d(conv, f);
+                let z = act.forward(crate::kernels::batch_norm(bn, z));
+                crate::kernels::conv2d(out, drop.forward(z))
+            }
+            Head::DeepLab((aspp, conv, bn, act, out)) => {
+                let z = crate::kernels::conv2d(conv, aspp.forward(f));
+                let z = act.forward(crate::kernels::batch_norm(bn, z));
+                crate::kernels::conv2d(out, z)
+            }
+        }
+    }
+}
+
+/// A backbone and a segmentation head.
 #[derive(Module, Debug)]
 pub struct SegNet {
     /// The shared part `S` of the -SP schemes: starts from the classification network.
     pub backbone: Backbone,
-    /// The new part: `(3x3 conv, BatchNorm, ReLU, dropout 0.1, 1x1 conv)`, torchvision's
-    /// `FCNHead` (names `classifier.0`, `.1`, `.4`).
-    pub classifier: (Conv2d, BatchNorm, Relu, Dropout, Conv2d),
+    /// The new part `S̄`.
+    pub classifier: Head,
+}
+
+fn bn(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(1e-5)
+        .with_momentum(BN_MOMENTUM)
+        .init(device)
+}
+
+/// A convolution without bias, Kaiming-initialized, padding `pad` and dilation `dilation`.
+fn conv([cin, cout]: [usize; 2], k: usize, pad: usize, dilation: usize, device: &Device) -> Conv2d {
+    let p = PaddingConfig2d::Explicit(pad, pad, pad, pad);
+    let mut c = crate::models::kaiming_conv([cin, cout], k, 1, 1, p, device);
+    c.dilation = [dilation, dilation];
+    c
+}
+
+/// The heads' last layer: a 1x1 convolution with bias to the classes (burn's default
+/// initialization).
+fn to_classes(cin: usize, classes: usize, device: &Device) -> Conv2d {
+    burn::nn::conv::Conv2dConfig::new([cin, classes], [1, 1])
+        .with_bias(true)
+        .init(device)
+}
+
+/// Bilinear resizing to `[h, w]` with half-pixel centres (PyTorch's `align_corners=False`).
+fn upsample(z: Tensor<4>, [h, w]: [usize; 2]) -> Tensor<4> {
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear)
+        .with_align_corners(false)
+        .with_output_size([h, w]);
+    interpolate(z, options)
 }
 
 impl SegNet {
@@ -159,32 +316,77 @@ impl SegNet {
     pub fn fcn(backbone: Backbone, classes: usize, device: &Device) -> SegNet {
         let cin = backbone.out_channels();
         let mid = (cin / 4).max(1);
-        let pad = PaddingConfig2d::Explicit(1, 1, 1, 1);
-        let conv = crate::models::kaiming_conv([cin, mid], 3, 1, 1, pad, device);
-        let bn = BatchNormConfig::new(mid)
-            .with_epsilon(1e-5)
-            .with_momentum(BN_MOMENTUM)
-            .init(device);
-        let out = burn::nn::conv::Conv2dConfig::new([mid, classes], [1, 1])
-            .with_bias(true)
-            .init(device);
+        let out = to_classes(mid, classes, device);
         SegNet {
             backbone,
-            classifier: (conv, bn, Relu::new(), DropoutConfig::new(0.1).init(), out),
+            classifier: Head::Fcn((
+                conv([cin, mid], 3, 1, 1, device),
+                bn(mid, device),
+                Relu::new(),
+                DropoutConfig::new(0.1).init(),
+                out,
+            )),
+        }
+    }
+
+    /// `backbone` with a freshly initialized DeepLab-v3 head for `classes` classes: ASPP with
+    /// `rates` (torchvision: 12, 24, 36 at output stride 8; DeepLab-v3 halves them at 16) and
+    /// `channels` per branch (torchvision: 256), a 3x3 convolution, BatchNorm, ReLU, a 1x1
+    /// convolution (with bias) to the classes.
+    pub fn deeplab(
+        backbone: Backbone,
+        classes: usize,
+        rates: [usize; 3],
+        channels: usize,
+        device: &Device,
+    ) -> SegNet {
+        let cin = backbone.out_channels();
+        let c = channels;
+        let branch = |k: usize, d: usize| -> ConvBnRelu {
+            let pad = if k == 3 { d } else { 0 };
+            (
+                conv([cin, c], k, pad, d, device),
+                bn(c, device),
+                Relu::new(),
+            )
+        };
+        let aspp = Aspp {
+            convs: (
+                branch(1, 1),
+                branch(3, rates[0]),
+                branch(3, rates[1]),
+                branch(3, rates[2]),
+                (
+                    AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+                    conv([cin, c], 1, 0, 1, device),
+                    bn(c, device),
+                    Relu::new(),
+                ),
+            ),
+            project: (
+                conv([5 * c, c], 1, 0, 1, device),
+                bn(c, device),
+                Relu::new(),
+                DropoutConfig::new(0.5).init(),
+            ),
+        };
+        let out = to_classes(c, classes, device);
+        SegNet {
+            backbone,
+            classifier: Head::DeepLab((
+                aspp,
+                conv([c, c], 3, 1, 1, device),
+                bn(c, device),
+                Relu::new(),
+                out,
+            )),
         }
     }
 
     /// Logits `[batch, classes, h, w]` for images `[batch, channels, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
-        let f = self.backbone.forward(x);
-        let (conv, bn, act, drop, out) = &self.classifier;
-        let z = crate::kernels::conv2d(conv, f);
-        let z = act.forward(crate::kernels::batch_norm(bn, z));
-        let z = crate::kernels::conv2d(out, drop.forward(z));
-        let options = InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size([h, w]);
-        interpolate(z, options)
+        let z = self.classifier.forward(self.backbone.forward(x));
+        upsample(z, [h, w])
     }
 }

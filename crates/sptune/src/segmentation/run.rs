@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
+use super::model::HeadConfig;
 use super::picture::Rgb;
 use super::{
     Backbone, SegAugment, SegDataset, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder,
@@ -34,6 +35,8 @@ pub struct SegmentConfig {
     /// Stride of the backbone's output: with torchvision's stem 8, 16 or 32 (no dilation),
     /// with the small stem 2, 4 or 8.
     pub output_stride: usize,
+    /// The head.
+    pub head: HeadConfig,
     /// The fine-tune.
     pub train: SegTrainConfig,
     /// The source task's data and classes, for forgetting (`None`: not measured).
@@ -116,7 +119,7 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
             unreachable!("a resnet spec builds a ResNet")
         };
         let backbone = Backbone::from_resnet(resnet).dilate(dilate);
-        Ok(SegNet::fcn(backbone, train.classes.len(), &ad))
+        Ok(cfg.head.build(backbone, train.classes.len(), &ad))
     };
     let start = match &cfg.fisher {
         Some(f) => super::train::starting_point_with_fisher(
@@ -169,7 +172,14 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         None => None,
     };
     if let Some(out) = &cfg.out {
-        super::saved::save(&net, &train.classes, &spec, cfg.output_stride, out)?;
+        super::saved::save(
+            &net,
+            &cfg.head,
+            &train.classes,
+            &spec,
+            cfg.output_stride,
+            out,
+        )?;
     }
     Ok(SegmentOutcome {
         classes: train.classes.clone(),

@@ -2,9 +2,9 @@
 //!
 //! The file is a safetensors checkpoint under torchvision's segmentation names (`backbone.*`,
 //! `classifier.*`, BatchNorm counters included as in a torchvision state dict) with sptune's
-//! metadata: `arch = "fcn"`, the data's `classes` (JSON list), the `output_stride`, and the
-//! classification source's spec as `backbone_spec` (architecture, width, stem, input channels,
-//! normalization). [`load`] rebuilds the network from that metadata and refuses a file whose
+//! metadata: `arch` (`fcn` or `deeplabv3`), the `head` ([`HeadConfig`], JSON), the data's
+//! `classes` (JSON list), the `output_stride`, and the classification source's spec as
+//! `backbone_spec` (architecture, width, stem, input channels, normalization). [`load`] rebuilds the network from that metadata and refuses a file whose
 //! tensors do not fill it exactly, naming the first tensor missing or of the wrong shape.
 
 use std::collections::HashMap;
@@ -12,13 +12,14 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
+use super::model::HeadConfig;
 use super::{Backbone, SegNet};
 use crate::models::checkpoint::{Checkpoint, finite_tensors, to_bytes};
 use crate::models::{ModelSpec, Net};
 use crate::{Error, Result, params, util};
 
-/// The `arch` metadata of a segmentation file.
-pub const ARCH: &str = "fcn";
+/// The `arch` metadata of segmentation files.
+pub const ARCHS: [&str; 2] = ["fcn", "deeplabv3"];
 
 /// A segmentation network read back with what it was trained for.
 #[derive(Debug)]
@@ -31,11 +32,15 @@ pub struct SavedSegNet {
     pub backbone: ModelSpec,
     /// Stride of the backbone's output.
     pub output_stride: usize,
+    /// Its head.
+    pub head: HeadConfig,
 }
 
 /// Whether `ckpt` is a segmentation file written by sptune.
 pub fn is_segmentation(ckpt: &Checkpoint) -> bool {
-    ckpt.metadata.get("arch").map(String::as_str) == Some(ARCH)
+    ckpt.metadata
+        .get("arch")
+        .is_some_and(|a| ARCHS.contains(&a.as_str()))
 }
 
 /// The dilation flags of stages 2-4 that give `output_stride`, for a stem of stride `stem`
@@ -57,10 +62,11 @@ pub fn dilation_for(output_stride: usize, stem: usize) -> Result<[bool; 3]> {
     }
 }
 
-/// Saves `net` with its `classes`, `output_stride` and the source's spec `backbone` (see the
-/// module's documentation), through a temporary file.
+/// Saves `net` (built with `head`) with its `classes`, `output_stride` and the source's spec
+/// `backbone` (see the module's documentation), through a temporary file.
 pub fn save(
     net: &SegNet,
+    head: &HeadConfig,
     classes: &[String],
     backbone: &ModelSpec,
     output_stride: usize,
@@ -69,7 +75,7 @@ pub fn save(
     let (tensors, nbt) = finite_tensors(net, path)?;
     let mut meta = HashMap::new();
     meta.insert("format".into(), "pt".into());
-    meta.insert("arch".into(), ARCH.into());
+    meta.insert("arch".into(), head.name().into());
     let json = |e: serde_json::Error| Error::Other(format!("cannot write metadata: {e}"));
     meta.insert(
         "classes".into(),
@@ -80,6 +86,7 @@ pub fn save(
         serde_json::to_string(backbone).map_err(json)?,
     );
     meta.insert("output_stride".into(), output_stride.to_string());
+    meta.insert("head".into(), serde_json::to_string(head).map_err(json)?);
     let bytes = to_bytes(&tensors, &nbt, meta)?;
     util::write_atomic(path, &bytes)
 }
@@ -94,7 +101,7 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
     let bad = |what: String| Error::format(&ckpt.path, what);
     if !is_segmentation(ckpt) {
         return Err(bad(format!(
-            "not a segmentation network (its `arch` metadata is {:?}, not {ARCH:?})",
+            "not a segmentation network (its `arch` metadata is {:?}, not one of {ARCHS:?})",
             ckpt.metadata.get("arch").map_or("missing", String::as_str)
         )));
     }
@@ -130,7 +137,16 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
     let Net::ResNet(resnet) = backbone.init(device)? else {
         unreachable!("a resnet spec builds a ResNet")
     };
-    let net = SegNet::fcn(
+    let head: HeadConfig = serde_json::from_str(meta("head")?)
+        .map_err(|e| bad(format!("bad `head` metadata: {e}")))?;
+    if head.name() != ckpt.metadata["arch"] {
+        return Err(bad(format!(
+            "`head` metadata is a {}, `arch` says {}",
+            head.name(),
+            ckpt.metadata["arch"]
+        )));
+    }
+    let net = head.build(
         Backbone::from_resnet(resnet).dilate(dilate),
         classes.len(),
         device,
@@ -154,6 +170,7 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
         classes,
         backbone,
         output_stride,
+        head,
     })
 }
 
@@ -184,5 +201,5 @@ pub fn probe(path: &Path) -> bool {
     v.get("__metadata__")
         .and_then(|m| m.get("arch"))
         .and_then(|a| a.as_str())
-        == Some(ARCH)
+        .is_some_and(|a| ARCHS.contains(&a))
 }
