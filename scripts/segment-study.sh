@@ -2,24 +2,27 @@
 # The README's segmentation table: L2 vs L2-SP vs L2-SP-Fisher on Fashion-MNIST scenes, alpha
 # chosen by validation for each scheme and seed, forgetting of the source task.
 #
-#   bash scripts/segment-study.sh [OUT]        (default /tmp/segment-study; about 40 min on 2 cores)
+#   bash scripts/segment-study.sh [OUT]        (default /tmp/segment-study; about 70 min on 2 cores)
 #
 # Steps (each skipped when its output exists, so a killed study continues):
 #   1. scenes: 400 training and 100 test scenes of classes 5-9 (`sptune scenes`);
 #   2. the source: a ResNet-18 of width 16 on the same classes' classification
 #      (scripts/segment-source.toml), and its exact Fisher on 500 source images;
-#   3. per scheme and seed: `sptune segment` with --alpha listing the candidates (each is
-#      fine-tuned on 80 % of the training scenes and scored on the other 20 %; the best is
-#      fine-tuned on all of them and tested);
+#   3. per scheme and seed: `sptune segment` with --alpha and --lr listing candidates (each
+#      pair is fine-tuned on 80 % of the training scenes and scored on the other 20 %; the
+#      best pair is fine-tuned on all of them and tested);
 #   4. the table (scripts/segment_table.py): mean +- 95 % t-interval over the seeds, and the
 #      paired differences to L2.
-# Environment: SPTUNE (the binary), SEEDS, ALPHAS, EPOCHS, SCHEMES.
+# Environment: SPTUNE (the binary), SEEDS, ALPHAS, LRS, EPOCHS, SCHEMES, EXTRA (more
+# `segment` flags, e.g. "--bn frozen").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/segment-study}
 SPTUNE=${SPTUNE:-$PWD/target/release/sptune}
 SEEDS=${SEEDS:-"0 1 2"}
-ALPHAS=${ALPHAS:-0.001,0.01,0.1,1}
+ALPHAS=${ALPHAS:-0.001,0.01,0.1}
+LRS=${LRS:-0.01,0.05}
+read -ra EXTRA <<< "${EXTRA:-}"
 EPOCHS=${EPOCHS:-20}
 SCHEMES=${SCHEMES:-"l2 l2-sp l2-sp-fisher"}
 [ -x "$SPTUNE" ] || cargo build --release
@@ -37,8 +40,8 @@ for seed in $SEEDS; do
     extra=()
     [[ $reg == *fisher ]] && extra=(--fisher "$OUT/src.fisher")
     "$SPTUNE" --quiet --json segment --init "$OUT/src.safetensors" --data "$OUT/sc" \
-      --reg "$reg" --alpha "$ALPHAS" --epochs "$EPOCHS" --seed "$seed" \
-      --source-classes 5-9 "${extra[@]}" > "$f.tmp"
+      --reg "$reg" --alpha "$ALPHAS" --lr "$LRS" --epochs "$EPOCHS" --seed "$seed" \
+      --source-classes 5-9 "${extra[@]}" "${EXTRA[@]}" > "$f.tmp"
     mv "$f.tmp" "$f"
     echo "$reg seed $seed: $(date +%T)"
   done

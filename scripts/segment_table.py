@@ -4,7 +4,7 @@
 
 Reads OUT/<scheme>-<seed>.json (`sptune --json segment`), prints a markdown table: mean and
 95 % t-interval over the seeds of mIoU, pixel accuracy and forgetting (points of source
-accuracy lost), the alpha each seed chose, then the paired differences of each scheme to the
+accuracy lost), the alpha and rate each seed chose, then the paired differences of each scheme to the
 first one (same seed: same scenes order, same augmentation draws). Standard library only.
 """
 
@@ -48,14 +48,15 @@ def main():
                 r["pixel_accuracy"],
                 drop,
                 r.get("alpha"),
+                r.get("lr"),
             )
-    print("| scheme | α chosen (per seed) | mIoU (%) | pixel accuracy (%) | forgetting (points) |")
+    print("| scheme | α, lr chosen (per seed) | mIoU (%) | pixel accuracy (%) | forgetting (points) |")
     print("|---|---|---|---|---|")
     for s in schemes:
         rs = [runs[s][k] for k in sorted(runs.get(s, {}))]
         if not rs:
             continue
-        alphas = ", ".join(f"{r[3]:g}" for r in rs)
+        alphas = "; ".join(f"{r[3]:g}, {r[4]:g}" if r[4] else f"{r[3]:g}" for r in rs)
         print(
             f"| {s} (n={len(rs)}) | {alphas} | {fmt([r[0] for r in rs], 100)} | "
             f"{fmt([r[1] for r in rs], 100)} | {fmt([r[2] for r in rs])} |"

@@ -240,27 +240,39 @@ fn rates(s: &str) -> Result<[usize; 3], String> {
     <[usize; 3]>::try_from(v).map_err(|v| format!("{s:?} gives {} rates, ASPP takes 3", v.len()))
 }
 
-/// `--alpha` of `sptune segment`: one value or comma-separated candidates.
+/// `--alpha` and `--lr` of `sptune segment`: one value or comma-separated candidates.
 #[derive(Clone, Debug)]
-pub struct AlphaList(pub Vec<f64>);
+pub struct Candidates(pub Vec<f64>);
 
-/// `0.01` or `0.001,0.01,0.1`: finite, non-negative, no value twice.
-fn alpha_list(s: &str) -> Result<AlphaList, String> {
+/// `0.01` or `0.001,0.01,0.1`: finite, at least `min` (above it when `strict`), no value
+/// twice.
+fn candidates(s: &str, min: f64, strict: bool) -> Result<Candidates, String> {
     let mut out = Vec::new();
     for t in s.split(',') {
         let v: f64 = t
             .trim()
             .parse()
             .map_err(|_| format!("{t:?} is not a number (give 0.01 or 0.001,0.01,0.1)"))?;
-        if !v.is_finite() || v < 0.0 {
-            return Err(format!("{t:?}: alpha must be finite and at least 0"));
+        if !v.is_finite() || v < min || (strict && v == min) {
+            let bound = if strict { "above" } else { "at least" };
+            return Err(format!("{t:?}: must be finite and {bound} {min}"));
         }
         if out.contains(&v) {
             return Err(format!("{t:?} is listed twice"));
         }
         out.push(v);
     }
-    Ok(AlphaList(out))
+    Ok(Candidates(out))
+}
+
+/// `--alpha`: candidates of at least 0.
+fn alpha_list(s: &str) -> Result<Candidates, String> {
+    candidates(s, 0.0, false)
+}
+
+/// `--lr`: candidates above 0.
+fn lr_list(s: &str) -> Result<Candidates, String> {
+    candidates(s, 0.0, true)
 }
 
 /// A class selection given on the command line: an empty one is an error (leave the flag out
@@ -543,11 +555,12 @@ pub struct SegmentArgs {
     #[arg(long, default_value = "l2-sp")]
     pub reg: Scheme,
     /// Its weight alpha, or candidates `0.001,0.01,0.1` chosen by validation mIoU (on
-    /// --validation of the training scenes) before the final fine-tune on all of them.
+    /// --validation of the training scenes, with --lr's candidates) before the final
+    /// fine-tune on all of them.
     #[arg(long, default_value = "0.01", value_parser = alpha_list)]
-    pub alpha: AlphaList,
-    /// Share of the training scenes held out (every 1/share-th by file order) when --alpha
-    /// lists candidates.
+    pub alpha: Candidates,
+    /// Share of the training scenes held out (every 1/share-th by file order) when --alpha or
+    /// --lr list candidates.
     #[arg(long, default_value_t = 0.2)]
     pub validation: f64,
     /// L2 weight beta on the new head.
@@ -560,9 +573,10 @@ pub struct SegmentArgs {
     /// statistics kept).
     #[arg(long, value_enum, default_value_t = BnMode::Train)]
     pub bn: BnMode,
-    /// Base learning rate (SGD, momentum 0.9, step schedule).
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
+    /// Base learning rate (SGD, momentum 0.9, step schedule), or candidates `0.01,0.05`
+    /// chosen by validation together with --alpha's.
+    #[arg(long, default_value = "0.01", value_parser = lr_list)]
+    pub lr: Candidates,
     /// Epochs.
     #[arg(long, default_value_t = 20, value_parser = positive)]
     pub epochs: usize,

@@ -783,8 +783,13 @@ fn segmentation_commands_chain_and_refuse_misuse() {
     assert_clean_failure(&r, &["segmentation network", "--out"], None);
     let r = run(&["predict", "--model", s(&src), "--out", s(&fresh), s(&img)]);
     assert_clean_failure(&r, &["--out", "classifier"], Some(&fresh));
-    for bad in ["0.1,x", "0.1,0.1", "-1"] {
-        let flag = format!("--alpha={bad}");
+    for (name, bad) in [
+        ("alpha", "0.1,x"),
+        ("alpha", "0.1,0.1"),
+        ("alpha", "-1"),
+        ("lr", "0.01,0"),
+    ] {
+        let flag = format!("--{name}={bad}");
         let r = run(&[
             "segment",
             "--init",
@@ -795,7 +800,7 @@ fn segmentation_commands_chain_and_refuse_misuse() {
             "--out",
             s(&fresh),
         ]);
-        assert_clean_failure(&r, &["--alpha"], Some(&fresh));
+        assert_clean_failure(&r, &[&format!("--{name}")], Some(&fresh));
     }
     let r = run(&[
         "segment",

@@ -276,6 +276,7 @@ fn segment_runs_from_a_checkpoint_file() {
         source: None,
         fisher: None,
         alphas: vec![],
+        lrs: vec![],
         validation: 0.2,
     };
     let o = segment(&cfg, &device).unwrap();
@@ -310,20 +311,44 @@ fn segment_runs_from_a_checkpoint_file() {
     )
     .unwrap();
     assert_eq!((e.miou, e.pixel_accuracy), (d.miou, d.pixel_accuracy));
-    // candidates for alpha: each validated on the held-out quarter, the best one kept
+    // candidates for alpha and the rate: each pair validated on the held-out quarter, the
+    // best one kept
     let grid = SegmentConfig {
         alphas: vec![0.1, 0.001],
+        lrs: vec![0.01, 0.05],
         validation: 0.25,
         out: None,
         ..cfg.clone()
     };
     let g = segment(&grid, &device).unwrap();
-    let got: Vec<f64> = g.validation.iter().map(|t| t.alpha).collect();
-    assert_eq!(got, [0.1, 0.001]);
+    let got: Vec<(f64, f64)> = g.validation.iter().map(|t| (t.alpha, t.lr)).collect();
     assert_eq!(
-        g.alpha,
-        sptune::segmentation::run::choose_alpha(&g.validation)
+        got,
+        [(0.1, 0.01), (0.1, 0.05), (0.001, 0.01), (0.001, 0.05)]
     );
+    assert_eq!(
+        (g.alpha, g.lr),
+        sptune::segmentation::run::choose(&g.validation)
+    );
+    // a candidate that diverges loses (recorded, not an error); all diverging is an error
+    let wild = SegmentConfig {
+        alphas: vec![0.01],
+        lrs: vec![0.01, 1e6],
+        ..grid.clone()
+    };
+    let w = segment(&wild, &device).unwrap();
+    assert!(w.validation[1].diverged && w.validation[1].val_miou.is_nan());
+    assert!(!w.validation[0].diverged && w.lr == 0.01);
+    let e = segment(
+        &SegmentConfig {
+            lrs: vec![1e6, 1e7],
+            ..wild.clone()
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("every candidate"), "{e}");
     let e = segment(
         &SegmentConfig {
             validation: 1.5,

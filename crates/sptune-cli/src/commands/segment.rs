@@ -17,7 +17,7 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
     train.freeze = a.freeze;
     train.bn = a.bn;
     train.beta = a.beta;
-    train.lr = a.lr;
+    train.lr = a.lr.0[0];
     train.epochs = a.epochs;
     train.batch_size = a.batch_size;
     train.augment.crop = Some((a.crop, a.crop));
@@ -38,6 +38,7 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
         source: a.source_classes.map(|c| (a.source_data, c)),
         fisher: a.fisher,
         alphas: a.alpha.0,
+        lrs: a.lr.0,
         validation: a.validation,
     };
     g.device.seed(a.seed);
@@ -53,19 +54,20 @@ pub fn run(a: SegmentArgs, g: &Global) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "miou": o.miou, "pixel_accuracy": o.pixel_accuracy, "iou": iou,
                 "forgetting": forgetting, "losses": o.losses,
-                "alpha": o.alpha, "validation": o.validation,
+                "alpha": o.alpha, "lr": o.lr, "validation": o.validation,
             }))?
         );
     } else {
         for t in &o.validation {
             println!(
-                "alpha {}: validation mIoU {:.2}%",
+                "alpha {}, lr {}: validation mIoU {:.2}%",
                 t.alpha,
+                t.lr,
                 100.0 * t.val_miou
             );
         }
         if !o.validation.is_empty() {
-            println!("chosen alpha {}", o.alpha);
+            println!("chosen: alpha {}, lr {}", o.alpha, o.lr);
         }
         super::print_ious(&o.classes, &o.iou);
         println!(

@@ -44,22 +44,30 @@ pub struct SegmentConfig {
     /// The source model's Fisher diagonal (`sptune fisher`), for the Fisher schemes; used
     /// with its mean normalized to 1 (`FisherScaling::default`).
     pub fisher: Option<PathBuf>,
-    /// Candidate values of α: with two or more, α is chosen by validation (see
-    /// [`choose_alpha`]) and the final network is trained on all of `train/` with it; empty
-    /// or one value: `train.alpha` (or that value) is used as it is.
+    /// Candidate values of α (empty: `train.alpha`).
     pub alphas: Vec<f64>,
-    /// Share of the training scenes held out to choose α (every `1/share`-th scene, by file
-    /// order, so every scheme and seed is validated on the same scenes).
+    /// Candidate base learning rates (empty: `train.lr`). With more than one pair in
+    /// `alphas × lrs`, every pair is fine-tuned on the training scenes but a held-out share and
+    /// scored on that share, the best pair chosen ([`choose`]), and the final network trained
+    /// on all of `train/` with it.
+    pub lrs: Vec<f64>,
+    /// Share of the training scenes held out for that choice (every `1/share`-th scene, by
+    /// file order, so every scheme and seed is validated on the same scenes).
     pub validation: f64,
 }
 
-/// How α was chosen: each candidate's validation mIoU.
+/// One candidate of the choice by validation, and its score.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct AlphaTrial {
-    /// The candidate.
+pub struct Trial {
+    /// α.
     pub alpha: f64,
-    /// mIoU on the held-out training scenes after a fine-tune on the others.
+    /// The base learning rate.
+    pub lr: f64,
+    /// mIoU on the held-out training scenes after a fine-tune on the others (`NaN`, written
+    /// `null`, when that fine-tune diverged).
     pub val_miou: f64,
+    /// Whether the fine-tune diverged (a candidate left out of the choice, not an error).
+    pub diverged: bool,
 }
 
 /// What came out.
@@ -79,8 +87,10 @@ pub struct SegmentOutcome {
     pub losses: Vec<f64>,
     /// The α the final network was trained with.
     pub alpha: f64,
-    /// The validation of each candidate α (empty when α was given).
-    pub validation: Vec<AlphaTrial>,
+    /// The base learning rate it was trained with.
+    pub lr: f64,
+    /// Every candidate's validation (empty when α and the rate were given).
+    pub validation: Vec<Trial>,
 }
 
 /// Runs one segmentation fine-tune (see the module's documentation) on `device` (the plain
@@ -135,27 +145,43 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         ..cfg.train.clone()
     };
     let mut validation = Vec::new();
-    let alpha = match cfg.alphas.as_slice() {
-        [] => tc.alpha,
-        [a] => *a,
-        grid => {
-            let (fit, val) = hold_out(&train, cfg.validation)?;
-            for &alpha in grid {
-                let tc = SegTrainConfig {
-                    alpha,
-                    ..tc.clone()
-                };
-                let (net, _) = finetune(build()?, Some(&start), &fit, &tc, &ad)?;
-                let conf = evaluate(&net, &val, &spec.mean, &spec.std, &ad)?;
-                validation.push(AlphaTrial {
-                    alpha,
-                    val_miou: conf.miou(),
-                });
-            }
-            choose_alpha(&validation)
+    let or = |v: &[f64], d: f64| if v.is_empty() { vec![d] } else { v.to_vec() };
+    let grid: Vec<(f64, f64)> = or(&cfg.alphas, tc.alpha)
+        .into_iter()
+        .flat_map(|a| or(&cfg.lrs, tc.lr).into_iter().map(move |lr| (a, lr)))
+        .collect();
+    let (alpha, lr) = if let [one] = grid.as_slice() {
+        *one
+    } else {
+        let (fit, val) = hold_out(&train, cfg.validation)?;
+        for &(alpha, lr) in &grid {
+            let tc = SegTrainConfig {
+                alpha,
+                lr,
+                ..tc.clone()
+            };
+            let val_miou = match finetune(build()?, Some(&start), &fit, &tc, &ad) {
+                Ok((net, _)) => evaluate(&net, &val, &spec.mean, &spec.std, &ad)?.miou(),
+                // a rate or an α too large for this scheme: a candidate that lost
+                Err(Error::Diverged(_)) => f64::NAN,
+                Err(e) => return Err(e),
+            };
+            validation.push(Trial {
+                alpha,
+                lr,
+                val_miou,
+                diverged: val_miou.is_nan(),
+            });
         }
+        if validation.iter().all(|t| t.diverged) {
+            return Err(Error::Diverged(format!(
+                "every candidate (alpha, lr) diverged on {}, lower them",
+                cfg.data.display()
+            )));
+        }
+        choose(&validation)
     };
-    let tc = SegTrainConfig { alpha, ..tc };
+    let tc = SegTrainConfig { alpha, lr, ..tc };
     let (net, log) = finetune(build()?, Some(&start), &train, &tc, &ad)?;
     let conf = evaluate(&net, &test, &spec.mean, &spec.std, &ad)?;
     let forgetting = match &cfg.source {
@@ -189,22 +215,24 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         forgetting,
         losses: log.iter().map(|e| e.loss).collect(),
         alpha,
+        lr,
         validation,
     })
 }
 
-/// The candidate with the highest validation mIoU; a tie goes to the smaller α (the first in
-/// ascending order), the weaker constraint.
-pub fn choose_alpha(trials: &[AlphaTrial]) -> f64 {
-    let mut sorted: Vec<&AlphaTrial> = trials.iter().collect();
-    sorted.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
+/// The `(α, lr)` of the candidate with the highest validation mIoU (diverged ones left out);
+/// a tie goes to the smaller α (the weaker constraint), then to the smaller rate, whatever the
+/// candidates' order.
+pub fn choose(trials: &[Trial]) -> (f64, f64) {
+    let mut sorted: Vec<&Trial> = trials.iter().filter(|t| !t.diverged).collect();
+    sorted.sort_by(|a, b| a.alpha.total_cmp(&b.alpha).then(a.lr.total_cmp(&b.lr)));
     sorted
         .iter()
-        .fold(None::<&AlphaTrial>, |best, t| match best {
+        .fold(None::<&Trial>, |best, t| match best {
             Some(b) if b.val_miou >= t.val_miou => Some(b),
             _ => Some(t),
         })
-        .map_or(f64::NAN, |t| t.alpha)
+        .map_or((f64::NAN, f64::NAN), |t| (t.alpha, t.lr))
 }
 
 /// `ds` split into the scenes kept for fitting and every `1/share`-th scene (rounded) held out
@@ -493,21 +521,43 @@ pub fn default_train(scheme: Scheme) -> SegTrainConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{AlphaTrial, choose_alpha, hold_out};
+    use super::{Trial, choose, hold_out};
     use crate::segmentation::{SegDataset, SegImage};
 
-    fn t(alpha: f64, val_miou: f64) -> AlphaTrial {
-        AlphaTrial { alpha, val_miou }
+    fn t(alpha: f64, val_miou: f64) -> Trial {
+        Trial {
+            alpha,
+            lr: 0.01,
+            val_miou,
+            diverged: val_miou.is_nan(),
+        }
     }
 
-    /// The best validation mIoU wins; a tie goes to the smaller alpha whatever the order.
+    fn choose_alpha(trials: &[Trial]) -> f64 {
+        choose(trials).0
+    }
+
+    /// The best validation mIoU wins; a tie goes to the smaller alpha whatever the order, then
+    /// to the smaller rate.
     #[test]
     fn alpha_by_validation() {
+        let lr = |alpha: f64, lr: f64, val_miou: f64| Trial {
+            alpha,
+            lr,
+            val_miou,
+            diverged: false,
+        };
+        assert_eq!(
+            choose(&[lr(0.1, 0.05, 0.6), lr(0.1, 0.01, 0.6), lr(0.01, 0.05, 0.5)]),
+            (0.1, 0.01)
+        );
         assert_eq!(
             choose_alpha(&[t(0.1, 0.5), t(0.01, 0.7), t(1.0, 0.6)]),
             0.01
         );
         assert_eq!(choose_alpha(&[t(1.0, 0.7), t(0.1, 0.7), t(0.01, 0.2)]), 0.1);
+        // a diverged candidate never wins
+        assert_eq!(choose_alpha(&[t(0.001, f64::NAN), t(0.1, 0.2)]), 0.1);
     }
 
     /// A share of 0.2 holds out every 5th scene (file order): of 10, scenes 4 and 9.
