@@ -541,7 +541,8 @@ pub struct PredictArgs {
 /// `sptune segment`.
 #[derive(Args, Debug)]
 pub struct SegmentArgs {
-    /// The classification checkpoint whose ResNet becomes the backbone (the -SP starting point).
+    /// The classification checkpoint whose network (a ResNet or EfficientNet-Lite0) becomes
+    /// the backbone (the -SP starting point).
     #[arg(long)]
     pub init: std::path::PathBuf,
     /// The folder with train/ and test/ (each images/ + masks/ + classes.txt), e.g. from
@@ -566,12 +567,14 @@ pub struct SegmentArgs {
     /// L2 weight beta on the new head.
     #[arg(long, default_value_t = 0.01)]
     pub beta: f64,
-    /// Freeze the backbone's stem and first K stages (0-4).
+    /// Freeze the backbone's stem and first K stages (ResNet 0-4; EfficientNet-Lite0 0-8,
+    /// 8 being its head convolution).
     #[arg(long)]
     pub freeze: Option<usize>,
-    /// BatchNorm statistics while training: train (batch statistics) or frozen (running
-    /// statistics kept).
-    #[arg(long, value_enum, default_value_t = BnMode::Train)]
+    /// BatchNorm statistics while training: train (batch statistics), frozen (running
+    /// statistics kept) or auto (frozen for EfficientNet-Lite0, whose momentum is 0.01; train
+    /// for ResNets).
+    #[arg(long, value_enum, default_value_t = BnMode::Auto)]
     pub bn: BnMode,
     /// Base learning rate (SGD, momentum 0.9, step schedule), or candidates `0.01,0.05`
     /// chosen by validation together with --alpha's.
@@ -599,7 +602,8 @@ pub struct SegmentArgs {
     #[arg(long, default_value_t = 256, value_parser = positive)]
     pub aspp_channels: usize,
     /// Stride of the backbone's output (dilation replaces the later strides): 8, 16 or 32
-    /// with torchvision's stem, 2, 4 or 8 with the small stem.
+    /// with torchvision's ResNet stem and with EfficientNet-Lite0, 2, 4 or 8 with the small
+    /// stem.
     #[arg(long, default_value_t = 8, value_parser = positive)]
     pub output_stride: usize,
     /// Seed of the order, the augmentation and the head's initialization.

@@ -23,6 +23,23 @@ fn fixture(name: &str) -> Checkpoint {
     Checkpoint::read_file(&p).unwrap()
 }
 
+/// Scenes of `size` pixels of the shapes, `train` and `test` of them, in the folder layout
+/// under `root/train` and `root/test`.
+fn write_scenes(root: &Path, size: usize, train: usize, test: usize) {
+    use sptune::segmentation::{SceneOptions, compose_scenes, write_mask_folder};
+    for (split, count, seed) in [("train", train, 1), ("test", test, 2)] {
+        let o = SceneOptions {
+            count,
+            size,
+            items: (1, 2),
+            threshold: 0.1,
+            seed,
+        };
+        let ds = compose_scenes(&shapes(), &o).unwrap();
+        write_mask_folder(&ds, &root.join(split)).unwrap();
+    }
+}
+
 /// A classification network's tensors as a checkpoint (a starting point).
 fn as_checkpoint(r: &ResNet) -> Checkpoint {
     Checkpoint {
@@ -227,9 +244,7 @@ fn segment_runs_from_a_checkpoint_file() {
     use sptune::models::ModelSpec;
     use sptune::models::checkpoint::save_model;
     use sptune::segmentation::run::default_train;
-    use sptune::segmentation::{
-        SceneOptions, SegmentConfig, compose_scenes, segment, write_mask_folder,
-    };
+    use sptune::segmentation::{SegmentConfig, segment};
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let spec = |arch: &str| ModelSpec {
@@ -250,17 +265,7 @@ fn segment_runs_from_a_checkpoint_file() {
         &[],
     )
     .unwrap();
-    for (split, count, seed) in [("train", 16, 1), ("test", 4, 2)] {
-        let o = SceneOptions {
-            count,
-            size: 24,
-            items: (1, 2),
-            threshold: 0.1,
-            seed,
-        };
-        let ds = compose_scenes(&shapes(), &o).unwrap();
-        write_mask_folder(&ds, &dir.path().join("scenes").join(split)).unwrap();
-    }
+    write_scenes(&dir.path().join("scenes"), 24, 16, 4);
     let mut train = default_train(sptune::regularizer::Scheme::L2Sp);
     train.epochs = 2;
     train.batch_size = 8;
@@ -601,4 +606,139 @@ fn freeze_keeps_the_first_stages() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("--freeze") && e.contains('5'), "{e}");
+}
+
+/// EfficientNet-Lite0 as a backbone: output stride 32, 16 or 8 by dilating its last striding
+/// stages (6, then 4) as torchvision dilates MobileNet-V3 (every depthwise convolution from the
+/// dilated stage on: stride 1, the dilation reached, padding `d·(k−1)/2`, worked out by hand
+/// below); logits at the input size; `--freeze` counts its stages by name; `segment` fine-tunes
+/// it from a checkpoint file with BatchNorm frozen (`--bn auto` for its momentum of 0.01) and
+/// saves a network that reads back to the same metrics.
+#[test]
+fn efficientnet_lite0_backbone() {
+    use sptune::models::checkpoint::save_model;
+    use sptune::models::{ModelSpec, Net};
+    use sptune::segmentation::run::{SegEvalConfig, default_train, evaluate_saved};
+    use sptune::segmentation::saved::backbone_of;
+    use sptune::segmentation::{SegmentConfig, segment};
+    let device = Device::flex();
+    let spec = ModelSpec {
+        arch: "efficientnet-lite0".into(),
+        classes: vec!["square".into(), "plus".into()],
+        input: [1, 32, 32],
+        width: 0,
+        small_stem: false,
+        hidden: vec![],
+        mean: vec![0.2],
+        std: vec![0.3],
+    };
+    let x = || Tensor::<4>::ones([1, 1, 64, 64], &device);
+    for (os, side) in [(32, 2), (16, 4), (8, 8)] {
+        let b = backbone_of(&spec, spec.init(&device).unwrap(), os).unwrap();
+        assert_eq!(
+            b.forward(x()).dims(),
+            [1, 1280, side, side],
+            "output stride {os}"
+        );
+    }
+    assert!(backbone_of(&spec, spec.init(&device).unwrap(), 4).is_err());
+    // the dilation rule at output stride 8 (blocks: stage 3 is 3-4, stage 4 is 5-7 with k 3,
+    // stage 5 is 8-10 with k 5, stage 6 is 11-14 with k 5, stage 7 is 15 with k 3): stage 3
+    // keeps its stride 2 and "SAME"; stages 4 and 5 get dilation 2, stages 6 and 7 dilation 4,
+    // all stride 1, padding d·(k−1)/2
+    let b = backbone_of(&spec, spec.init(&device).unwrap(), 8).unwrap();
+    for (i, k, want) in [
+        (3, 5, (2, 1, None)),
+        (5, 3, (1, 2, Some(2))),
+        (8, 5, (1, 2, Some(4))),
+        (11, 5, (1, 4, Some(8))),
+        (15, 3, (1, 4, Some(4))),
+    ] {
+        let name = format!("backbone._blocks.{i}._depthwise_conv.weight");
+        assert_eq!(b.depthwise(i), Some(want), "{name}");
+        let net = SegNet::fcn(
+            backbone_of(&spec, spec.init(&device).unwrap(), 32).unwrap(),
+            3,
+            &device,
+        );
+        let shape = params::table(&net)
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .shape;
+        assert_eq!(shape[2], k, "{name}");
+    }
+    let net = SegNet::fcn(b, 3, &device);
+    for (h, w) in [(45, 37), (32, 32)] {
+        let y = net.forward(Tensor::<4>::ones([1, 1, h, w], &device));
+        assert_eq!(y.dims(), [1, 3, h, w]);
+    }
+    for (name, stage) in [
+        ("backbone._conv_stem.weight", Some(0)),
+        ("backbone._blocks.0._bn1.weight", Some(1)),
+        ("backbone._blocks.15._project_conv.weight", Some(7)),
+        ("backbone._bn1.running_var", Some(8)),
+        ("classifier.4.bias", None),
+    ] {
+        assert_eq!(Backbone::stage_of(name), stage, "{name}");
+    }
+    // segment from a Lite0 checkpoint
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("lite0.safetensors");
+    let source_net = spec.init(&device).unwrap();
+    save_model(&source_net, &spec, &init, &[]).unwrap();
+    write_scenes(&dir.path().join("scenes"), 32, 8, 2);
+    let mut train = default_train(sptune::regularizer::Scheme::L2Sp);
+    train.epochs = 1;
+    train.batch_size = 4;
+    train.augment.crop = Some((32, 32));
+    let out = dir.path().join("seg.safetensors");
+    let cfg = SegmentConfig {
+        init,
+        data: dir.path().join("scenes"),
+        out: Some(out.clone()),
+        output_stride: 16,
+        head: HeadConfig::Fcn,
+        train,
+        source: None,
+        fisher: None,
+        alphas: vec![],
+        lrs: vec![],
+        validation: 0.2,
+    };
+    let o = segment(&cfg, &device).unwrap();
+    let saved = Checkpoint::read_file(&out).unwrap();
+    // BatchNorm frozen: the backbone's running statistics are the source's
+    let Net::EfficientNet(_) = &source_net else {
+        panic!("not an EfficientNet")
+    };
+    let src: HashMap<String, Vec<f32>> = params::values(&source_net)
+        .into_iter()
+        .map(|(i, v)| (i.name, v))
+        .collect();
+    for n in ["_blocks.7._bn1.running_mean", "_bn1.running_var"] {
+        assert_eq!(saved.tensors[&format!("backbone.{n}")].1, src[n], "{n}");
+    }
+    let e = evaluate_saved(
+        &SegEvalConfig {
+            model: out,
+            data: dir.path().join("scenes"),
+            source: None,
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!((e.miou, e.pixel_accuracy), (o.miou, o.pixel_accuracy));
+    // forgetting's classifier: the fine-tuned backbone with the source's `_fc` fills a Lite0
+    let back = sptune::segmentation::saved::load(&e.model, &device).unwrap();
+    let src_ckpt = Checkpoint::read_file(&cfg.init).unwrap();
+    let tuned = sptune::segmentation::run::as_classifier(&back.net, &src_ckpt);
+    let (_, report) =
+        sptune::models::checkpoint::load_into(spec.init(&device).unwrap(), &spec, &tuned, false)
+            .unwrap();
+    assert!(
+        report.missing.is_empty() && report.unused.is_empty() && report.mismatched.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(tuned.tensors["_fc.weight"], src_ckpt.tensors["_fc.weight"]);
 }

@@ -115,7 +115,7 @@ impl MbConv {
         }
     }
 
-    fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>, h: &mut dyn Hook) -> Tensor<4> {
         let mut y = x.clone();
         if let (Some(c), Some(b)) = (&self._expand_conv, &self._bn0) {
             let z = h.conv2d(c, y);

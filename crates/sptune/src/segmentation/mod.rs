@@ -14,8 +14,9 @@
 //!   together (bilinear for the image, nearest for the mask, padding marked [`IGNORE`]).
 //! - [`metrics`]: the confusion matrix over the labelled pixels, per-class IoU, mIoU and pixel
 //!   accuracy.
-//! - [`model`]: [`SegNet`], a ResNet [`Backbone`] (optionally dilated) with torchvision's FCN
-//!   head under torchvision's names, logits upsampled to the input size.
+//! - [`model`]: [`SegNet`], a [`Backbone`] (a ResNet or EfficientNet-Lite0, optionally
+//!   dilated) with torchvision's FCN or DeepLab-v3 head under torchvision's names, logits
+//!   upsampled to the input size.
 //!
 //! - [`train`]: fine-tuning with every scheme (the classification checkpoint's weights as the
 //!   backbone's starting point, the head new), per-pixel cross-entropy over the labelled

@@ -27,12 +27,27 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
+use crate::models::efficientnet::{EfficientNetLite, MbConv, STAGES, stage_of_block};
 use crate::models::hook::Plain;
 use crate::models::resnet::{BN_MOMENTUM, Block, ResNet};
 
+/// A segmentation network's backbone: a classification network without its pooling and head,
+/// under the classification network's own names (after `backbone.`).
+// one backbone per network, built once: the variants' sizes do not matter
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Backbone {
+    /// A ResNet (torchvision's names: `backbone.conv1`, `backbone.layer1.0.conv1`, ...).
+    ResNet(ResNetBackbone),
+    /// EfficientNet-Lite0 up to its 1x1 head convolution (1280 channels; the names of
+    /// [`crate::models::efficientnet`]: `backbone._conv_stem`, `backbone._blocks.N.*`,
+    /// `backbone._conv_head`, `backbone._bn1`).
+    EfficientNet(LiteBackbone),
+}
+
 /// A ResNet without its average pooling and classification head.
 #[derive(Module, Debug)]
-pub struct Backbone {
+pub struct ResNetBackbone {
     conv1: Conv2d,
     bn1: BatchNorm,
     maxpool: Option<MaxPool2d>,
@@ -42,10 +57,20 @@ pub struct Backbone {
     layer4: Vec<Block>,
 }
 
+/// EfficientNet-Lite0 without its pooling and classifier.
+#[derive(Module, Debug)]
+pub struct LiteBackbone {
+    _conv_stem: Conv2d,
+    _bn0: BatchNorm,
+    _blocks: Vec<MbConv>,
+    _conv_head: Conv2d,
+    _bn1: BatchNorm,
+}
+
 impl Backbone {
     /// The backbone of a classification ResNet (its weights kept, its head dropped).
     pub fn from_resnet(r: ResNet) -> Backbone {
-        Backbone {
+        Backbone::ResNet(ResNetBackbone {
             conv1: r.conv1,
             bn1: r.bn1,
             maxpool: r.maxpool,
@@ -53,32 +78,139 @@ impl Backbone {
             layer2: r.layer2,
             layer3: r.layer3,
             layer4: r.layer4,
-        }
+        })
+    }
+
+    /// The backbone of a classification EfficientNet-Lite0 (its weights kept, its pooling and
+    /// `_fc` dropped).
+    pub fn from_efficientnet(e: EfficientNetLite) -> Backbone {
+        Backbone::EfficientNet(LiteBackbone {
+            _conv_stem: e._conv_stem,
+            _bn0: e._bn0,
+            _blocks: e._blocks,
+            _conv_head: e._conv_head,
+            _bn1: e._bn1,
+        })
     }
 
     /// The stage of a segmentation network's tensor, by name, as `--freeze` counts them: 0
-    /// for the stem (`backbone.conv1`, `backbone.bn1`), `k` for `backbone.layerk.*`; `None`
-    /// outside the backbone (the head).
+    /// for the stem (`backbone.conv1`, `backbone.bn1`; `backbone._conv_stem`, `backbone._bn0`),
+    /// `k` for `backbone.layerk.*` and for the blocks of EfficientNet's stage `k` (1-7), 8 for
+    /// its head convolution; `None` outside the backbone (the head).
     pub fn stage_of(name: &str) -> Option<usize> {
         let rest = name.strip_prefix("backbone.")?;
-        if rest.starts_with("conv1.") || rest.starts_with("bn1.") {
-            return Some(0);
+        let first = rest.split('.').next()?;
+        match first {
+            "conv1" | "bn1" if rest.len() > first.len() => Some(0),
+            "_conv_stem" | "_bn0" => Some(0),
+            "_conv_head" | "_bn1" => Some(STAGES.len() + 1),
+            "_blocks" => {
+                let i: usize = rest.split('.').nth(1)?.parse().ok()?;
+                Some(stage_of_block(i))
+            }
+            _ => {
+                let k: usize = first.strip_prefix("layer")?.parse().ok()?;
+                (1..=4).contains(&k).then_some(k)
+            }
         }
-        let stage = rest.strip_prefix("layer")?.split('.').next()?;
-        stage.parse().ok().filter(|s| (1..=4).contains(s))
     }
 
-    /// Channels of the last stage's output.
+    /// How many stages `--freeze` can take: 4 for a ResNet, 8 for EfficientNet-Lite0 (its
+    /// seven stages and the head convolution).
+    pub fn stages(&self) -> usize {
+        match self {
+            Backbone::ResNet(_) => 4,
+            Backbone::EfficientNet(_) => STAGES.len() + 1,
+        }
+    }
+
+    /// Channels of the output.
     pub fn out_channels(&self) -> usize {
-        let last = self.layer4.last().expect("a ResNet stage has blocks");
-        let conv = last.conv3.as_ref().unwrap_or(&last.conv2);
-        conv.weight.dims()[0]
+        match self {
+            Backbone::ResNet(r) => {
+                let last = r.layer4.last().expect("a ResNet stage has blocks");
+                let conv = last.conv3.as_ref().unwrap_or(&last.conv2);
+                conv.weight.dims()[0]
+            }
+            Backbone::EfficientNet(e) => e._conv_head.weight.dims()[0],
+        }
     }
 
-    /// Stages 2, 3, 4 (`which[0..3]`) with their stride replaced by dilation (see the module's
-    /// documentation). Stages must be dilated from the last backwards, as in torchvision
-    /// (`[false, true, true]` for output stride 8, `[false, false, true]` for 16).
-    pub fn dilate(mut self, which: [bool; 3]) -> Backbone {
+    /// The output stride without dilation: 32 for torchvision's ResNet stem and for
+    /// EfficientNet, 8 for the small-stem ResNet.
+    pub fn plain_stride(&self) -> usize {
+        match self {
+            Backbone::ResNet(r) if r.maxpool.is_none() && r.conv1.stride == [1, 1] => 8,
+            _ => 32,
+        }
+    }
+
+    /// The last three striding stages (`which[0..3]`; ResNet: stages 2, 3, 4; EfficientNet:
+    /// stages 3, 4, 6) with their stride replaced by dilation. Stages must be dilated from the
+    /// last backwards (`[false, true, true]` halves the output stride twice, `[false, false,
+    /// true]` once).
+    ///
+    /// ResNet follows torchvision's `replace_stride_with_dilation`: in a dilated stage the
+    /// first block's strided convolution gets stride 1 and the dilation reached so far, its
+    /// shortcut stride 1, and every later 3x3 convolution the stage's doubled dilation
+    /// (padding equal to the dilation). EfficientNet follows torchvision's dilated
+    /// MobileNet-V3: every depthwise convolution from the first dilated stage on gets the
+    /// dilation reached at its stage (doubled at each dilated stage), stride 1 in place of 2,
+    /// and the symmetric padding `dilation · (k − 1) / 2` (TensorFlow's "SAME" at stride 1).
+    pub fn dilate(self, which: [bool; 3]) -> Backbone {
+        match self {
+            Backbone::ResNet(r) => Backbone::ResNet(r.dilate(which)),
+            Backbone::EfficientNet(e) => Backbone::EfficientNet(e.dilate(which)),
+        }
+    }
+
+    /// EfficientNet: block `i`'s depthwise convolution as `(stride, dilation, padding)`, the
+    /// padding when explicit and symmetric (`None`: TensorFlow's "SAME"); `None` for a ResNet
+    /// or a block that does not exist. For checking the dilation rule.
+    pub fn depthwise(&self, i: usize) -> Option<(usize, usize, Option<usize>)> {
+        let Backbone::EfficientNet(e) = self else {
+            return None;
+        };
+        let c = &e._blocks.get(i)?._depthwise_conv;
+        let pad = match c.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => Some(t),
+            _ => None,
+        };
+        Some((c.stride[0], c.dilation[0], pad))
+    }
+
+    /// The output `[batch, channels, h', w']`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = &mut Plain;
+        match self {
+            Backbone::ResNet(r) => {
+                let z = crate::kernels::conv2d(&r.conv1, x);
+                let mut x = relu(crate::kernels::batch_norm(&r.bn1, z));
+                if let Some(p) = &r.maxpool {
+                    x = p.forward(x);
+                }
+                for stage in [&r.layer1, &r.layer2, &r.layer3, &r.layer4] {
+                    for b in stage {
+                        x = b.forward(x, h);
+                    }
+                }
+                x
+            }
+            Backbone::EfficientNet(e) => {
+                let z = crate::kernels::conv2d(&e._conv_stem, x);
+                let mut x = crate::kernels::relu6(crate::kernels::batch_norm(&e._bn0, z));
+                for b in &e._blocks {
+                    x = b.forward(x, h);
+                }
+                let z = crate::kernels::conv2d(&e._conv_head, x);
+                crate::kernels::relu6(crate::kernels::batch_norm(&e._bn1, z))
+            }
+        }
+    }
+}
+
+impl ResNetBackbone {
+    fn dilate(mut self, which: [bool; 3]) -> ResNetBackbone {
         let mut dilation = 1;
         for (stage, on) in [&mut self.layer2, &mut self.layer3, &mut self.layer4]
             .into_iter()
@@ -117,21 +249,37 @@ impl Backbone {
         }
         self
     }
+}
 
-    /// The last stage's output `[batch, channels, h', w']`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = &mut Plain;
-        let z = crate::kernels::conv2d(&self.conv1, x);
-        let mut x = relu(crate::kernels::batch_norm(&self.bn1, z));
-        if let Some(p) = &self.maxpool {
-            x = p.forward(x);
-        }
-        for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            for b in stage {
-                x = b.forward(x, h);
+impl LiteBackbone {
+    fn dilate(mut self, which: [bool; 3]) -> LiteBackbone {
+        // the stages that stride after the stem, and which of the last three are dilated
+        let striding: Vec<usize> = (1..=STAGES.len())
+            .filter(|&s| STAGES[s - 1].2 == 2)
+            .collect();
+        let last3 = &striding[striding.len() - 3..];
+        // the dilation each stage ends up with (index 0: the stem)
+        let mut dilation = 1;
+        let stage_dilation: Vec<usize> = (0..=STAGES.len())
+            .map(|s| {
+                if last3.iter().position(|&t| t == s).is_some_and(|j| which[j]) {
+                    dilation *= 2;
+                }
+                dilation
+            })
+            .collect();
+        for (i, b) in self._blocks.iter_mut().enumerate() {
+            let d = stage_dilation[stage_of_block(i)];
+            if d > 1 {
+                let c = &mut b._depthwise_conv;
+                let k = c.kernel_size[0];
+                c.stride = [1, 1];
+                c.dilation = [d, d];
+                let p = d * (k - 1) / 2;
+                c.padding = PaddingConfig2d::Explicit(p, p, p, p);
             }
         }
-        x
+        self
     }
 }
 

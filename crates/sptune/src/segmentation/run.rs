@@ -1,7 +1,7 @@
 //! One segmentation fine-tune from a classification checkpoint, end to end: what
 //! `sptune segment` runs.
 //!
-//! The checkpoint's ResNet becomes the backbone (its head dropped), dilated to the output
+//! The checkpoint's network becomes the backbone (its head dropped), dilated to the output
 //! stride asked for, with a new FCN head for the data's classes; it is fine-tuned on
 //! `DATA/train` (folder layout) with the scheme, evaluated on `DATA/test` (mIoU, per-class IoU,
 //! pixel accuracy), optionally measured for forgetting (the source head back on the
@@ -13,12 +13,9 @@ use burn::tensor::Device;
 
 use super::model::HeadConfig;
 use super::picture::Rgb;
-use super::{
-    Backbone, SegAugment, SegDataset, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder,
-};
+use super::{SegAugment, SegDataset, SegNet, SegTrainConfig, evaluate, finetune, load_mask_folder};
 use crate::eval::{Forgetting, forgetting};
 use crate::fisher::Fisher;
-use crate::models::Net;
 use crate::models::checkpoint::{Checkpoint, load_into};
 use crate::regularizer::{FisherScaling, Scheme};
 use crate::{Error, Result, params, util};
@@ -26,7 +23,7 @@ use crate::{Error, Result, params, util};
 /// What `sptune segment` does.
 #[derive(Clone, Debug)]
 pub struct SegmentConfig {
-    /// The classification checkpoint (a ResNet).
+    /// The classification checkpoint (a ResNet or EfficientNet-Lite0).
     pub init: PathBuf,
     /// The folder with `train/` and `test/` in the folder layout.
     pub data: PathBuf,
@@ -101,18 +98,19 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
     }
     let source = Checkpoint::read(&cfg.init)?;
     let spec = source.spec()?;
-    if !spec.arch.starts_with("resnet") {
+    if !super::saved::is_backbone(&spec) {
         return Err(Error::invalid(
             "--init",
             format!(
-                "{} is a {} checkpoint; segmentation takes a ResNet backbone",
+                "{} is a {} checkpoint; segmentation takes a ResNet or EfficientNet-Lite0 \
+                 backbone",
                 cfg.init.display(),
                 spec.arch
             ),
         ));
     }
-    let dilate =
-        super::saved::dilation_for(cfg.output_stride, if spec.small_stem { 1 } else { 4 })?;
+    // the output stride checked before the data is read
+    super::saved::backbone_of(&spec, spec.init(device)?, cfg.output_stride)?;
     let channels = spec.input[0];
     let train = load_mask_folder(&cfg.data.join("train"), channels)?;
     let test = load_mask_folder(&cfg.data.join("test"), channels)?;
@@ -125,10 +123,7 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
     let ad = device.clone().autodiff();
     let build = || -> Result<SegNet> {
         let (net, _) = load_into(spec.init(&ad)?, &spec, &source, false)?;
-        let Net::ResNet(resnet) = net else {
-            unreachable!("a resnet spec builds a ResNet")
-        };
-        let backbone = Backbone::from_resnet(resnet).dilate(dilate);
+        let backbone = super::saved::backbone_of(&spec, net, cfg.output_stride)?;
         Ok(cfg.head.build(backbone, train.classes.len(), &ad))
     };
     let start = match &cfg.fisher {
@@ -142,6 +137,7 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
     let tc = SegTrainConfig {
         mean: spec.mean.clone(),
         std: spec.std.clone(),
+        bn: cfg.train.bn.resolve(&spec, true),
         ..cfg.train.clone()
     };
     let mut validation = Vec::new();
@@ -282,7 +278,7 @@ pub fn as_classifier(net: &SegNet, source: &Checkpoint) -> Checkpoint {
         })
         .collect();
     for (n, t) in &source.tensors {
-        if n.starts_with("fc.") {
+        if super::train::is_classifier_head(n) {
             tensors.insert(n.clone(), t.clone());
         }
     }
@@ -515,7 +511,7 @@ pub fn default_train(scheme: Scheme) -> SegTrainConfig {
         std: vec![],
         seed: 0,
         freeze: None,
-        bn: crate::train::BnMode::Train,
+        bn: crate::train::BnMode::Auto,
     }
 }
 

@@ -43,10 +43,36 @@ pub fn is_segmentation(ckpt: &Checkpoint) -> bool {
         .is_some_and(|a| ARCHS.contains(&a.as_str()))
 }
 
-/// The dilation flags of stages 2-4 that give `output_stride`, for a stem of stride `stem`
-/// (torchvision's: 4, output strides 32, 16, 8; the small stem: 1, output strides 8, 4, 2).
-pub fn dilation_for(output_stride: usize, stem: usize) -> Result<[bool; 3]> {
-    let plain = stem * 8;
+/// Whether segmentation takes the network of `spec` as a backbone: ResNets and
+/// EfficientNet-Lite0.
+pub fn is_backbone(spec: &ModelSpec) -> bool {
+    spec.arch.starts_with("resnet") || spec.arch == "efficientnet-lite0"
+}
+
+/// The backbone of `net` (built from `spec`, which [`is_backbone`]), dilated to
+/// `output_stride`.
+pub fn backbone_of(spec: &ModelSpec, net: Net, output_stride: usize) -> Result<Backbone> {
+    let backbone = match net {
+        Net::ResNet(r) => Backbone::from_resnet(r),
+        Net::EfficientNet(e) => Backbone::from_efficientnet(e),
+        _ => {
+            return Err(Error::invalid(
+                "backbone",
+                format!(
+                    "{} (segmentation takes a ResNet or EfficientNet-Lite0)",
+                    spec.arch
+                ),
+            ));
+        }
+    };
+    let flags = dilation_for(output_stride, backbone.plain_stride())?;
+    Ok(backbone.dilate(flags))
+}
+
+/// The dilation flags of the last three striding stages that give `output_stride`, for a
+/// backbone whose output stride without dilation is `plain` (32; 8 for the small-stem ResNet):
+/// `plain`, `plain / 2` or `plain / 4`.
+pub fn dilation_for(output_stride: usize, plain: usize) -> Result<[bool; 3]> {
     let allowed = [plain, plain / 2, plain / 4];
     match allowed.iter().position(|&s| s == output_stride) {
         Some(0) => Ok([false, false, false]),
@@ -55,7 +81,7 @@ pub fn dilation_for(output_stride: usize, stem: usize) -> Result<[bool; 3]> {
         _ => Err(Error::invalid(
             "--output-stride",
             format!(
-                "{output_stride} (this backbone's stem allows {}, {} or {})",
+                "{output_stride} (this backbone allows {}, {} or {})",
                 allowed[0], allowed[1], allowed[2]
             ),
         )),
@@ -126,17 +152,15 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
             classes.len()
         )));
     }
-    if !backbone.arch.starts_with("resnet") {
+    if !is_backbone(&backbone) {
         return Err(bad(format!(
-            "`backbone_spec` is a {}; segmentation backbones are ResNets",
+            "`backbone_spec` is a {}; segmentation backbones are ResNets and \
+             EfficientNet-Lite0",
             backbone.arch
         )));
     }
-    let dilate = dilation_for(output_stride, if backbone.small_stem { 1 } else { 4 })
+    let body = backbone_of(&backbone, backbone.init(device)?, output_stride)
         .map_err(|e| bad(format!("`output_stride` metadata: {e}")))?;
-    let Net::ResNet(resnet) = backbone.init(device)? else {
-        unreachable!("a resnet spec builds a ResNet")
-    };
     let head: HeadConfig = serde_json::from_str(meta("head")?)
         .map_err(|e| bad(format!("bad `head` metadata: {e}")))?;
     if head.name() != ckpt.metadata["arch"] {
@@ -146,11 +170,7 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
             ckpt.metadata["arch"]
         )));
     }
-    let net = head.build(
-        Backbone::from_resnet(resnet).dilate(dilate),
-        classes.len(),
-        device,
-    );
+    let net = head.build(body, classes.len(), device);
     for info in params::table(&net) {
         match ckpt.tensors.get(&info.name) {
             None => return Err(bad(format!("tensor {} is missing", info.name))),

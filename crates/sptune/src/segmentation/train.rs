@@ -54,9 +54,10 @@ pub struct SegTrainConfig {
     /// Freeze the stem and the first K stages of the backbone (`0..=4`; no updates, no
     /// penalty, BatchNorm statistics fixed), as `finetune --freeze` does.
     pub freeze: Option<usize>,
-    /// BatchNorm during training: `Train` (batch statistics, running averages updated; what
-    /// `Auto` means for a ResNet backbone, whose momentum is 0.1) or `Frozen` (running
-    /// statistics used and kept). `Recalibrate` is not offered for segmentation (refused).
+    /// BatchNorm during training: `Train` (batch statistics, running averages updated) or
+    /// `Frozen` (running statistics used and kept); `Auto` is `Train` here (`segment` resolves
+    /// it by the backbone first: `Frozen` for EfficientNet-Lite0, see [`BnMode::Auto`]).
+    /// `Recalibrate` is not offered for segmentation (refused).
     pub bn: BnMode,
 }
 
@@ -94,13 +95,22 @@ pub fn starting_point_with_fisher(
     starting_point(source).with_fisher(fisher, scaling)
 }
 
-/// Classification tensors renamed to a segmentation network's backbone (`fc.*` dropped).
+/// The classification heads of the backbones segmentation takes: ResNet's `fc.*`,
+/// EfficientNet-Lite0's `_fc.*`.
+pub const CLASSIFIER_HEADS: [&str; 2] = ["fc.", "_fc."];
+
+/// Whether a classification checkpoint's tensor belongs to its head ([`CLASSIFIER_HEADS`]).
+pub fn is_classifier_head(name: &str) -> bool {
+    CLASSIFIER_HEADS.iter().any(|h| name.starts_with(h))
+}
+
+/// Classification tensors renamed to a segmentation network's backbone (the head dropped).
 fn under_backbone(
     tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 ) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     tensors
         .iter()
-        .filter(|(n, _)| !n.starts_with("fc."))
+        .filter(|(n, _)| !is_classifier_head(n))
         .map(|(n, v)| (format!("backbone.{n}"), v.clone()))
         .collect()
 }
@@ -133,10 +143,11 @@ pub fn finetune(
             format!("one per channel ({} channels)", train.channels),
         ));
     }
-    if let Some(k) = cfg.freeze.filter(|k| *k > 4) {
+    let stages = net.backbone.stages();
+    if let Some(k) = cfg.freeze.filter(|k| *k > stages) {
         return Err(Error::invalid(
             "--freeze",
-            format!("{k}, but a ResNet backbone has 4 stages"),
+            format!("{k}, but this backbone has {stages} stages"),
         ));
     }
     let bn_frozen = match cfg.bn {
