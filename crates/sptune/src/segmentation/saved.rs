@@ -199,6 +199,10 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
 /// checkpoint), so commands that take either kind can choose before reading the tensors.
 pub fn probe(path: &Path) -> bool {
     use std::io::Read;
+    // a FIFO or a device would block or never end: only regular files are opened
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(mut f) = std::fs::File::open(path) else {
         return false;
     };
