@@ -335,6 +335,14 @@ fn segment_runs_from_a_checkpoint_file() {
         (g.alpha, g.lr),
         sptune::segmentation::run::choose(&g.validation)
     );
+    // the chosen pair given alone reproduces the final network
+    let alone = SegmentConfig {
+        alphas: vec![g.alpha],
+        lrs: vec![g.lr],
+        ..grid.clone()
+    };
+    let a = segment(&alone, &device).unwrap();
+    assert_eq!((a.miou, a.losses.clone()), (g.miou, g.losses.clone()));
     // a candidate that diverges loses (recorded, not an error); all diverging is an error
     let wild = SegmentConfig {
         alphas: vec![0.01],

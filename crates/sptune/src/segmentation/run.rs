@@ -121,7 +121,11 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         ));
     }
     let ad = device.clone().autodiff();
+    // every fine-tune (each candidate, then the final one) starts from the same draws of the
+    // device's generator (head initialization, dropout), so the chosen (α, lr) given alone
+    // reproduces the final network, and candidates differ only by α and lr
     let build = || -> Result<SegNet> {
+        ad.seed(cfg.train.seed);
         let (net, _) = load_into(spec.init(&ad)?, &spec, &source, false)?;
         let backbone = super::saved::backbone_of(&spec, net, cfg.output_stride)?;
         Ok(cfg.head.build(backbone, train.classes.len(), &ad))
