@@ -12,7 +12,7 @@ use rand::Rng;
 use super::{IGNORE, SegImage};
 
 /// What [`augment`] draws.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SegAugment {
     /// The range of the scale factor (`(1.0, 1.0)`: no rescaling).
     pub scale: (f32, f32),

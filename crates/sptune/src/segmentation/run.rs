@@ -198,12 +198,17 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         None => None,
     };
     if let Some(out) = &cfg.out {
+        let run = serde_json::json!({
+            "init": cfg.init, "data": cfg.data, "train": tc, "validation": validation,
+            "validation_share": cfg.validation,
+        });
         super::saved::save(
             &net,
             &cfg.head,
             &train.classes,
             &spec,
             cfg.output_stride,
+            &run,
             out,
         )?;
     }

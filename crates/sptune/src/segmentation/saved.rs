@@ -4,7 +4,9 @@
 //! `classifier.*`, BatchNorm counters included as in a torchvision state dict) with sptune's
 //! metadata: `arch` (`fcn` or `deeplabv3`), the `head` ([`HeadConfig`], JSON), the data's
 //! `classes` (JSON list), the `output_stride`, and the classification source's spec as
-//! `backbone_spec` (architecture, width, stem, input channels, normalization). [`load`] rebuilds the network from that metadata and refuses a file whose
+//! `backbone_spec` (architecture, width, stem, input channels, normalization), and `run`: how
+//! it was made (JSON: the fine-tune's settings with the chosen α and rate, the validation of
+//! every candidate, the starting checkpoint and the data). [`load`] rebuilds the network from that metadata and refuses a file whose
 //! tensors do not fill it exactly, naming the first tensor missing or of the wrong shape.
 
 use std::collections::HashMap;
@@ -34,6 +36,8 @@ pub struct SavedSegNet {
     pub output_stride: usize,
     /// Its head.
     pub head: HeadConfig,
+    /// How it was made (`None` for a file without that metadata).
+    pub run: Option<serde_json::Value>,
 }
 
 /// Whether `ckpt` is a segmentation file written by sptune.
@@ -88,14 +92,16 @@ pub fn dilation_for(output_stride: usize, plain: usize) -> Result<[bool; 3]> {
     }
 }
 
-/// Saves `net` (built with `head`) with its `classes`, `output_stride` and the source's spec
-/// `backbone` (see the module's documentation), through a temporary file.
+/// Saves `net` (built with `head`) with its `classes`, `output_stride`, the source's spec
+/// `backbone` and how it was made, `run` (see the module's documentation), through a
+/// temporary file.
 pub fn save(
     net: &SegNet,
     head: &HeadConfig,
     classes: &[String],
     backbone: &ModelSpec,
     output_stride: usize,
+    run: &serde_json::Value,
     path: &Path,
 ) -> Result<()> {
     let (tensors, nbt) = finite_tensors(net, path)?;
@@ -113,6 +119,7 @@ pub fn save(
     );
     meta.insert("output_stride".into(), output_stride.to_string());
     meta.insert("head".into(), serde_json::to_string(head).map_err(json)?);
+    meta.insert("run".into(), run.to_string());
     let bytes = to_bytes(&tensors, &nbt, meta)?;
     util::write_atomic(path, &bytes)
 }
@@ -191,6 +198,10 @@ pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<SavedSegNet
         backbone,
         output_stride,
         head,
+        run: ckpt
+            .metadata
+            .get("run")
+            .and_then(|r| serde_json::from_str(r).ok()),
     })
 }
 

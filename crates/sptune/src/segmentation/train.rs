@@ -27,7 +27,7 @@ use crate::train::{BnMode, Sgd, apply_freeze};
 use crate::{Error, Result};
 
 /// How a segmentation network is fine-tuned.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SegTrainConfig {
     /// The scheme on the backbone.
     pub scheme: Scheme,

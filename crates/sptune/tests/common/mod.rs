@@ -77,3 +77,21 @@ pub fn shapes() -> sptune::data::Dataset {
     )
     .unwrap()
 }
+
+/// Scenes of `size` pixels of the shapes, `train` and `test` of them, in the folder layout
+/// under `root/train` and `root/test`.
+#[allow(dead_code)] // not every test file uses it
+pub fn write_scenes(root: &Path, size: usize, train: usize, test: usize) {
+    use sptune::segmentation::{SceneOptions, compose_scenes, write_mask_folder};
+    for (split, count, seed) in [("train", train, 1), ("test", test, 2)] {
+        let o = SceneOptions {
+            count,
+            size,
+            items: (1, 2),
+            threshold: 0.1,
+            seed,
+        };
+        let ds = compose_scenes(&shapes(), &o).unwrap();
+        write_mask_folder(&ds, &root.join(split)).unwrap();
+    }
+}
