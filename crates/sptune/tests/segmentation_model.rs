@@ -516,6 +516,21 @@ fn saved_network_evaluates_and_predicts(
     .to_string();
     assert!(err.contains("00000.png") && err.contains("both"), "{err}");
     assert!(!dir.join("pred2").exists());
+    // a corrupt image after a good one: the error names it, and no mask is written
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n not a png").unwrap();
+    let err = predict_saved(
+        &SegPredictConfig {
+            images: vec![images[0].clone(), broken],
+            out: dir.join("pred3"),
+            ..pcfg.clone()
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("broken.png"), "{err}");
+    assert!(!dir.join("pred3").exists());
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -440,6 +440,15 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
             ));
         }
     }
+    // every image (and true mask) is read once before anything is written, so a bad file
+    // leaves no partial set of masks behind
+    for path in &cfg.images {
+        let (_, w, h) = crate::data::image_folder::decode_image_as_is(path, channels)?;
+        if let (Some(dir), Some(_)) = (&cfg.truth, cfg.panel) {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            truth_mask(&dir.join(format!("{stem}.png")), path, w, h)?;
+        }
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     let mut out = Vec::new();
     for path in &cfg.images {
@@ -470,17 +479,7 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
             Some(zoom) => {
                 let mut parts = vec![Rgb::of_image(&pixels, channels, w, h)];
                 if let Some(dir) = &cfg.truth {
-                    let tp = dir.join(format!("{stem}.png"));
-                    let (t, tw, th) = super::data::read_mask(&tp)?;
-                    if (tw, th) != (w, h) {
-                        return Err(Error::format(
-                            &tp,
-                            format!(
-                                "mask is {tw}x{th} but its image {} is {w}x{h}",
-                                path.display()
-                            ),
-                        ));
-                    }
+                    let t = truth_mask(&dir.join(format!("{stem}.png")), path, w, h)?;
                     parts.push(Rgb::of_mask(&t, w, h));
                 }
                 parts.push(Rgb::of_mask(&pred, w, h));
@@ -499,6 +498,22 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
         });
     }
     Ok(out)
+}
+
+/// The true mask of `image` (`w × h`) at `path`: an error naming the file when it is missing,
+/// unreadable or of another size.
+fn truth_mask(path: &Path, image: &Path, w: usize, h: usize) -> Result<Vec<u8>> {
+    let (t, tw, th) = super::data::read_mask(path)?;
+    if (tw, th) != (w, h) {
+        return Err(Error::format(
+            path,
+            format!(
+                "mask is {tw}x{th} but its image {} is {w}x{h}",
+                image.display()
+            ),
+        ));
+    }
+    Ok(t)
 }
 
 /// The default fine-tune of `sptune segment` for `scheme`.
