@@ -315,25 +315,32 @@ pub fn load_voc(root: &Path, split: &str, channels: usize) -> Result<SegDataset>
 
 /// Reads `(image, mask)` files in parallel, in order; the first failure (in that order) is the
 /// error.
+/// The mask at `path` of `image`, which is `w × h`: an error naming the mask when it is
+/// missing, unreadable or of another size.
+pub fn read_mask_of(path: &Path, image: &Path, w: usize, h: usize) -> Result<Vec<u8>> {
+    if !path.is_file() {
+        return Err(Error::format(
+            path,
+            format!("missing: the mask of {}", image.display()),
+        ));
+    }
+    let (m, mw, mh) = read_mask(path)?;
+    if (mw, mh) != (w, h) {
+        return Err(Error::format(
+            path,
+            format!(
+                "mask is {mw}x{mh} but its image {} is {w}x{h}",
+                image.display()
+            ),
+        ));
+    }
+    Ok(m)
+}
+
 fn read_pairs(pairs: &[(PathBuf, PathBuf)], channels: usize) -> Result<Vec<SegImage>> {
     let read = |(img, mask): &(PathBuf, PathBuf)| -> Result<SegImage> {
-        if !mask.is_file() {
-            return Err(Error::format(
-                mask,
-                format!("missing: the mask of {}", img.display()),
-            ));
-        }
         let (pixels, w, h) = decode_image_as_is(img, channels)?;
-        let (m, mw, mh) = read_mask(mask)?;
-        if (mw, mh) != (w, h) {
-            return Err(Error::format(
-                mask,
-                format!(
-                    "mask is {mw}x{mh} but its image {} is {w}x{h}",
-                    img.display()
-                ),
-            ));
-        }
+        let m = read_mask_of(mask, img, w, h)?;
         Ok(SegImage {
             pixels,
             mask: m,

@@ -446,7 +446,7 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
         let (_, w, h) = crate::data::image_folder::decode_image_as_is(path, channels)?;
         if let (Some(dir), Some(_)) = (&cfg.truth, cfg.panel) {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            truth_mask(&dir.join(format!("{stem}.png")), path, w, h)?;
+            super::data::read_mask_of(&dir.join(format!("{stem}.png")), path, w, h)?;
         }
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
@@ -479,7 +479,8 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
             Some(zoom) => {
                 let mut parts = vec![Rgb::of_image(&pixels, channels, w, h)];
                 if let Some(dir) = &cfg.truth {
-                    let t = truth_mask(&dir.join(format!("{stem}.png")), path, w, h)?;
+                    let t =
+                        super::data::read_mask_of(&dir.join(format!("{stem}.png")), path, w, h)?;
                     parts.push(Rgb::of_mask(&t, w, h));
                 }
                 parts.push(Rgb::of_mask(&pred, w, h));
@@ -498,22 +499,6 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
         });
     }
     Ok(out)
-}
-
-/// The true mask of `image` (`w × h`) at `path`: an error naming the file when it is missing,
-/// unreadable or of another size.
-fn truth_mask(path: &Path, image: &Path, w: usize, h: usize) -> Result<Vec<u8>> {
-    let (t, tw, th) = super::data::read_mask(path)?;
-    if (tw, th) != (w, h) {
-        return Err(Error::format(
-            path,
-            format!(
-                "mask is {tw}x{th} but its image {} is {w}x{h}",
-                image.display()
-            ),
-        ));
-    }
-    Ok(t)
 }
 
 /// The default fine-tune of `sptune segment` for `scheme`.
