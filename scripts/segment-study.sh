@@ -2,7 +2,7 @@
 # The README's segmentation table: L2 vs L2-SP vs L2-SP-Fisher on Fashion-MNIST scenes, alpha
 # chosen by validation for each scheme and seed, forgetting of the source task.
 #
-#   bash scripts/segment-study.sh [OUT]        (default /tmp/segment-study; about 70 min on 2 cores)
+#   bash scripts/segment-study.sh [OUT]        (default /tmp/segment-study; about 50 min on 2 cores)
 #
 # Steps (each skipped when its output exists, so a killed study continues):
 #   1. scenes: 400 training and 100 test scenes of classes 5-9 (`sptune scenes`);
