@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's segmentation table: L2 vs L2-SP vs L2-SP-Fisher on Fashion-MNIST scenes, alpha
-# chosen by validation for each scheme and seed, forgetting of the source task.
+# and the learning rate chosen by validation for each scheme and seed, forgetting of the
+# source task.
 #
 #   bash scripts/segment-study.sh [OUT]        (default /tmp/segment-study; about 50 min on 2 cores)
 #
