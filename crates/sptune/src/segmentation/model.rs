@@ -136,15 +136,6 @@ impl Backbone {
         }
     }
 
-    /// The output stride without dilation: 32 for torchvision's ResNet stem and for
-    /// EfficientNet, 8 for the small-stem ResNet.
-    pub fn plain_stride(&self) -> usize {
-        match self {
-            Backbone::ResNet(r) if r.maxpool.is_none() && r.conv1.stride == [1, 1] => 8,
-            _ => 32,
-        }
-    }
-
     /// The last three striding stages (`which[0..3]`; ResNet: stages 2, 3, 4; EfficientNet:
     /// stages 3, 4, 6) with their stride replaced by dilation. Stages must be dilated from the
     /// last backwards (`[false, true, true]` halves the output stride twice, `[false, false,

@@ -110,7 +110,7 @@ pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
         ));
     }
     // the output stride checked before the data is read
-    super::saved::backbone_of(&spec, spec.init(device)?, cfg.output_stride)?;
+    super::saved::dilation_for(cfg.output_stride, super::saved::plain_stride(&spec))?;
     let channels = spec.input[0];
     let train = load_mask_folder(&cfg.data.join("train"), channels)?;
     let test = load_mask_folder(&cfg.data.join("test"), channels)?;
@@ -457,19 +457,15 @@ pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegP
         let inputs: Vec<&Path> = cfg.images.iter().map(PathBuf::as_path).collect();
         util::check_output(&mask_path, &inputs)?;
         let (pixels, w, h) = crate::data::image_folder::decode_image_as_is(path, channels)?;
-        let p = w * h;
-        let x: Vec<f32> = (0..channels)
-            .flat_map(|c| {
-                pixels[c * p..(c + 1) * p]
-                    .iter()
-                    .map(move |v| (v - spec.mean[c]) / spec.std[c])
-            })
-            .collect();
-        let x = burn::tensor::Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(x, [1, channels, h, w]),
+        let pred = super::train::predict_pixels(
+            &saved.net,
+            &pixels,
+            channels,
+            [h, w],
+            &spec.mean,
+            &spec.std,
             device,
         );
-        let pred = super::predict(&saved.net, x);
         let mut counts = vec![0u64; saved.classes.len()];
         for &v in &pred {
             counts[v as usize] += 1;

@@ -53,6 +53,16 @@ pub fn is_backbone(spec: &ModelSpec) -> bool {
     spec.arch.starts_with("resnet") || spec.arch == "efficientnet-lite0"
 }
 
+/// The output stride of `spec`'s backbone without dilation: 8 for a small-stem ResNet (no
+/// strided stem, no max-pool), 32 for torchvision's ResNet stem and for EfficientNet-Lite0.
+pub fn plain_stride(spec: &ModelSpec) -> usize {
+    if spec.arch.starts_with("resnet") && spec.small_stem {
+        8
+    } else {
+        32
+    }
+}
+
 /// The backbone of `net` (built from `spec`, which [`is_backbone`]), dilated to
 /// `output_stride`.
 pub fn backbone_of(spec: &ModelSpec, net: Net, output_stride: usize) -> Result<Backbone> {
@@ -69,7 +79,7 @@ pub fn backbone_of(spec: &ModelSpec, net: Net, output_stride: usize) -> Result<B
             ));
         }
     };
-    let flags = dilation_for(output_stride, backbone.plain_stride())?;
+    let flags = dilation_for(output_stride, plain_stride(spec))?;
     Ok(backbone.dilate(flags))
 }
 

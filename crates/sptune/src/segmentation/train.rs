@@ -260,22 +260,43 @@ pub fn evaluate(
 ) -> Result<Confusion> {
     let mut conf = Confusion::new(ds.classes.len());
     for im in &ds.images {
-        let (h, w) = (im.height, im.width);
-        let p = h * w;
-        let x: Vec<f32> = (0..ds.channels)
-            .flat_map(|c| {
-                im.pixels[c * p..(c + 1) * p]
-                    .iter()
-                    .map(move |v| (v - mean[c]) / std[c])
-            })
-            .collect();
-        let pred = predict(
+        let pred = predict_pixels(
             net,
-            Tensor::<4>::from_data(TensorData::new(x, [1, ds.channels, h, w]), device),
+            &im.pixels,
+            ds.channels,
+            [im.height, im.width],
+            mean,
+            std,
+            device,
         );
         conf.add(&im.mask, &pred)?;
     }
     Ok(conf)
+}
+
+/// The most likely class of every pixel of one image given as pixels in `[0, 1]` (CHW,
+/// `channels × h × w`), normalized by `mean` and `std` here.
+pub fn predict_pixels(
+    net: &SegNet,
+    pixels: &[f32],
+    channels: usize,
+    [h, w]: [usize; 2],
+    mean: &[f32],
+    std: &[f32],
+    device: &Device,
+) -> Vec<u8> {
+    let p = h * w;
+    let x: Vec<f32> = (0..channels)
+        .flat_map(|c| {
+            pixels[c * p..(c + 1) * p]
+                .iter()
+                .map(move |v| (v - mean[c]) / std[c])
+        })
+        .collect();
+    predict(
+        net,
+        Tensor::<4>::from_data(TensorData::new(x, [1, channels, h, w]), device),
+    )
 }
 
 /// The most likely class of every pixel of one normalized image `[1, c, h, w]`.
