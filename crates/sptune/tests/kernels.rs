@@ -206,6 +206,16 @@ fn named_shapes_match_burn() {
             [(1, 1), (1, 1)],
             3,
         ),
+        // a channel multiplier of 2 on 16 output channels: the weight gradient's tiles, one
+        // input plane read by two lanes
+        (
+            [2, 8, 7, 7],
+            [16, 1, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            8,
+        ),
         // grouped, 2 input channels per group
         (
             [2, 8, 6, 6],

@@ -42,11 +42,11 @@ impl Conv<'_> {
 }
 
 /// `a·b + c`, fused (one rounding) where the processor has FMA.
-trait Madd {
+pub(super) trait Madd {
     fn madd(a: f32, b: f32, c: f32) -> f32;
 }
 
-struct Fused;
+pub(super) struct Fused;
 impl Madd for Fused {
     #[inline(always)]
     fn madd(a: f32, b: f32, c: f32) -> f32 {
@@ -54,7 +54,7 @@ impl Madd for Fused {
     }
 }
 
-struct Plain;
+pub(super) struct Plain;
 impl Madd for Plain {
     #[inline(always)]
     fn madd(a: f32, b: f32, c: f32) -> f32 {
@@ -277,7 +277,13 @@ type Lane = [f32; LANES];
 /// multiply-adds become whole-vector operations. Used when every output channel reads its own
 /// input channel and the channels come in multiples of 16.
 fn tiled(c: &Conv<'_>) -> bool {
-    c.og() == 1 && c.cout.is_multiple_of(LANES) && c.window.out_hw[1] <= 28
+    c.og() == 1 && tiled_weight_grad(c)
+}
+
+/// The weight gradient's tiles also take a channel multiplier: lane `j` reads the input plane
+/// of its own output channel (the Fisher engine's rows of a channel are such a multiplier).
+fn tiled_weight_grad(c: &Conv<'_>) -> bool {
+    c.cout.is_multiple_of(LANES) && c.window.out_hw[1] <= 28
 }
 
 #[inline(always)]
@@ -290,8 +296,15 @@ fn lane_madd<M: Madd>(acc: &mut Lane, a: &Lane, b: &Lane) {
 /// `planes[j]` (each `h·w`) -> `tile[h·w]` of lanes.
 #[inline(always)]
 fn gather(src: &[f32], first: usize, plane: usize, tile: &mut [Lane]) {
+    gather_shared(src, first, 1, plane, tile)
+}
+
+/// As [`gather`], lane `j` reading plane `(first + j) / share` (planes shared by `share`
+/// consecutive lanes: an input channel under a channel multiplier).
+#[inline(always)]
+fn gather_shared(src: &[f32], first: usize, share: usize, plane: usize, tile: &mut [Lane]) {
     for j in 0..LANES {
-        let p = &src[(first + j) * plane..][..plane];
+        let p = &src[(first + j) / share * plane..][..plane];
         for (t, v) in tile.iter_mut().zip(p) {
             t[j] = *v;
         }
@@ -306,16 +319,16 @@ fn weight_lanes(w: &[f32], kk: usize, first: usize) -> Vec<Lane> {
         .collect()
 }
 
-/// Calls `f(output position, input position)` for every pair of positions tap `t` links.
+/// For each output row tap `t` touches: where its first output column lies in the output
+/// plane and where the input it reads starts in the input plane. The tap's `cols.len()`
+/// outputs of a row read every `stride[1]`-th input from there on.
 #[inline(always)]
-fn tap_pairs(l: &Window, t: &KernelTap, mut f: impl FnMut(usize, usize)) {
+fn tap_rows(l: &Window, t: &KernelTap) -> impl Iterator<Item = (usize, usize)> {
     let ([_, wi], [_, wo]) = (l.in_hw, l.out_hw);
-    for oh in t.rows.clone() {
-        let ih = l.input(0, oh, t.off[0]);
-        for ow in t.cols.clone() {
-            f(oh * wo + ow, ih * wi + l.input(1, ow, t.off[1]));
-        }
-    }
+    let (c0, iw0) = (t.cols.start, l.input(1, t.cols.start, t.off[1]));
+    t.rows
+        .clone()
+        .map(move |oh| (oh * wo + c0, l.input(0, oh, t.off[0]) * wi + iw0))
 }
 
 /// `tile` (positions of 16 lanes) -> 16 planes of `plane` values in `dst`.
@@ -345,14 +358,12 @@ fn forward_tile<M: Madd>(
     gather(&x[b * c.cin * p_in..], first, p_in, &mut xt);
     let wl = weight_lanes(w, kk, first);
     let mut yt = vec![[0f32; LANES]; p];
-    let ([_, wi], [_, wo]) = (c.window.in_hw, c.window.out_hw);
-    // explicit loops: through `tap_pairs`' closure this ran 10x slower (not vectorized)
+    let s = c.window.stride[1];
     for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-        for oh in t.rows.clone() {
-            let ih = c.window.input(0, oh, t.off[0]);
-            for ow in t.cols.clone() {
-                let iw = c.window.input(1, ow, t.off[1]);
-                lane_madd::<M>(&mut yt[oh * wo + ow], &wl[t.k], &xt[ih * wi + iw]);
+        let n = t.cols.len();
+        for (o0, i0) in tap_rows(c.window, t) {
+            for (y, x) in yt[o0..o0 + n].iter_mut().zip(xt[i0..].iter().step_by(s)) {
+                lane_madd::<M>(y, &wl[t.k], x);
             }
         }
     }
@@ -376,14 +387,12 @@ fn input_grad_tile<M: Madd>(
     gather(&gy[b * c.cout * p..], first, p, &mut gt);
     let wl = weight_lanes(w, kk, first);
     let mut xt = vec![[0f32; LANES]; p_in];
-    let ([_, wi], [_, wo]) = (c.window.in_hw, c.window.out_hw);
-    // explicit loops, as in `forward_tile`
+    let s = c.window.stride[1];
     for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-        for oh in t.rows.clone() {
-            let ih = c.window.input(0, oh, t.off[0]);
-            for ow in t.cols.clone() {
-                let iw = c.window.input(1, ow, t.off[1]);
-                lane_madd::<M>(&mut xt[ih * wi + iw], &wl[t.k], &gt[oh * wo + ow]);
+        let n = t.cols.len();
+        for (o0, i0) in tap_rows(c.window, t) {
+            for (x, g) in xt[i0..].iter_mut().step_by(s).zip(&gt[o0..o0 + n]) {
+                lane_madd::<M>(x, &wl[t.k], g);
             }
         }
     }
@@ -407,11 +416,15 @@ fn weight_grad_tile<M: Madd>(
     let mut gt = vec![[0f32; LANES]; p];
     let mut total = vec![[0f64; LANES]; kk];
     for b in 0..c.batch {
-        gather(&x[b * c.cin * p_in..], first, p_in, &mut xt);
+        gather_shared(&x[b * c.cin * p_in..], first, c.og(), p_in, &mut xt);
         gather(&gy[b * c.cout * p..], first, p, &mut gt);
         for t in taps.iter().filter(|t| !t.cols.is_empty()) {
-            let mut acc = [0f32; LANES];
-            tap_pairs(c.window, t, |o, i| lane_madd::<M>(&mut acc, &gt[o], &xt[i]));
+            let (mut acc, n, s) = ([0f32; LANES], t.cols.len(), c.window.stride[1]);
+            for (o0, i0) in tap_rows(c.window, t) {
+                for (g, x) in gt[o0..o0 + n].iter().zip(xt[i0..].iter().step_by(s)) {
+                    lane_madd::<M>(&mut acc, g, x);
+                }
+            }
             for (tot, a) in total[t.k].iter_mut().zip(acc) {
                 *tot += a as f64;
             }
@@ -445,6 +458,32 @@ pub(super) fn isa() -> Isa {
         }
         Isa::Base
     })
+}
+
+/// `f()` compiled for the processor's best instruction set (AVX-512, AVX2 + FMA or the
+/// baseline), `f` inlined into the function that enables them (mark a closure
+/// `#[inline(always)]`): lane arithmetic then runs on whole vector registers.
+#[inline(always)]
+pub(super) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match isa() {
+            // SAFETY: isa() saw these features on this processor
+            Isa::V4 => return unsafe { v4(f) },
+            // SAFETY: as above
+            Isa::V3 => return unsafe { v3(f) },
+            Isa::Base => {}
+        }
+    }
+    f()
 }
 
 /// Declares `$name(c, taps, a, b, i, dst)` dispatching to `$body::<M>` compiled for the
@@ -534,7 +573,7 @@ pub(super) fn input_grad(c: &Conv<'_>, w: &[f32], gy: &[f32], gx: &mut [f32]) {
 /// `gw += Σ_b x ⋆ gy` per output channel.
 pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let taps = c.window.taps();
-    if tiled(c) {
+    if tiled_weight_grad(c) {
         return gw
             .par_chunks_mut(c.kk() * LANES)
             .enumerate()
@@ -543,50 +582,4 @@ pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     gw.par_chunks_mut(c.kk())
         .enumerate()
         .for_each(|(o, dw)| weight_grad_dispatch(c, &taps, x, gy, o, dw));
-}
-
-/// For the Fisher engine (`fisher/cpu`), one example with `rows` gradient rows (its classes)
-/// per channel, laid out `[channel][row][position]`: the weight gradient of every row,
-/// `[channel][row][kh·kw]`. A depthwise convolution with a channel multiplier of `rows`.
-pub(crate) fn per_row_weight_grads(
-    window: &Window,
-    channels: usize,
-    rows: usize,
-    x: &[f32],
-    g: &[f32],
-) -> Vec<f32> {
-    let c = Conv {
-        batch: 1,
-        cin: channels,
-        cout: channels * rows,
-        window,
-    };
-    let mut gw = vec![0f32; c.cout * c.kk()];
-    weight_grad(&c, x, g, &mut gw);
-    gw
-}
-
-/// For the Fisher engine, as [`per_row_weight_grads`]: the input gradient of every row,
-/// `[channel][row][h·w]`, with the channels' kernels `w` (`[channel][kh·kw]`).
-pub(crate) fn per_row_input_grads(
-    window: &Window,
-    channels: usize,
-    rows: usize,
-    w: &[f32],
-    g: &[f32],
-) -> Vec<f32> {
-    let c = Conv {
-        batch: 1,
-        cin: channels * rows,
-        cout: channels * rows,
-        window,
-    };
-    let kk = c.kk();
-    // every row of a channel uses the channel's kernel
-    let expanded: Vec<f32> = (0..channels * rows)
-        .flat_map(|cr| w[(cr / rows) * kk..(cr / rows + 1) * kk].iter().copied())
-        .collect();
-    let mut gx = vec![0f32; c.cin * c.p_in()];
-    input_grad(&c, &expanded, g, &mut gx);
-    gx
 }

@@ -3,10 +3,11 @@
 //! [`norm`] and [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
 //! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
 //! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
-//! engine. Each kernel is checked against burn's op in `tests/kernels.rs`.
+//! engine, `depthwise_rows` the engine's depthwise passes. Each kernel is checked against burn's op in `tests/kernels.rs`.
 
 pub mod conv;
 pub(crate) mod depthwise;
+pub(crate) mod depthwise_rows;
 pub mod elementwise;
 mod ext;
 pub mod norm;
@@ -120,4 +121,18 @@ pub fn batch_norm(m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     m.running_var
         .update(update(m.running_var.value_sync(), var));
     y
+}
+
+/// A small deterministic generator (xorshift) for the kernels' test vectors in [-1, 1).
+#[cfg(test)]
+pub(crate) fn test_numbers(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
 }

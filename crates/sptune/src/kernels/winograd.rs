@@ -32,6 +32,7 @@ use std::ops::{Add, Mul, Sub};
 
 use rayon::prelude::*;
 
+use super::depthwise::simd;
 use super::window::{Window, gemm_into};
 
 /// The shapes of one convolution as this module needs them (its own type: `conv`, which calls
@@ -83,32 +84,6 @@ pub(super) fn applies(c: &Conv<'_>) -> bool {
         && c.cin >= 8
         && c.cout >= 8
         && c.batch * ho.div_ceil(M) * wo.div_ceil(M) >= MIN_TILES
-}
-
-/// `f()` compiled for the processor's best instruction set (AVX-512, AVX2 + FMA or the
-/// baseline): the transforms' lane arithmetic then runs on whole vector registers.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::depthwise::{Isa, isa};
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        match isa() {
-            // SAFETY: isa() saw these features on this processor
-            Isa::V4 => return unsafe { v4(f) },
-            // SAFETY: as above
-            Isa::V3 => return unsafe { v3(f) },
-            Isa::Base => {}
-        }
-    }
-    f()
 }
 
 /// One float per lane: a tile position of [`LANES`] channels.
@@ -852,19 +827,7 @@ pub(super) fn weight_grad(c: &Conv<'_>, x: &[f32], gy: &[f32], gw: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift) for test vectors in [-1, 1).
-    fn numbers(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed.max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_numbers as numbers;
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()

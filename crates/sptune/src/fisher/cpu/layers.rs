@@ -4,7 +4,7 @@
 
 use super::BLOCK;
 use super::plan::{ConvLayer, LinearLayer, NormLayer};
-use crate::kernels::depthwise;
+use crate::kernels::depthwise_rows;
 use crate::kernels::window::{Window, col2im, gemm_into, im2col};
 
 /// Per-thread Fisher sums, one vector per slot.
@@ -130,8 +130,7 @@ fn bias_sums(l: &ConvLayer, g: &[f32], rows: usize, po: usize, sums: &mut Sums) 
 }
 
 /// A depthwise convolution (one input channel per group): the rows' weight gradients and
-/// input gradients through the training kernels' depthwise loops
-/// ([`crate::kernels::depthwise`]), the rows of a channel taken as a channel multiplier.
+/// input gradients through [`crate::kernels::depthwise_rows`].
 fn depthwise_step(
     l: &ConvLayer,
     x: &[f32],
@@ -142,7 +141,7 @@ fn depthwise_step(
 ) -> Vec<f32> {
     let po = l.win.out_len();
     let kk = l.win.taps_len();
-    let gw = depthwise::per_row_weight_grads(&l.win, l.cin, rows, x, g);
+    let (gw, gx) = depthwise_rows::per_row_grads(&l.win, l.cin, rows, x, &l.w, g, need_dx);
     let acc = &mut sums[l.w_slot];
     for (c, a) in acc.chunks_mut(kk).enumerate().take(l.cin) {
         for v in gw[c * rows * kk..(c + 1) * rows * kk].chunks(kk) {
@@ -152,10 +151,7 @@ fn depthwise_step(
         }
     }
     bias_sums(l, g, rows, po, sums);
-    if !need_dx {
-        return Vec::new();
-    }
-    depthwise::per_row_input_grads(&l.win, l.cin, rows, &l.w, g)
+    gx
 }
 
 /// An eval-mode BatchNorm: adds `γ`'s `Σ_r (Σ_pos g x̂)²` and `β`'s `Σ_r (Σ_pos g)²`, then
