@@ -98,7 +98,15 @@ fn stored_prefix_trains_like_recomputing_it() {
         let (recomputed, notes) = train(&s, k, 0);
         assert!(notes.is_empty(), "{notes:?}");
         let (stored, notes) = train(&s, k, 2048);
-        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("outputs of the 18 training images computed once"),
+            "{notes:?}"
+        );
+        if arch == "resnet18" {
+            // stage 2 of width 4 on 8 px: 8 channels of 4x4, 18 images of 4-byte floats
+            assert!(notes[0].contains(&format!("({} KiB,", 8 * 4 * 4 * 18 * 4 / 1024)));
+        }
         assert_close(&stored, &recomputed);
         // the frozen part really is frozen and the rest really trained (the comparison is
         // not between two untouched networks)

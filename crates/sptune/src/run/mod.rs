@@ -339,16 +339,25 @@ fn train_and_test(
             files.map(|f| f.state_dir()).unwrap_or_default().display()
         ));
     }
+    // notes (what training decided on its own) go into the log too
+    let shared = std::cell::RefCell::new(&mut *lines);
+    let mut progress = |p: Progress| {
+        if let Progress::Note(n) = &p {
+            shared.borrow_mut().push(format!("note: {n}"));
+        }
+        progress(p)
+    };
     let mut save = |st: &train::EpochState<'_>| -> Result<()> {
         let Some(f) = files else { return Ok(()) };
+        let mut lines = shared.borrow_mut();
         lines.push(dir::epoch_line(st.logs.last().expect("an epoch ended")));
         // the summary first: a state on disk always has its epochs in summary.csv (a resumed
         // run rewrites the summary from the state's logs)
-        f.write_progress(st.logs, lines)?;
+        f.write_progress(st.logs, &lines)?;
         train::resume::save(&f.state_dir(), st)
     };
     let hooks = train::Hooks {
-        progress,
+        progress: &mut progress,
         stop,
         resume,
         save_state: Some(&mut save),

@@ -596,6 +596,7 @@ pub fn fit_with(
     // the frozen prefix, computed once when it is the same in every epoch
     let cache = match cfg.freeze {
         Some(k) if !cfg.augment && crate::runtime::cache_budget_mb() > 0 => {
+            let t0 = std::time::Instant::now();
             match prefix_cache::PrefixCache::build(
                 &net,
                 k,
@@ -605,7 +606,19 @@ pub fn fit_with(
                 crate::runtime::cache_budget_mb(),
                 device,
             )? {
-                prefix_cache::Built::Cache(c) => Some(c),
+                prefix_cache::Built::Cache(c) => {
+                    let size = match c.mib() {
+                        m if m >= 1.0 => format!("{m:.0} MiB"),
+                        m => format!("{:.0} KiB", m * 1024.0),
+                    };
+                    (hooks.progress)(Progress::Note(format!(
+                        "--freeze {k}: the frozen stages' outputs of the {} training images \
+                         computed once ({size}, {:.1} s) and reused every epoch",
+                        train.len(),
+                        t0.elapsed().as_secs_f64()
+                    )));
+                    Some(c)
+                }
                 prefix_cache::Built::Skipped(why) => {
                     (hooks.progress)(Progress::Note(format!("--freeze {k}: {why}")));
                     None

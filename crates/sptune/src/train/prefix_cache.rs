@@ -29,6 +29,11 @@ pub enum Built {
 }
 
 impl PrefixCache {
+    /// MiB the stored outputs take.
+    pub fn mib(&self) -> f64 {
+        (self.values.len() * 4) as f64 / (1 << 20) as f64
+    }
+
     /// Runs the frozen prefix of `net` (stages up to `k`) over every image of `train`, when it
     /// fits in `budget_mb` MiB; `net` is on the autodiff device (its frozen part is used in
     /// inference mode).
