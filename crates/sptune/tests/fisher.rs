@@ -179,6 +179,19 @@ fn exact_matches_batch1_loop_on_small_resnet18() {
 }
 
 #[test]
+fn exact_matches_batch1_loop_where_the_training_kernels_would_transform() {
+    // 8 images of 16 px, width 8: 128 tiles of 4x4 in the first stage's batch, enough for the
+    // training kernels' Winograd transforms (never at batch 1); the batched paths must use the
+    // direct products, or their float32 error, squared, moves the Fisher past 1e-5 (with the
+    // transforms it failed on layer3.1.conv1.weight at 1.4e-5)
+    let s = ModelSpec {
+        width: 8,
+        ..spec("resnet18", [1, 16, 16], vec![], 3, true)
+    };
+    batched_equals_batch1_loop(&s, 8, 8, Estimator::Exact);
+}
+
+#[test]
 fn exact_matches_batch1_loop_on_resnet50_with_strided_stem() {
     // 7x7/2 stem with padding 3, max-pool, bottlenecks with downsample: 16 px RGB
     let s = spec("resnet50", [3, 16, 16], vec![], 4, false);

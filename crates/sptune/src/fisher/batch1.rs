@@ -169,6 +169,7 @@ impl Engine for Batch1Loop {
         device: &Device,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Fisher> {
+        let _direct = crate::kernels::DirectConvolutions::hold();
         compute(net, spec, ds, opts, device, progress)
     }
 }

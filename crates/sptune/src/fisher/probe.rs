@@ -249,6 +249,7 @@ impl Engine for ProbeEngine {
         device: &Device,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Fisher> {
+        let _direct = crate::kernels::DirectConvolutions::hold();
         opts.validate()?;
         common::check_inputs(spec, ds)?;
         let ad = device.clone().autodiff();

@@ -71,12 +71,18 @@ pub(super) fn enable(on: bool) {
     ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+thread_local! {
+    /// Set on this thread while a [`super::DirectConvolutions`] is held.
+    pub(super) static SUSPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Whether `c` runs here: 3x3 kernel, stride 1, no dilation, one group, enough channels and
 /// enough tiles for the products to pay for the transforms.
 pub(super) fn applies(c: &Conv<'_>) -> bool {
     let w = &c.window;
     let [ho, wo] = w.out_hw;
     ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+        && !SUSPENDED.get()
         && w.kernel == [3, 3]
         && w.stride == [1, 1]
         && w.dilation == [1, 1]

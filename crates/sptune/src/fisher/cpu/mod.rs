@@ -7,9 +7,10 @@
 //! this engine runs burn's forward pass once per batch, records each layer's input (and
 //! BatchNorm's output), and then computes, for every example on the host:
 //!
-//! - the logit cotangents of all its rows at once, `√ω_r (e_{y_r} − p)` for `r = 1..R` (`exact`:
-//!   the `C` classes with weight `p_c`; rows with the same label are merged, since
-//!   `ω₁ g² + ω₂ g² = (ω₁ + ω₂) g²`, and rows of weight 0 dropped);
+//! - the logit cotangents of all its rows at once: `√ω_r (e_{y_r} − p)` for `r = 1..R` (`mc`,
+//!   `empirical`; rows with the same label are merged, since `ω₁ g² + ω₂ g² = (ω₁ + ω₂) g²`,
+//!   and rows of weight 0 dropped), or for `exact` the `C − 1` rows of
+//!   [`backward::exact_rows`], which stand for the `C` classes weighted by `p_c`;
 //! - the backward pass of those `R` cotangents together, in the layout
 //!   `[channel][row][position]`, so that a convolution's data gradient `Wᵀ G` and its per-row
 //!   weight gradients `G Uᵀ` (`U` the unfolded input patches, built once per example, not once
@@ -40,11 +41,11 @@ use burn::module::ParamId;
 use burn::tensor::Device;
 use rayon::prelude::*;
 
-use super::{CpuEngine, Engine, Fisher, FisherOptions, common};
+use super::{CpuEngine, Engine, Estimator, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
-use backward::{backward, cotangents, merge_rows};
+use backward::{backward, by_class, cotangent_rows, exact_rows, merge_rows};
 use layers::Sums;
 use plan::plan;
 use record::Recorder;
@@ -108,6 +109,7 @@ impl CpuEngine {
         max_rows: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Fisher> {
+        let _direct = crate::kernels::DirectConvolutions::hold();
         opts.validate()?;
         common::check_inputs(spec, ds)?;
         if !self.supports(net, device) {
@@ -154,8 +156,12 @@ impl CpuEngine {
             partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
                 for i in (t * share)..((t + 1) * share).min(n) {
                     let p = &probs[i * classes..(i + 1) * classes];
-                    for group in merge_rows(&rows[i]).chunks(row_cap) {
-                        backward(plan, recs, i, cotangents(p, group), group.len(), sums);
+                    let cot = match opts.estimator {
+                        Estimator::Exact => exact_rows(p),
+                        _ => cotangent_rows(p, &merge_rows(&rows[i])),
+                    };
+                    for group in cot.chunks(row_cap) {
+                        backward(plan, recs, i, by_class(group), group.len(), sums);
                     }
                 }
             });
