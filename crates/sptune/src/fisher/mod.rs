@@ -5,7 +5,7 @@
 //!
 //! | estimator | per example `i` | note |
 //! |---|---|---|
-//! | `exact` | `Σ_c p_c(x_i) g_{i,c}²` | the formula; one backward per class |
+//! | `exact` | `Σ_c p_c(x_i) g_{i,c}²` | the formula; `C − 1` backward rows stand for the `C` classes |
 //! | `mc` | `1/K Σ_k g_{i,y_k}²`, `y_k ~ p(x_i)` | unbiased for `exact`; K backwards |
 //! | `empirical` | `g_{i,y_i}²`, `y_i` the true label | biased ("empirical Fisher"); one backward |
 //!
@@ -19,7 +19,7 @@
 //!   batch, then every row of an example through one hand-written backward pass, a matrix
 //!   product per layer;
 //! - [`ProbeEngine`] (`fisher/probe.rs`), burn's autodiff with "probe" tensors: one forward and
-//!   backward pass per class (or sample) over a whole batch, on any device (the GPU path);
+//!   backward pass per row (or sample) over a whole batch, on any device (the GPU path);
 //! - [`Batch1Loop`] ([`batch1`]), one example and one class at a time, for the tests and the
 //!   benchmark.
 //!
@@ -106,10 +106,11 @@ impl FisherOptions {
         Ok(())
     }
 
-    /// Backward passes per batch.
+    /// Backward passes per batch of the probe path (`exact`: one row fewer than the classes,
+    /// see [`common::exact_rows`]).
     pub fn passes(&self, classes: usize) -> usize {
         match self.estimator {
-            Estimator::Exact => classes,
+            Estimator::Exact => classes.saturating_sub(1).max(1),
             Estimator::Mc => self.mc_samples,
             Estimator::Empirical => 1,
         }
@@ -301,7 +302,7 @@ pub trait Engine {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuEngine;
 
-/// burn's autodiff with "probe" tensors (`"probe"`): one forward and backward pass per class
+/// burn's autodiff with "probe" tensors (`"probe"`): one forward and backward pass per row
 /// (or sample) over whole batches. Any network on any device (the GPU path).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeEngine;

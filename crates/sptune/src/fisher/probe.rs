@@ -3,9 +3,11 @@
 //!
 //! The [`Probe`] hook records each layer's input `a_i` and adds a zero tensor `P` (requiring a
 //! gradient) to its output, so the backward pass returns `∂L/∂P`, i.e. each example's output
-//! gradient `g_i`, while the parameters themselves need no gradient. With the loss
-//! `L = Σ_i √ω_i log p_{y_i}(x_i)` every example's gradient is `√ω_i ∇ log p_{y_i}(x_i)`, and
-//! the per-example squares follow per layer type:
+//! gradient `g_i`, while the parameters themselves need no gradient. A pass seeds the logits
+//! of example `i` with a cotangent `b_i` (the loss `L = Σ_i b_i · z_i`): for `mc` and
+//! `empirical` `√ω_i (e_{y_i} − p_i)`, the gradient of `√ω_i log p_{y_i}(x_i)`, for `exact` one
+//! of the `C − 1` rows of [`common::exact_rows`]. Every example's gradient is then that row's,
+//! and the per-example squares follow per layer type:
 //!
 //! - linear `W[o, k]`: `Σ_i g_io² a_ik²` = `(g²)ᵀ(a²)`, one matmul; bias `Σ_i g_io²`;
 //! - conv: per example `G_i Uᵢᵀ` with `U_i` the unfolded input patches `[c·kh·kw, positions]`
@@ -26,7 +28,7 @@ use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::common;
-use super::{Engine, Fisher, FisherOptions, ProbeEngine};
+use super::{Engine, Estimator, Fisher, FisherOptions, ProbeEngine};
 use crate::Result;
 use crate::data::Dataset;
 use crate::kernels::window::conv_padding;
@@ -238,7 +240,7 @@ impl Engine for ProbeEngine {
         true
     }
 
-    /// Per-example gradients from one backward pass per class (`exact`), per sample (`mc`) or
+    /// Per-example gradients from one backward pass per row (`exact`: `C − 1`), per sample (`mc`) or
     /// one (`empirical`) for each batch; `progress(k)` is called after each batch.
     fn compute(
         &self,
@@ -262,7 +264,8 @@ impl Engine for ProbeEngine {
         let mut done = 0;
         for chunk in idx.chunks(opts.batch_size) {
             let (x, labels) = common::batch(ds, spec, chunk, &ad)?;
-            let mut rows: Option<Vec<Vec<(usize, f64)>>> = None;
+            // per example, per pass: the cotangent at the logits
+            let mut rows: Option<Vec<Vec<Vec<f32>>>> = None;
             for pass in 0..passes {
                 let mut hook = Probe::default();
                 let logits = net.forward_with(x.clone(), &mut hook);
@@ -271,16 +274,29 @@ impl Engine for ProbeEngine {
                     None => {
                         let probs = common::softmax_rows(logits.clone());
                         common::check_probs(&probs)?;
-                        rows.insert(common::batch_rows(opts, &probs, classes, &labels, &mut rng))
+                        let drawn = common::batch_rows(opts, &probs, classes, &labels, &mut rng);
+                        let cot = probs
+                            .chunks(classes)
+                            .zip(&drawn)
+                            .map(|(p, r)| match opts.estimator {
+                                Estimator::Exact => common::exact_rows(p),
+                                _ => common::cotangent_rows(p, r),
+                            })
+                            .collect();
+                        rows.insert(cot)
                     }
                 };
-                let mut sel = vec![0f32; chunk.len() * classes];
+                // an example with fewer rows (a class of probability 0) gets zeros
+                let mut seed = vec![0f32; chunk.len() * classes];
                 for (i, r) in rows.iter().enumerate() {
-                    let (y, w) = r[pass];
-                    sel[i * classes + y] = w.sqrt() as f32;
+                    if let Some(row) = r.get(pass) {
+                        seed[i * classes..(i + 1) * classes].copy_from_slice(row);
+                    }
                 }
-                let sel = Tensor::<2>::from_data(TensorData::new(sel, [chunk.len(), classes]), &ad);
-                let loss = (burn::tensor::activation::log_softmax(logits, 1) * sel).sum();
+                let seed =
+                    Tensor::<2>::from_data(TensorData::new(seed, [chunk.len(), classes]), &ad);
+                // the gradient of Σ seed·logits at the logits is the seed itself
+                let loss = (logits * seed).sum();
                 let grads = loss.backward();
                 for site in hook.sites {
                     square_sums(site, &grads, &mut sums);

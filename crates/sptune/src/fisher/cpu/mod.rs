@@ -10,7 +10,7 @@
 //! - the logit cotangents of all its rows at once: `√ω_r (e_{y_r} − p)` for `r = 1..R` (`mc`,
 //!   `empirical`; rows with the same label are merged, since `ω₁ g² + ω₂ g² = (ω₁ + ω₂) g²`,
 //!   and rows of weight 0 dropped), or for `exact` the `C − 1` rows of
-//!   [`backward::exact_rows`], which stand for the `C` classes weighted by `p_c`;
+//!   [`common::exact_rows`], which stand for the `C` classes weighted by `p_c`;
 //! - the backward pass of those `R` cotangents together, in the layout
 //!   `[channel][row][position]`, so that a convolution's data gradient `Wᵀ G` and its per-row
 //!   weight gradients `G Uᵀ` (`U` the unfolded input patches, built once per example, not once
@@ -45,7 +45,7 @@ use super::{CpuEngine, Engine, Estimator, Fisher, FisherOptions, common};
 use crate::data::Dataset;
 use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
-use backward::{backward, by_class, cotangent_rows, exact_rows, merge_rows};
+use backward::{backward, by_class, merge_rows};
 use layers::Sums;
 use plan::plan;
 use record::Recorder;
@@ -157,8 +157,8 @@ impl CpuEngine {
                 for i in (t * share)..((t + 1) * share).min(n) {
                     let p = &probs[i * classes..(i + 1) * classes];
                     let cot = match opts.estimator {
-                        Estimator::Exact => exact_rows(p),
-                        _ => cotangent_rows(p, &merge_rows(&rows[i])),
+                        Estimator::Exact => common::exact_rows(p),
+                        _ => common::cotangent_rows(p, &merge_rows(&rows[i])),
                     };
                     for group in cot.chunks(row_cap) {
                         backward(plan, recs, i, by_class(group), group.len(), sums);
