@@ -280,8 +280,8 @@ fn tiled(c: &Conv<'_>) -> bool {
     c.og() == 1 && tiled_weight_grad(c)
 }
 
-/// The weight gradient's tiles also take a channel multiplier: lane `j` reads the input plane
-/// of its own output channel (the Fisher engine's rows of a channel are such a multiplier).
+/// The weight gradient's tiles also take a channel multiplier (several output channels per
+/// input channel): lane `j` reads the input plane of its own output channel.
 fn tiled_weight_grad(c: &Conv<'_>) -> bool {
     c.cout.is_multiple_of(LANES) && c.window.out_hw[1] <= 28
 }
