@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Train-step time, sptune vs PyTorch, on the same model, batch and thread count.
 #
-#   scripts/bench-vs-torch.sh [--threads N] [--steps N] [--rounds N] [--only resnet18|efficientnet-lite0]
+#   scripts/bench-vs-torch.sh [--threads N] [--steps N] [--rounds N]
+#                             [--only resnet18|efficientnet-lite0|resnet50]
 #
-# For each of resnet18 (batch 32 @ 32 px, small stem) and efficientnet-lite0 (batch 16 @ 224 px)
-# it runs, interleaved so machine noise hits both sides, --rounds times (default 2):
+# For each of resnet18 (batch 32 @ 32 px, small stem), efficientnet-lite0 (batch 16 @ 224 px) and
+# resnet50 (batch 8 @ 224 px, torchvision's model on the PyTorch side) it runs, interleaved so machine noise hits both sides, --rounds times (default 2):
 #   sptune: $SPTUNE_BIN --threads N --json bench --plain-only --arch A --size S --batch-size B
 #           --steps N (the plain step's median; peak RSS from /usr/bin/time -v)
 #   torch:  $PY scripts/torch-step.py --arch A --size S --batch N --steps N --threads N
@@ -13,7 +14,7 @@
 # linear multiply-adds x 2) and peak RSS (the max over the rounds).
 #
 # Both sides hold one network, its optimizer state and one batch: peak RSS is like for like.
-# Defaults (5 steps, 2 rounds) take about 2 minutes for both architectures on 2 threads.
+# Defaults (5 steps, 2 rounds) take about 3 minutes for the three architectures on 2 threads.
 #
 # Environment: SPTUNE_BIN (default target/release/sptune), SPTUNE_TORCH_PYTHON (a Python with
 # torch; default .venv-torch/bin/python in the repository or its parent folder, else python3 if
@@ -25,7 +26,7 @@ threads=2
 steps=5
 rounds=2
 only=""
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads="$2"; shift 2 ;;
@@ -37,8 +38,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$only" in
-    ""|resnet18|efficientnet-lite0) ;;
-    *) echo "--only takes resnet18 or efficientnet-lite0, not '$only'" >&2; exit 2 ;;
+    ""|resnet18|efficientnet-lite0|resnet50) ;;
+    *) echo "--only takes resnet18, efficientnet-lite0 or resnet50, not '$only'" >&2; exit 2 ;;
 esac
 
 bin="${SPTUNE_BIN:-target/release/sptune}"
@@ -70,8 +71,13 @@ parent folder, python3). Make one with:
 EOF
     exit 2
 fi
-if [ "$only" != resnet18 ] && ! "$py" -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
+if { [ -z "$only" ] || [ "$only" = efficientnet-lite0 ]; } \
+    && ! "$py" -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
     echo "efficientnet-lite0 needs \`$py -m pip install efficientnet-lite-pytorch\` (or use --only resnet18)" >&2
+    exit 2
+fi
+if { [ -z "$only" ] || [ "$only" = resnet50 ]; } && ! "$py" -c 'import torchvision' 2>/dev/null; then
+    echo "resnet50 needs \`$py -m pip install torchvision\` (or use --only resnet18)" >&2
     exit 2
 fi
 
@@ -139,8 +145,9 @@ EOF
 }
 
 cases=()
-[ "$only" != efficientnet-lite0 ] && cases+=("resnet18 32 32")
-[ "$only" != resnet18 ] && cases+=("efficientnet-lite0 16 224")
+{ [ -z "$only" ] || [ "$only" = resnet18 ]; } && cases+=("resnet18 32 32")
+{ [ -z "$only" ] || [ "$only" = efficientnet-lite0 ]; } && cases+=("efficientnet-lite0 16 224")
+{ [ -z "$only" ] || [ "$only" = resnet50 ]; } && cases+=("resnet50 8 224")
 for c in "${cases[@]}"; do
     read -r arch batch size <<<"$c"
     echo "$arch, batch $batch @ $size px, $threads threads, $steps timed steps, $rounds rounds:" >&2

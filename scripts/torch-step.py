@@ -106,7 +106,13 @@ def build(arch, size, width):
             )
         except (TypeError, ValueError):  # an older API without these overrides
             return EfficientNet.from_name("efficientnet-lite0", num_classes=10)
-    sys.exit(f"unknown --arch {arch} (resnet18, efficientnet-lite0)")
+    if arch == "resnet50":
+        try:
+            import torchvision
+        except ImportError:
+            sys.exit("resnet50 needs `pip install torchvision`")
+        return torchvision.models.resnet50(num_classes=10)
+    sys.exit(f"unknown --arch {arch} (resnet18, resnet50, efficientnet-lite0)")
 
 
 def mac_hooks(model, counter):
@@ -130,19 +136,21 @@ def mac_hooks(model, counter):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arch", default="resnet18", choices=["resnet18", "efficientnet-lite0"])
+    p.add_argument("--arch", default="resnet18",
+                   choices=["resnet18", "resnet50", "efficientnet-lite0"])
     p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
-    p.add_argument("--batch", type=int, help="default 32 (resnet18), 16 (efficientnet-lite0)")
-    p.add_argument("--size", type=int, help="default 32 (resnet18), 224 (efficientnet-lite0)")
+    p.add_argument("--batch", type=int,
+                   help="default 32 (resnet18), 16 (efficientnet-lite0), 8 (resnet50)")
+    p.add_argument("--size", type=int,
+                   help="default 32 (resnet18), 224 (efficientnet-lite0, resnet50)")
     p.add_argument("--width", type=int, default=64, help="ResNet base width")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (then cudnn.benchmark on, "
                    "--warmup steps first, and a synchronize before each clock read)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first counts FLOPs)")
     a = p.parse_args()
-    lite = a.arch == "efficientnet-lite0"
-    batch = a.batch or (16 if lite else 32)
-    size = a.size or (224 if lite else 32)
+    batch = a.batch or {"resnet18": 32, "efficientnet-lite0": 16, "resnet50": 8}[a.arch]
+    size = a.size or (32 if a.arch == "resnet18" else 224)
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
     dev = torch.device(a.device)

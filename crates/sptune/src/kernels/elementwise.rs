@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::depthwise::simd;
+
 /// Elements per task.
 const BLOCK: usize = 1 << 14;
 
@@ -11,9 +13,14 @@ pub fn relu6(x: &[f32]) -> Vec<f32> {
     y.par_chunks_mut(BLOCK)
         .zip(x.par_chunks(BLOCK))
         .for_each(|(y, x)| {
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = x.clamp(0.0, 6.0);
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for (y, x) in y.iter_mut().zip(x) {
+                        *y = x.clamp(0.0, 6.0);
+                    }
+                },
+            )
         });
     y
 }
@@ -25,9 +32,14 @@ pub fn relu6_grad(x: &[f32], gy: &[f32]) -> Vec<f32> {
     gx.par_chunks_mut(BLOCK)
         .zip(x.par_chunks(BLOCK).zip(gy.par_chunks(BLOCK)))
         .for_each(|(gx, (x, gy))| {
-            for ((gx, x), gy) in gx.iter_mut().zip(x).zip(gy) {
-                *gx = if *x > 0.0 && *x < 6.0 { *gy } else { 0.0 };
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((gx, x), gy) in gx.iter_mut().zip(x).zip(gy) {
+                        *gx = if *x > 0.0 && *x < 6.0 { *gy } else { 0.0 };
+                    }
+                },
+            )
         });
     gx
 }

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use super::depthwise::simd;
+
 /// `[batch, channels, h·w]` of a tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct Dims {
@@ -25,8 +27,9 @@ impl Dims {
     }
 }
 
-/// `(Σ a, Σ a·b)` over a slice pair in 16 lanes of f32 (the compiler vectorizes fixed-size
+/// `(Σ a, Σ a·b)` over a slice pair (inlined into its callers' [`simd`] blocks) in 16 lanes of f32 (the compiler vectorizes fixed-size
 /// lane arrays), totalled in f64.
+#[inline(always)]
 fn sums(a: &[f32], b: &[f32]) -> (f64, f64) {
     let (mut sa, mut sab) = ([0f32; 16], [0f32; 16]);
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -53,17 +56,27 @@ pub fn channel_stats(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
     (0..d.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = d.planes(x, c).map(|p| sums(p, p).0).sum::<f64>() / n;
-            let m = mean as f32;
-            let mut centered = vec![0f32; d.plane];
-            let mut ss = 0f64;
-            for p in d.planes(x, c) {
-                for (o, &v) in centered.iter_mut().zip(p) {
-                    *o = v - m;
-                }
-                ss += sums(&centered, &centered).1;
-            }
-            (m, (ss / n) as f32)
+            simd(
+                #[inline(always)]
+                || {
+                    // plain loops: an iterator's fold would be compiled outside `simd`
+                    let mut total = 0f64;
+                    for p in d.planes(x, c) {
+                        total += sums(p, p).0;
+                    }
+                    let mean = total / n;
+                    let m = mean as f32;
+                    let mut centered = vec![0f32; d.plane];
+                    let mut ss = 0f64;
+                    for p in d.planes(x, c) {
+                        for (o, &v) in centered.iter_mut().zip(p) {
+                            *o = v - m;
+                        }
+                        ss += sums(&centered, &centered).1;
+                    }
+                    (m, (ss / n) as f32)
+                },
+            )
         })
         .unzip()
 }
@@ -81,9 +94,14 @@ pub fn forward(
         let c = i % d.channels;
         let inv = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
         let (scale, shift) = (gamma[c] * inv, beta[c] - gamma[c] * inv * mean[c]);
-        for (o, &v) in dst.iter_mut().zip(&x[i * d.plane..(i + 1) * d.plane]) {
-            *o = v * scale + shift;
-        }
+        simd(
+            #[inline(always)]
+            || {
+                for (o, &v) in dst.iter_mut().zip(&x[i * d.plane..(i + 1) * d.plane]) {
+                    *o = v * scale + shift;
+                }
+            },
+        )
     });
     y
 }
@@ -105,11 +123,18 @@ pub fn backward(
     let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..d.channels)
         .into_par_iter()
         .map(|c| {
-            let (sg, sgx) = d
-                .planes(gy, c)
-                .zip(d.planes(x, c))
-                .map(|(g, xp)| sums(g, xp))
-                .fold((0f64, 0f64), |(a, b), (p, q)| (a + p, b + q));
+            let (sg, sgx) = simd(
+                #[inline(always)]
+                || {
+                    let (mut sg, mut sgx) = (0f64, 0f64);
+                    for (g, xp) in d.planes(gy, c).zip(d.planes(x, c)) {
+                        let (p, q) = sums(g, xp);
+                        sg += p;
+                        sgx += q;
+                    }
+                    (sg, sgx)
+                },
+            );
             let dg = (sgx - mean[c] as f64 * sg) * inv[c] as f64;
             (dg as f32, sg as f32)
         })
@@ -122,9 +147,14 @@ pub fn backward(
         let k = gamma[c] * s / n;
         let (a, b) = (dbeta[c], dgamma[c]);
         let (xp, gp) = (&x[i * d.plane..][..d.plane], &gy[i * d.plane..][..d.plane]);
-        for ((o, &xv), &g) in dst.iter_mut().zip(xp).zip(gp) {
-            *o = k * (n * g - a - (xv - m) * s * b);
-        }
+        simd(
+            #[inline(always)]
+            || {
+                for ((o, &xv), &g) in dst.iter_mut().zip(xp).zip(gp) {
+                    *o = k * (n * g - a - (xv - m) * s * b);
+                }
+            },
+        )
     });
     (gx, dgamma, dbeta)
 }
