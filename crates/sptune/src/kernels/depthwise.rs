@@ -464,7 +464,7 @@ pub(super) fn isa() -> Isa {
 /// baseline), `f` inlined into the function that enables them (mark a closure
 /// `#[inline(always)]`): lane arithmetic then runs on whole vector registers.
 #[inline(always)]
-pub(super) fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]

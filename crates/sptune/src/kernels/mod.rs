@@ -21,6 +21,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
+pub(crate) use depthwise::simd;
 use ext::CpuKernels;
 pub use ext::Geometry;
 

@@ -4,8 +4,8 @@
 
 use super::BLOCK;
 use super::plan::{ConvLayer, LinearLayer, NormLayer};
-use crate::kernels::depthwise_rows;
 use crate::kernels::window::{Window, col2im, gemm_into, im2col};
+use crate::kernels::{depthwise_rows, simd};
 
 /// Per-thread Fisher sums, one vector per slot.
 pub(super) type Sums = Vec<Vec<f32>>;
@@ -157,6 +157,14 @@ fn depthwise_step(
 /// An eval-mode BatchNorm: adds `γ`'s `Σ_r (Σ_pos g x̂)²` and `β`'s `Σ_r (Σ_pos g)²`, then
 /// scales `g` in place to the input gradient.
 pub(super) fn norm_step(l: &NormLayer, x: &[f32], g: &mut [f32], rows: usize, sums: &mut Sums) {
+    simd(
+        #[inline(always)]
+        || norm_rows(l, x, g, rows, sums),
+    )
+}
+
+#[inline(always)]
+fn norm_rows(l: &NormLayer, x: &[f32], g: &mut [f32], rows: usize, sums: &mut Sums) {
     let c = l.mean.len();
     let p = x.len() / c;
     let mut xhat = vec![0f32; p];
@@ -195,12 +203,17 @@ pub(super) fn mask(g: &mut [f32], rows: usize, p: usize, on: impl Fn(usize) -> b
     // the predicate once per position (not once per row), then a select per row that
     // vectorizes
     let keep: Vec<bool> = (0..g.len() / rows).map(on).collect();
-    for (k, chunk) in g.chunks_mut(p).enumerate() {
-        let base = (k / rows) * p;
-        for (v, &on) in chunk.iter_mut().zip(&keep[base..base + p]) {
-            *v = if on { *v } else { 0.0 };
-        }
-    }
+    simd(
+        #[inline(always)]
+        || {
+            for (k, chunk) in g.chunks_mut(p).enumerate() {
+                let base = (k / rows) * p;
+                for (v, &on) in chunk.iter_mut().zip(&keep[base..base + p]) {
+                    *v = if on { *v } else { 0.0 };
+                }
+            }
+        },
+    )
 }
 
 /// A linear layer: adds `Σ_r g_ro² a_k²` (and the bias's `Σ_r g_ro²`); returns the input
