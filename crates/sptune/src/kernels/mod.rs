@@ -3,7 +3,9 @@
 //! [`norm`] and [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
 //! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
 //! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
-//! engine, `depthwise_rows` the engine's depthwise passes. Each kernel is checked against burn's op in `tests/kernels.rs`.
+//! engine, `depthwise_rows` the engine's depthwise passes. Each training kernel is checked
+//! against burn's op in `tests/kernels.rs`; `depthwise_rows` against the convolution's direct
+//! definition (its unit test) and burn's autodiff (`fisher::cpu::layers`' test).
 
 pub mod conv;
 pub(crate) mod depthwise;
