@@ -874,3 +874,48 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod suspension {
+    use super::*;
+    use crate::kernels::DirectConvolutions;
+
+    #[test]
+    fn a_hold_suspends_the_transforms_on_its_thread_only() {
+        // ResNet-18's first stage at 32 px, batch 32: 8x8 tiles per image, 2048 in all
+        let window = Window::new([3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)], [32, 32]);
+        let c = Conv {
+            batch: 32,
+            cin: 64,
+            cout: 64,
+            groups: 1,
+            window: &window,
+        };
+        assert!(applies(&c));
+        {
+            let _outer = DirectConvolutions::hold();
+            assert!(!applies(&c));
+            {
+                let _inner = DirectConvolutions::hold();
+                assert!(!applies(&c));
+            }
+            // the inner hold's drop restores the outer's state, not "on"
+            assert!(!applies(&c));
+            let elsewhere = std::thread::spawn(|| {
+                let window = Window::new([3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)], [32, 32]);
+                applies(&Conv {
+                    batch: 32,
+                    cin: 64,
+                    cout: 64,
+                    groups: 1,
+                    window: &window,
+                })
+            });
+            assert!(
+                elsewhere.join().unwrap(),
+                "another thread lost the transforms"
+            );
+        }
+        assert!(applies(&c));
+    }
+}
