@@ -5,7 +5,7 @@
 # with momentum 0.01, train-mode statistics of 100 gray images never reach the running
 # averages, and test accuracy collapsed to 25-33 % while train accuracy was 84-88 %);
 # test on the first 500 test images; seeds 0-4 (SEEDS="0 1" for fewer).
-# About 6 min per seed on 2 cores. Usage: [SEEDS=...] bash scripts/efficientnet-fashion.sh [OUT_DIR]
+# About 70 s per seed on 2 cores (6 min when first written). Usage: [SEEDS=...] bash scripts/efficientnet-fashion.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/efficientnet-fashion}
