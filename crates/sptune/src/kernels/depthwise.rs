@@ -10,10 +10,9 @@
 //!
 //! Sums: the weight gradient adds per-row dot products (16 f32 lanes) into f64 totals.
 
-use std::sync::OnceLock;
-
 use rayon::prelude::*;
 
+use super::simd::{Fused, Isa, Madd, Plain, isa, simd};
 use super::window::{KernelTap, Window};
 
 /// The shapes of a depthwise convolution (the caller's `Conv` with one input channel per
@@ -38,27 +37,6 @@ impl Conv<'_> {
     }
     fn p_out(&self) -> usize {
         self.window.out_len()
-    }
-}
-
-/// `a·b + c`, fused (one rounding) where the processor has FMA.
-pub(super) trait Madd {
-    fn madd(a: f32, b: f32, c: f32) -> f32;
-}
-
-pub(super) struct Fused;
-impl Madd for Fused {
-    #[inline(always)]
-    fn madd(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-}
-
-pub(super) struct Plain;
-impl Madd for Plain {
-    #[inline(always)]
-    fn madd(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
     }
 }
 
@@ -437,57 +415,8 @@ fn weight_grad_tile<M: Madd>(
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub(super) enum Isa {
-    V4,
-    V3,
-    Base,
-}
-
-pub(super) fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-                return Isa::V4;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::V3;
-            }
-        }
-        Isa::Base
-    })
-}
-
-/// `f()` compiled for the processor's best instruction set (AVX-512, AVX2 + FMA or the
-/// baseline), `f` inlined into the function that enables them (mark a closure
-/// `#[inline(always)]`): lane arithmetic then runs on whole vector registers.
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        match isa() {
-            // SAFETY: isa() saw these features on this processor
-            Isa::V4 => return unsafe { v4(f) },
-            // SAFETY: as above
-            Isa::V3 => return unsafe { v3(f) },
-            Isa::Base => {}
-        }
-    }
-    f()
-}
-
-/// Declares `$name(c, taps, a, b, i, dst)` dispatching to `$body::<M>` compiled for the
-/// processor's best instruction set.
+/// Declares `$name(c, taps, a, b, i, dst)` running `$body::<M>` compiled for the processor's
+/// best instruction set ([`simd`]; [`Plain`] multiply-adds on the baseline).
 macro_rules! dispatched {
     ($name:ident, $body:ident) => {
         fn $name(
@@ -498,39 +427,13 @@ macro_rules! dispatched {
             i: usize,
             dst: &mut [f32],
         ) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn v4(
-                    c: &Conv<'_>,
-                    t: &[KernelTap],
-                    a: &[f32],
-                    b: &[f32],
-                    i: usize,
-                    d: &mut [f32],
-                ) {
-                    $body::<Fused>(c, t, a, b, i, d)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3(
-                    c: &Conv<'_>,
-                    t: &[KernelTap],
-                    a: &[f32],
-                    b: &[f32],
-                    i: usize,
-                    d: &mut [f32],
-                ) {
-                    $body::<Fused>(c, t, a, b, i, d)
-                }
-                match isa() {
-                    // SAFETY: isa() saw these features on this processor
-                    Isa::V4 => return unsafe { v4(c, taps, a, b, i, dst) },
-                    // SAFETY: as above
-                    Isa::V3 => return unsafe { v3(c, taps, a, b, i, dst) },
-                    Isa::Base => {}
-                }
+            match isa() {
+                Isa::Base => $body::<Plain>(c, taps, a, b, i, dst),
+                _ => simd(
+                    #[inline(always)]
+                    || $body::<Fused>(c, taps, a, b, i, dst),
+                ),
             }
-            $body::<Plain>(c, taps, a, b, i, dst)
         }
     };
 }

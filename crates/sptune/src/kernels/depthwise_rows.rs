@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::depthwise::{Fused, Isa, Madd, Plain, isa, simd};
+use super::simd::{Fused, Isa, Madd, Plain, isa, simd};
 use super::window::Window;
 
 const LANES: usize = 16;

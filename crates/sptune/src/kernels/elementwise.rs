@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::depthwise::simd;
+use super::simd::simd;
 
 /// Elements per task.
 const BLOCK: usize = 1 << 14;

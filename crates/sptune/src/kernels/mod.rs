@@ -13,6 +13,7 @@ pub(crate) mod depthwise_rows;
 pub mod elementwise;
 mod ext;
 pub mod norm;
+pub(crate) mod simd;
 pub(crate) mod window;
 pub(crate) mod winograd;
 
@@ -23,7 +24,6 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
-pub(crate) use depthwise::simd;
 use ext::CpuKernels;
 pub use ext::Geometry;
 

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::depthwise::simd;
+use super::simd::simd;
 
 /// `[batch, channels, h·w]` of a tensor.
 #[derive(Clone, Copy, Debug)]

@@ -32,7 +32,7 @@ use std::ops::{Add, Mul, Sub};
 
 use rayon::prelude::*;
 
-use super::depthwise::simd;
+use super::simd::simd;
 use super::window::{Window, gemm_into};
 
 /// The shapes of one convolution as this module needs them (its own type: `conv`, which calls

@@ -4,8 +4,9 @@
 
 use super::BLOCK;
 use super::plan::{ConvLayer, LinearLayer, NormLayer};
+use crate::kernels::depthwise_rows;
+use crate::kernels::simd::simd;
 use crate::kernels::window::{Window, col2im, gemm_into, im2col};
-use crate::kernels::{depthwise_rows, simd};
 
 /// Per-thread Fisher sums, one vector per slot.
 pub(super) type Sums = Vec<Vec<f32>>;
