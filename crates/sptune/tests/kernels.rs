@@ -454,3 +454,92 @@ fn batch_norm_matches_burn_in_training_mode() {
         }
     }
 }
+
+/// The own BatchNorm with the running statistics (eval mode, and `--bn frozen` during training)
+/// against burn's `BatchNorm::forward` with training off: output and gradients of the input,
+/// γ and β to 1e-4 relative, with γ, β trained or frozen; and the forward pass on the device
+/// without autodiff (evaluation), where the running statistics must stay as they were.
+#[test]
+fn batch_norm_matches_burn_with_running_statistics() {
+    use burn::module::{Param, RunningState};
+    use burn::nn::BatchNormConfig;
+    // (shape, γ and β trained, the input's mean in standard deviations)
+    for (shape, affine, offset) in [
+        ([4, 3, 5, 6], true, 0.35),
+        ([1, 8, 7, 7], false, 0.35),
+        ([6, 2, 1, 1], true, 0.35),
+        ([2, 16, 9, 9], true, 25.0),
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(40 + shape[1] as u64);
+        let device = Device::flex().autodiff();
+        let c = shape[1];
+        let x0 = normal(shape, 2.0, &mut rng).add_scalar(2.0 * offset);
+        let r = normal(shape, 1.0, &mut rng);
+        let gamma = normal([c], 1.0, &mut rng);
+        let beta = normal([c], 1.0, &mut rng);
+        // running statistics unlike the batch's, so a kernel using the batch's fails
+        let mean = normal([c], 1.0, &mut rng).add_scalar(2.0 * offset);
+        let var = normal([c], 1.0, &mut rng).abs().add_scalar(0.2);
+        let module = |device: &Device| {
+            let mut m = BatchNormConfig::new(c).with_epsilon(1e-3).init(device);
+            // the values on `device` (all were made on the autodiff device)
+            let on = |t: &Tensor<1>| match device.is_autodiff() {
+                true => t.clone(),
+                false => t.clone().inner(),
+            };
+            let p = |t: &Tensor<1>| match affine && device.is_autodiff() {
+                true => Param::from_tensor(on(t).require_grad()),
+                false => Param::from_tensor(on(t)).set_require_grad(false),
+            };
+            m.gamma = p(&gamma);
+            m.beta = p(&beta);
+            m.running_mean = RunningState::new(on(&mean));
+            m.running_var = RunningState::new(on(&var));
+            m.training = m.training.with_value(false);
+            m
+        };
+        let run = |own: bool| {
+            let m = module(&device);
+            let x = x0.clone().require_grad();
+            let y = if own {
+                sptune::kernels::batch_norm(&m, x.clone())
+            } else {
+                m.forward(x.clone())
+            };
+            let g = (y.clone() * r.clone()).sum().backward();
+            let one = |t: Tensor<1>| t.reshape([1, 1, 1, c]);
+            let mut out = vec![y.inner(), x.grad(&g).unwrap()];
+            if affine {
+                out.push(one(m.gamma.grad(&g).unwrap()));
+                out.push(one(m.beta.grad(&g).unwrap()));
+            } else {
+                assert!(m.gamma.grad(&g).is_none() && m.beta.grad(&g).is_none());
+            }
+            out
+        };
+        let (own, base) = (run(true), run(false));
+        for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta"]
+            .iter()
+            .zip(own.iter().zip(&base))
+        {
+            let e = max_rel(a, b);
+            assert!(e < 1e-4, "{name} of {shape:?}: {e:e}");
+        }
+        // evaluation: no autodiff
+        let inner = Device::flex();
+        let m = module(&inner);
+        let x = x0.clone().inner().to_device(&inner);
+        let (a, b) = (
+            sptune::kernels::batch_norm(&m, x.clone()),
+            m.forward(x.clone()),
+        );
+        let to4 = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &device);
+        let e = max_rel(&to4(a), &to4(b));
+        assert!(e < 1e-4, "eval y of {shape:?}: {e:e}");
+        let same = |s: &RunningState<Tensor<1>>, t: &Tensor<1>| {
+            s.value().into_data().try_to_vec::<f32>().unwrap()
+                == t.clone().inner().into_data().try_to_vec::<f32>().unwrap()
+        };
+        assert!(same(&m.running_mean, &mean) && same(&m.running_var, &var));
+    }
+}

@@ -103,7 +103,7 @@ impl Hook for Probe {
         let mean = m.running_mean.value().inner().reshape([1, c, 1, 1]);
         let var = m.running_var.value().inner().reshape([1, c, 1, 1]);
         let normalized = (x.clone().inner() - mean) / var.add_scalar(m.epsilon).sqrt();
-        let y = m.forward(x);
+        let y = crate::kernels::batch_norm(m, x);
         let probe = probe_like(&y);
         self.sites.push(ProbeSite::Norm {
             gamma: m.gamma.id,

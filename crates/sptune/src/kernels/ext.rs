@@ -36,6 +36,15 @@ impl Geometry {
     }
 }
 
+/// Where a BatchNorm's statistics come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stats {
+    /// The batch's own mean and biased variance (training mode).
+    Batch,
+    /// The running averages, constants of the step (eval mode, `--bn frozen`).
+    Running,
+}
+
 #[backend_extension(Flex, Autodiff)]
 pub trait CpuKernels: burn::backend::Backend {
     /// A bias-free 2-D convolution, NCHW, f32.
@@ -52,8 +61,9 @@ pub trait CpuKernels: burn::backend::Backend {
     /// h, w]`: `[2, channels]`, outside the autodiff graph.
     fn sptune_channel_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// BatchNorm of `x` `[batch, channels, h, w]` with the batch statistics `mean`, `var`
-    /// (given, computed from `x`: the gradient accounts for their dependence on `x`).
+    /// BatchNorm of `x` `[batch, channels, h, w]` with the statistics `mean`, `var`: the
+    /// batch's, computed from `x` (`stats` = [`Stats::Batch`]: the gradient accounts for their
+    /// dependence on `x`), or constants ([`Stats::Running`]).
     fn sptune_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -61,6 +71,7 @@ pub trait CpuKernels: burn::backend::Backend {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         eps: f64,
+        stats: Stats,
     ) -> FloatTensor<Self>;
 }
 
@@ -114,6 +125,7 @@ impl CpuKernels for Flex {
         mean: FlexTensor,
         var: FlexTensor,
         eps: f64,
+        _stats: Stats,
     ) -> FlexTensor {
         let dims = dims4(&x);
         let y = norm::forward(
@@ -143,8 +155,8 @@ fn tensor1(v: Vec<f32>) -> FlexTensor {
 #[derive(Debug)]
 struct BatchNormBackward;
 
-/// `x`, `γ`, mean, variance, ε.
-type BnState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64);
+/// `x`, `γ`, mean, variance, ε, where the statistics come from.
+type BnState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64, Stats);
 
 impl Backward<Flex, 3> for BatchNormBackward {
     type State = BnState;
@@ -152,24 +164,36 @@ impl Backward<Flex, 3> for BatchNormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_g, node_b] = ops.parents;
         let gy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, mean, var, eps) = ops.state;
+        let (x, gamma, mean, var, eps, stats) = ops.state;
         let dims = dims4(&x);
-        let (gx, dgamma, dbeta) = norm::backward(
-            &values(&x),
-            &values(&gy),
-            bn_dims(dims),
-            (&values(&mean), &values(&var)),
-            &values(&gamma),
-            eps,
+        let (x, gy, mean, var, gamma) = (
+            values(&x),
+            values(&gy),
+            values(&mean),
+            values(&var),
+            values(&gamma),
         );
+        let stats_of = (&mean[..], &var[..]);
+        let (gx, affine) = match stats {
+            Stats::Batch => {
+                let (gx, dg, db) = norm::backward(&x, &gy, bn_dims(dims), stats_of, &gamma, eps);
+                (gx, Some((dg, db)))
+            }
+            Stats::Running => {
+                let affine = node_g.is_some() || node_b.is_some();
+                norm::backward_running(&x, &gy, bn_dims(dims), stats_of, &gamma, eps, affine)
+            }
+        };
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(gx, dims));
         }
-        if let Some(node) = node_g {
-            grads.register::<Flex>(node.id, tensor1(dgamma));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, tensor1(dbeta));
+        if let Some((dgamma, dbeta)) = affine {
+            if let Some(node) = node_g {
+                grads.register::<Flex>(node.id, tensor1(dgamma));
+            }
+            if let Some(node) = node_b {
+                grads.register::<Flex>(node.id, tensor1(dbeta));
+            }
         }
     }
 }
@@ -265,6 +289,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         eps: f64,
+        stats: Stats,
     ) -> FloatTensor<Self> {
         let (mean, var) = (mean.into_primitive(), var.into_primitive());
         match BatchNormBackward
@@ -281,8 +306,9 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
                     mean.clone(),
                     var.clone(),
                     eps,
+                    stats,
                 );
-                prep.finish((xp, gp, mean, var, eps), y)
+                prep.finish((xp, gp, mean, var, eps, stats), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::sptune_batch_norm(
                 x.into_primitive(),
@@ -291,6 +317,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
                 mean,
                 var,
                 eps,
+                stats,
             )),
         }
     }

@@ -25,7 +25,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
 use ext::CpuKernels;
-pub use ext::Geometry;
+pub use ext::{Geometry, Stats};
 
 /// Whether 3x3 stride-1 convolutions with enough tiles may run by Winograd's transforms
 /// (`winograd`; on by default). Off, they run as matrix products over unfolded patches like
@@ -61,6 +61,36 @@ impl Drop for DirectConvolutions {
     }
 }
 
+thread_local! {
+    /// Set on this thread while a [`BurnOps`] is held.
+    static BURN_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While held, this thread's convolutions, BatchNorms and ReLU6 run as burn's own ops, as on
+/// devices the kernels do not serve: the kernels' off switch, for measuring what they gain
+/// (`sptune bench --burn-ops`, `sptune bench-fisher --burn-loop`) and for ruling them out
+/// when chasing a difference. Autodiff records which op ran, so a backward pass follows its
+/// forward pass whether or not the hold is still there. Other threads are not affected.
+#[must_use = "the own kernels come back when it is dropped"]
+pub struct BurnOps {
+    before: bool,
+}
+
+impl BurnOps {
+    /// Routes this thread's layers to burn's ops until the value is dropped.
+    pub fn hold() -> Self {
+        BurnOps {
+            before: BURN_OPS.replace(true),
+        }
+    }
+}
+
+impl Drop for BurnOps {
+    fn drop(&mut self) {
+        BURN_OPS.set(self.before);
+    }
+}
+
 /// `m` applied to `x` `[batch, channels, h, w]`, through the own kernels where they apply.
 pub fn conv2d(m: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
@@ -84,7 +114,7 @@ pub fn conv2d_with(
         groups: options.groups,
     };
     let fits = g.conv(x.dims(), weight.dims()).is_some();
-    if !(on_cpu(&x) && fits && x.dtype() == DType::F32 && weight.dtype() == DType::F32) {
+    if !(own(&x) && fits && weight.dtype() == DType::F32) {
         return burn_conv2d(x, weight, bias, options);
     }
     let y = Tensor::<4>::from_dispatch(<Dispatch as CpuKernels>::sptune_conv2d(
@@ -104,23 +134,40 @@ pub fn conv2d_with(
 /// `min(max(x, 0), 6)`, through the own kernel on the CPU (Flex) device for f32, else burn's
 /// `clamp`.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !(on_cpu(&x) && x.dtype() == DType::F32) {
+    if !own(&x) {
         return x.clamp(0.0, 6.0);
     }
     Tensor::<D>::from_dispatch(<Dispatch as CpuKernels>::sptune_relu6(x.into_dispatch()))
 }
 
-fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+/// Whether `x`'s op runs through the own kernels: f32 on the CPU (Flex) device, no
+/// [`BurnOps`] held.
+fn own<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+        && x.dtype() == DType::F32
+        && !BURN_OPS.get()
 }
 
-/// `m` applied to `x` `[batch, channels, h, w]`: in training mode on the CPU (Flex) device
-/// through the own kernels, with burn's update of the running statistics (`momentum` weight
-/// on the batch's mean and biased variance); otherwise `m.forward`.
+/// `m` applied to `x` `[batch, channels, h, w]` as burn's `m.forward` (training mode on an
+/// autodiff device with training enabled, else the running statistics), through the own
+/// kernels on the CPU (Flex) device: in training mode with burn's update of the running
+/// statistics (`momentum` weight on the batch's mean and biased variance).
 pub fn batch_norm(m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    let train = x.device().is_autodiff() && m.training.is_enabled();
-    if !(train && on_cpu(&x) && x.dtype() == DType::F32) {
+    if !own(&x) {
         return m.forward(x);
+    }
+    let train = x.device().is_autodiff() && m.training.is_enabled();
+    if !train {
+        let device = x.device();
+        return Tensor::<4>::from_dispatch(<Dispatch as CpuKernels>::sptune_batch_norm(
+            x.into_dispatch(),
+            m.gamma.val().into_dispatch(),
+            m.beta.val().into_dispatch(),
+            m.running_mean.value().to_device(&device).into_dispatch(),
+            m.running_var.value().to_device(&device).into_dispatch(),
+            m.epsilon,
+            Stats::Running,
+        ));
     }
     let device = x.device();
     let c = x.dims()[1];
@@ -137,6 +184,7 @@ pub fn batch_norm(m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         mean.clone().into_dispatch(),
         var.clone().into_dispatch(),
         m.epsilon,
+        Stats::Batch,
     ));
     let update = |running: Tensor<1>, batch: Tensor<1>| {
         running

@@ -1,10 +1,12 @@
-//! BatchNorm in training mode on the CPU, NCHW, f32: batch statistics, the normalization and
-//! its backward pass, each one pass over the tensor per channel (burn's generic batch norm
-//! swaps the batch and channel dimensions and copies the tensor several times).
+//! BatchNorm on the CPU, NCHW, f32, each step one pass over the tensor per channel (burn's
+//! generic batch norm swaps the batch and channel dimensions and copies the tensor several
+//! times): the batch statistics, the normalization, and its backward pass in training mode
+//! (batch statistics) and with the running statistics (eval mode, `--bn frozen`).
 //!
-//! With `x̂ = (x − μ)/σ`, `σ = √(var + ε)` (biased batch variance, as burn) and `y = γ x̂ + β`
-//! per channel over its `n = batch · h · w` values, the gradients are `dβ = Σ dy`,
-//! `dγ = Σ dy · x̂` and `dx = γ/(n σ) · (n dy − dβ − x̂ dγ)`.
+//! With `x̂ = (x − μ)/σ`, `σ = √(var + ε)` and `y = γ x̂ + β` per channel over its
+//! `n = batch · h · w` values, the gradients are `dβ = Σ dy`, `dγ = Σ dy · x̂`, and
+//! `dx = γ/(n σ) · (n dy − dβ − x̂ dγ)` when μ and var are the batch's (biased variance, as
+//! burn), `dx = γ/σ · dy` when they are the running statistics (constants).
 
 use rayon::prelude::*;
 
@@ -93,12 +95,14 @@ pub fn forward(
     y.par_chunks_mut(d.plane).enumerate().for_each(|(i, dst)| {
         let c = i % d.channels;
         let inv = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
-        let (scale, shift) = (gamma[c] * inv, beta[c] - gamma[c] * inv * mean[c]);
+        let (m, scale, shift) = (mean[c], gamma[c] * inv, beta[c]);
         simd(
             #[inline(always)]
             || {
+                // centered first: `x·scale + (β − μ·scale)` loses the digits of `x − μ` when
+                // |μ| is large against the spread (running statistics far from the batch's)
                 for (o, &v) in dst.iter_mut().zip(&x[i * d.plane..(i + 1) * d.plane]) {
-                    *o = v * scale + shift;
+                    *o = (v - m) * scale + shift;
                 }
             },
         )
@@ -106,21 +110,18 @@ pub fn forward(
     y
 }
 
-/// `(dx, dγ, dβ)` given the output's gradient `gy`.
-pub fn backward(
-    x: &[f32],
-    gy: &[f32],
-    d: Dims,
-    (mean, var): (&[f32], &[f32]),
-    gamma: &[f32],
-    eps: f64,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let inv: Vec<f32> = var
-        .iter()
+fn inverse_deviations(var: &[f32], eps: f64) -> Vec<f32> {
+    var.iter()
         .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
-        .collect();
-    // dβ = Σ dy, dγ = Σ dy·x̂ = (Σ dy·x − μ Σ dy)/σ
-    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..d.channels)
+        .collect()
+}
+
+/// `(dγ, dβ)`, one value per channel each.
+pub type AffineGrads = (Vec<f32>, Vec<f32>);
+
+/// `(dγ, dβ)` per channel: `dβ = Σ dy`, `dγ = Σ dy·x̂ = (Σ dy·x − μ Σ dy)/σ` (`inv = 1/σ`).
+fn affine_grads(x: &[f32], gy: &[f32], d: Dims, mean: &[f32], inv: &[f32]) -> AffineGrads {
+    (0..d.channels)
         .into_par_iter()
         .map(|c| {
             let (sg, sgx) = simd(
@@ -138,7 +139,21 @@ pub fn backward(
             let dg = (sgx - mean[c] as f64 * sg) * inv[c] as f64;
             (dg as f32, sg as f32)
         })
-        .unzip();
+        .unzip()
+}
+
+/// `(dx, dγ, dβ)` given the output's gradient `gy`, with `mean`, `var` the batch statistics
+/// of `x` (training mode: `dx` accounts for their dependence on `x`).
+pub fn backward(
+    x: &[f32],
+    gy: &[f32],
+    d: Dims,
+    (mean, var): (&[f32], &[f32]),
+    gamma: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let inv = inverse_deviations(var, eps);
+    let (dgamma, dbeta) = affine_grads(x, gy, d, mean, &inv);
     let n = (d.batch * d.plane) as f32;
     let mut gx = vec![0f32; x.len()];
     gx.par_chunks_mut(d.plane).enumerate().for_each(|(i, dst)| {
@@ -157,4 +172,35 @@ pub fn backward(
         )
     });
     (gx, dgamma, dbeta)
+}
+
+/// `(dx, dγ, dβ)` given the output's gradient `gy`, with `mean`, `var` constants (the running
+/// statistics: eval mode, `--bn frozen`): `dx = γ/σ · dy`. `dγ` and `dβ` are computed only
+/// when `affine` (a frozen layer's are not needed).
+pub fn backward_running(
+    x: &[f32],
+    gy: &[f32],
+    d: Dims,
+    (mean, var): (&[f32], &[f32]),
+    gamma: &[f32],
+    eps: f64,
+    affine: bool,
+) -> (Vec<f32>, Option<AffineGrads>) {
+    let inv = inverse_deviations(var, eps);
+    let params = affine.then(|| affine_grads(x, gy, d, mean, &inv));
+    let mut gx = vec![0f32; x.len()];
+    gx.par_chunks_mut(d.plane).enumerate().for_each(|(i, dst)| {
+        let c = i % d.channels;
+        let k = gamma[c] * inv[c];
+        let gp = &gy[i * d.plane..][..d.plane];
+        simd(
+            #[inline(always)]
+            || {
+                for (o, &g) in dst.iter_mut().zip(gp) {
+                    *o = k * g;
+                }
+            },
+        )
+    });
+    (gx, params)
 }

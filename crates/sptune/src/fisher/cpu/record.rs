@@ -59,7 +59,7 @@ impl Hook for Recorder {
 
     fn batch_norm(&mut self, m: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         let [_, c, h, w] = x.dims();
-        let y = m.forward(x.clone());
+        let y = crate::kernels::batch_norm(m, x.clone());
         self.records.push(Record {
             id: m.gamma.id,
             input: host_f32(&x),
