@@ -35,7 +35,13 @@ pub fn forgetting(
     let spec = source.spec()?;
     let device = device.clone().without_autodiff();
     let (src_net, _) = load_into(spec.init(&device)?, &spec, source, false)?;
-    let source_acc = super::accuracy(&src_net.valid(), &spec, source_test, 256, &device)?;
+    let source_acc = super::accuracy(
+        &src_net.valid(),
+        &spec,
+        source_test,
+        spec.eval_batch(),
+        &device,
+    )?;
     let after_acc = source_head_accuracy(source, tuned, source_test, &device)?;
     Ok(Forgetting {
         source_acc,
@@ -78,5 +84,5 @@ pub fn source_head_accuracy(
         }
     }
     let (net, _) = load_into(spec.init(&device)?, &spec, &hybrid, false)?;
-    super::accuracy(&net.valid(), &spec, source_test, 256, &device)
+    super::accuracy(&net.valid(), &spec, source_test, spec.eval_batch(), &device)
 }

@@ -384,7 +384,7 @@ fn train_and_test(
         lines.extend(logs.iter().map(dir::epoch_line));
     }
     let net = net.valid();
-    let test_acc = crate::eval::accuracy(&net, &spec, &task.test, 256, ad)?;
+    let test_acc = crate::eval::accuracy(&net, &spec, &task.test, spec.eval_batch(), ad)?;
     lines.push(format!(
         "test accuracy {:.2}% on {} images",
         100.0 * test_acc,
@@ -612,7 +612,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
     let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
     let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
     let t = task::load(&data_for(&spec, &cfg.data), spec.input[0])?;
-    let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, 256, device)?;
+    let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, spec.eval_batch(), device)?;
     let forgetting = match &cfg.source {
         Some(src) => {
             let s = Checkpoint::read(src)?;

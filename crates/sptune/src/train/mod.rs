@@ -680,7 +680,8 @@ pub fn fit_with(
         net = sync_running_stats(net);
         let (val_acc, val_loss) = match val {
             Some(v) if !v.is_empty() => {
-                let (a, l) = eval::accuracy_and_loss(&net.valid(), spec, v, 256, device)?;
+                let (a, l) =
+                    eval::accuracy_and_loss(&net.valid(), spec, v, spec.eval_batch(), device)?;
                 (Some(a), Some(l))
             }
             _ => (None, None),
