@@ -780,6 +780,14 @@ pub struct BenchArgs {
     /// Architecture (resnet18, ..., efficientnet-lite0); small stem for sizes up to 64 px.
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// BatchNorm statistics: train (batch statistics) or frozen (running statistics, as
+    /// `finetune --bn frozen`).
+    #[arg(long, value_enum, default_value_t = BnMode::Train)]
+    pub bn: sptune::train::BnMode,
+    /// Also time the plain step on burn's own ops (`sptune::kernels::BurnOps`), round-robin
+    /// with the others: what the own kernels gain, measured in the same run.
+    #[arg(long)]
+    pub burn_ops: bool,
 }
 
 /// `sptune bench-fisher`.
@@ -803,4 +811,8 @@ pub struct BenchFisherArgs {
     /// Architecture: resnet18 (small stem) or efficientnet-lite0 (random weights either way).
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// Also time the batch-1 loop on burn's own ops (`sptune::kernels::BurnOps`), the loop as
+    /// it ran before the own kernels.
+    #[arg(long)]
+    pub burn_loop: bool,
 }

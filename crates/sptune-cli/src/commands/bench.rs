@@ -4,7 +4,9 @@
 //! interleaved round-robin (plain, l2, l2-sp, ...) so machine noise hits all variants alike.
 //! Printed per variant: median full-step time, median optimizer-update time, and the ratio
 //! of each to plain SGD measured in the same run. The penalty value is not computed in these
-//! steps (the trainer computes it once per epoch).
+//! steps (the trainer computes it once per epoch). `--burn-ops` adds the plain step on burn's
+//! own ops (the own kernels switched off by [`sptune::kernels::BurnOps`]); `--bn frozen` runs
+//! every BatchNorm with its running statistics, as `finetune --bn frozen`.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,7 +18,7 @@ use serde_json::json;
 use sptune::fisher::{Estimator, Fisher};
 use sptune::models::ModelSpec;
 use sptune::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
-use sptune::train::Sgd;
+use sptune::train::{BnMode, Sgd};
 
 use super::Global;
 use crate::args::BenchArgs;
@@ -28,6 +30,14 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs the benchmark.
 pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let bn_frozen = match a.bn {
+        BnMode::Train => false,
+        BnMode::Frozen => true,
+        other => anyhow::bail!(
+            "invalid value for --bn: {}; expected train or frozen",
+            sptune::util::Choice::name(other)
+        ),
+    };
     let device = g.device.clone();
     let ad = device.clone().autodiff();
     let spec = ModelSpec {
@@ -41,7 +51,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         std: vec![1.0; 3],
     };
     device.seed(7);
-    let base = spec.init(&ad)?;
+    let base = sptune::train::apply_freeze(spec.init(&ad)?, &|_| false, bn_frozen);
     // The starting point w0: the initial weights, so S is the whole network but the head.
     let initial = StartingPoint::of_network(&base, &spec.head_names());
     let x = Tensor::<4>::random(
@@ -63,6 +73,11 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     ];
     if a.plain_only {
         variants.truncate(1);
+    }
+    // the plain step on burn's ops: the last variant, told apart by its name
+    const BURN: &str = "plain (burn)";
+    if a.burn_ops {
+        variants.push((BURN, Scheme::None, 0.0));
     }
     // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
     let fisher = Fisher {
@@ -104,17 +119,25 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .collect::<sptune::Result<_>>()?;
     if !g.quiet {
         eprintln!(
-            "{} (width {}, small stem {}), batch {} @ {} px, {} timed steps per variant (+1 warm-up), round-robin",
-            a.arch, a.width, spec.small_stem, a.batch_size, a.size, a.steps
+            "{} (width {}, small stem {}), batch {} @ {} px, BatchNorm {}, {} timed steps per variant (+1 warm-up), round-robin",
+            a.arch,
+            a.width,
+            spec.small_stem,
+            a.batch_size,
+            a.size,
+            sptune::util::Choice::name(a.bn),
+            a.steps
         );
     }
     for round in 0..=a.steps {
         for k in 0..state.len() {
             let i = (k + round) % state.len();
             let (net, opt, full, upd) = &mut state[i];
+            let burn_ops = (variants[i].0 == BURN).then(sptune::kernels::BurnOps::hold);
             let t0 = Instant::now();
             let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
             let mut grads = GradientsParams::from_grads(loss.backward(), &*net);
+            drop(burn_ops);
             // on an asynchronous device (wgpu) the backward pass may still be running: wait,
             // so that the update column is the update's own time
             ad.sync()
@@ -168,7 +191,8 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"width": a.width, "batch": a.batch_size, "size": a.size, "rows": rows})
+                &json!({"arch": a.arch, "width": a.width, "batch": a.batch_size, "size": a.size,
+                    "bn": sptune::util::Choice::name(a.bn), "rows": rows})
             )?
         );
     } else {

@@ -7,7 +7,8 @@
 //! forward and backward pass per class, [`sptune::fisher::ProbeEngine`]), `exact` by the batch-1
 //! loop, and `mc` with K = 1 by the default path, plus each path's peak resident memory (Linux
 //! `VmHWM`, reset before each path through `/proc/self/clear_refs`). The batched and loop
-//! results are compared, so the speed-up is for the same numbers.
+//! results are compared, so the speed-up is for the same numbers. `--burn-loop` adds the loop
+//! on burn's own ops ([`sptune::kernels::BurnOps`]), the loop as it ran before the own kernels.
 //!
 //! The probe path does the loop's arithmetic per (example, class), a forward pass, the backward
 //! pass to the layer inputs and the per-example weight gradients, on batches, so its gain is
@@ -179,6 +180,15 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let looped = timed("exact batch-1 loop", || {
         Batch1Loop.compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
     })?;
+    let burn_loop = a
+        .burn_loop
+        .then(|| {
+            timed("loop, burn's ops", || {
+                let _burn = sptune::kernels::BurnOps::hold();
+                Batch1Loop.compute(&net, &spec, &ds, &opts(Estimator::Exact), &device, quiet)
+            })
+        })
+        .transpose()?;
     let agreement = max_rel_diff(&batched.fisher, &looped.fisher);
     let probe_agreement = max_rel_diff(&probe.fisher, &looped.fisher);
     let engine = if CpuEngine.supports(&net, &device) {
@@ -186,7 +196,8 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         "burn probe path"
     };
-    let rows: Vec<&Timed> = vec![&batched, &probe, &looped, &mc];
+    let mut rows: Vec<&Timed> = vec![&batched, &probe, &looped, &mc];
+    rows.extend(burn_loop.as_ref());
     let mib = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
     if g.json {
         let r: Vec<_> = rows
@@ -204,6 +215,8 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 "size": a.size, "batch": a.batch_size, "rows": r,
                 "engine": engine,
                 "batched_vs_loop_max_rel_diff": agreement,
+                "batched_vs_burn_loop_max_rel_diff":
+                    burn_loop.as_ref().map(|b| max_rel_diff(&batched.fisher, &b.fisher)),
                 "probe_vs_loop_max_rel_diff": probe_agreement,
                 "batching_gain": {"examples": ceiling.0, "batched_s": ceiling.1,
                     "one_at_a_time_s": ceiling.2, "ratio": ceiling.2 / ceiling.1},
@@ -227,6 +240,15 @@ pub fn run(a: BenchFisherArgs, g: &Global) -> anyhow::Result<ExitCode> {
         println!(
             "exact batched ({engine}) vs loop: largest difference {agreement:.1e} of the tensor's largest entry (probe path: {probe_agreement:.1e}); goal: batched exact >= 10x the loop"
         );
+        if let Some(b) = &burn_loop {
+            println!(
+                "loop on burn's ops vs on the own kernels: {:.2} s vs {:.2} s; exact batched vs the loop on burn's ops: {:.1}x (largest difference {:.1e})",
+                b.seconds,
+                looped.seconds,
+                b.seconds / batched.seconds,
+                max_rel_diff(&batched.fisher, &b.fisher)
+            );
+        }
         println!(
             "backend batching gain (one fwd+bwd on {} examples vs one at a time): {:.2} s vs {:.2} s = {:.1}x",
             ceiling.0,
