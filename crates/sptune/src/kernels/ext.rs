@@ -125,7 +125,7 @@ impl CpuKernels for Flex {
         mean: FlexTensor,
         var: FlexTensor,
         eps: f64,
-        _stats: Stats,
+        stats: Stats,
     ) -> FlexTensor {
         let dims = dims4(&x);
         let y = norm::forward(
@@ -134,6 +134,7 @@ impl CpuKernels for Flex {
             (&values(&mean), &values(&var)),
             (&values(&gamma), &values(&beta)),
             eps,
+            stats == Stats::Running,
         );
         tensor(y, dims)
     }

@@ -83,29 +83,46 @@ pub fn channel_stats(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
         .unzip()
 }
 
-/// `γ (x − μ)/√(var + ε) + β` per channel.
+/// `γ (x − μ)/√(var + ε) + β` per channel. With `centered`, as `(x − μ)·γ/σ + β` (PyTorch's
+/// order); without, as `x·γ/σ + (β − μ·γ/σ)`, one operation fewer per value, which training
+/// mode uses (the batch's own mean: `x − μ` is of the order of the spread, and the results are
+/// those of every earlier release). Running statistics can lie far from the batch, where the
+/// second form loses the digits of `x − μ`: [`super::Stats::Running`] takes the first.
 pub fn forward(
     x: &[f32],
     d: Dims,
     (mean, var): (&[f32], &[f32]),
     (gamma, beta): (&[f32], &[f32]),
     eps: f64,
+    centered: bool,
 ) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(d.plane).enumerate().for_each(|(i, dst)| {
         let c = i % d.channels;
         let inv = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
-        let (m, scale, shift) = (mean[c], gamma[c] * inv, beta[c]);
-        simd(
-            #[inline(always)]
-            || {
-                // centered first: `x·scale + (β − μ·scale)` loses the digits of `x − μ` when
-                // |μ| is large against the spread (running statistics far from the batch's)
-                for (o, &v) in dst.iter_mut().zip(&x[i * d.plane..(i + 1) * d.plane]) {
-                    *o = (v - m) * scale + shift;
-                }
-            },
-        )
+        let (m, scale) = (mean[c], gamma[c] * inv);
+        let src = &x[i * d.plane..(i + 1) * d.plane];
+        if centered {
+            let shift = beta[c];
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in dst.iter_mut().zip(src) {
+                        *o = (v - m) * scale + shift;
+                    }
+                },
+            )
+        } else {
+            let shift = beta[c] - scale * m;
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in dst.iter_mut().zip(src) {
+                        *o = v * scale + shift;
+                    }
+                },
+            )
+        }
     });
     y
 }
