@@ -616,3 +616,146 @@ fn backbone_lr_multiplier_scales_every_update_but_the_new_heads() {
     }
     assert!(moved > 100, "the step moved almost nothing");
 }
+
+/// The fused update (`Sgd::step_penalized`: the penalty's gradient inside SGD's one pass per
+/// tensor on the CPU) against `Penalty::apply` then `Sgd::step` on burn's ops (`BurnOps`
+/// held), every scheme, three steps with momentum 0.9 on a tiny ResNet (conv kernels,
+/// BatchNorm vectors, biases fused; the linear head on burn's ops in both). The elementwise
+/// schemes must give the same bits (the same float operations in the same order); the group
+/// schemes, whose norms are summed in another order, agree to 1e-4 of each tensor's largest
+/// value.
+#[test]
+fn fused_update_matches_penalty_then_step_on_burn_ops() {
+    use sptune::fisher::{Estimator, Fisher};
+    use sptune::kernels::BurnOps;
+    use sptune::train::sgd::fused_updates;
+    let ad = Device::flex().autodiff();
+    let spec = tiny_resnet(3);
+    // the starting point and the network to fine-tune from this test's own generator (the
+    // device's is shared with concurrent tests): w0 uniform in ±0.5, w = w0 ± [0.02, 0.06)
+    // (no value at w0, where L1-SP's and the group schemes' gradients jump)
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let table = params::table(&spec.init(&ad).unwrap());
+    let (mut t0, mut t1) = (Vec::new(), Vec::new());
+    for info in &table {
+        let n = info.numel();
+        let w0: Vec<f32> = match info.name.rsplit('.').next() {
+            Some("running_var") => vec![1.0; n],
+            Some("running_mean") => vec![0.0; n],
+            _ => (0..n).map(|_| uniform() - 0.5).collect(),
+        };
+        let w: Vec<f32> = w0
+            .iter()
+            .map(|v| {
+                let d = 0.02 + 0.04 * uniform();
+                if info.kind == Kind::Buffer {
+                    *v
+                } else if uniform() < 0.5 {
+                    v - d
+                } else {
+                    v + d
+                }
+            })
+            .collect();
+        t0.push((info.name.as_str(), info.shape.clone(), w0));
+        t1.push((info.name.as_str(), info.shape.clone(), w));
+    }
+    let load = |t| {
+        load_into(spec.init(&ad).unwrap(), &spec, &ckpt(t), false)
+            .unwrap()
+            .0
+    };
+    let (source, net0) = (load(t0), load(t1));
+    let start = StartingPoint::of_network(&source, &spec.head_names());
+    // Fisher weights: any positive values, w0² + 1e-3
+    let fisher = Fisher {
+        tensors: start
+            .source()
+            .tensors
+            .iter()
+            .filter(|(n, _)| !params::is_buffer_name(n))
+            .map(|(n, (s, v))| {
+                (
+                    n.clone(),
+                    (s.clone(), v.iter().map(|x| x * x + 1e-3).collect()),
+                )
+            })
+            .collect(),
+        estimator: Estimator::Exact,
+        samples: 0,
+        mc_samples: 0,
+        path: None,
+    };
+    let start = start.with_fisher(fisher, FisherScaling::default()).unwrap();
+    let ds = random_dataset(6, 3);
+    let x = Tensor::<4>::from_data(TensorData::new(ds.images.clone(), [6, 1, 8, 8]), &ad);
+    let labels: Vec<i64> = ds.labels.iter().map(|&l| l as i64).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [6]), &ad);
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let grads = |net: &sptune::models::Net| {
+        GradientsParams::from_grads(
+            loss_fn
+                .forward(net.forward(x.clone()), y.clone())
+                .backward(),
+            net,
+        )
+    };
+    for scheme in [
+        Scheme::None,
+        Scheme::L2,
+        Scheme::L2Sp,
+        Scheme::L1Sp,
+        Scheme::L2SpFisher,
+        Scheme::GlSp,
+        Scheme::GlSpFisher,
+    ] {
+        let cfg = PenaltyConfig {
+            scheme,
+            alpha: 0.3,
+            beta: 0.05,
+            anchor: Anchor::All,
+        };
+        let penalty = Penalty::new(&net0, Some(&start), cfg, &|_| false, &ad).unwrap();
+        let (mut a, mut b) = (net0.clone(), net0.clone());
+        let (mut opt_a, mut opt_b) = (Sgd::new(0.9), Sgd::new(0.9));
+        let fused_before = fused_updates();
+        for _ in 0..3 {
+            let mut ga = grads(&a);
+            {
+                let _burn = BurnOps::hold();
+                penalty.apply(&a, &mut ga, false);
+                a = opt_a.step(0.05, a, ga);
+            }
+            let gb = grads(&b);
+            b = opt_b.step_penalized(0.05, b, gb, &penalty);
+        }
+        assert!(
+            fused_updates() > fused_before,
+            "{scheme:?}: nothing went through the fused pass"
+        );
+        let (sa, sb, s0) = (snapshot(&a), snapshot(&b), snapshot(&net0));
+        let mut moved = false;
+        for (name, (kind, va)) in &sa {
+            if *kind != Kind::Param {
+                continue;
+            }
+            let vb = &sb[name].1;
+            moved |= *va != s0[name].1;
+            if matches!(scheme, Scheme::GlSp | Scheme::GlSpFisher) {
+                let m = va.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+                for (p, q) in va.iter().zip(vb) {
+                    assert!((p - q).abs() <= 1e-4 * m, "{scheme:?} {name}: {p} vs {q}");
+                }
+            } else {
+                assert!(va == vb, "{scheme:?} {name}: not the same bits");
+            }
+        }
+        assert!(moved, "{scheme:?}: the steps moved nothing");
+    }
+}

@@ -110,7 +110,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
             };
             let penalty = Penalty::new(&base, Some(&start), cfg, &|_| false, &ad)?;
             Ok((
-                base.clone(),
+                Some(base.clone()),
                 (penalty, Sgd::new(0.9)),
                 Vec::new(),
                 Vec::new(),
@@ -132,25 +132,27 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     for round in 0..=a.steps {
         for k in 0..state.len() {
             let i = (k + round) % state.len();
-            let (net, opt, full, upd) = &mut state[i];
+            let (slot, opt, full, upd) = &mut state[i];
+            // the network is moved into the update, as in training (a clone would share its
+            // buffers and make the update copy them)
+            let net = slot.take().expect("put back after every step");
             let burn_ops = (variants[i].0 == BURN).then(sptune::kernels::BurnOps::hold);
             let t0 = Instant::now();
             let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
-            let mut grads = GradientsParams::from_grads(loss.backward(), &*net);
-            drop(burn_ops);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
             // on an asynchronous device (wgpu) the backward pass may still be running: wait,
             // so that the update column is the update's own time
             ad.sync()
                 .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
             let t1 = Instant::now();
             let (penalty, sgd) = opt;
-            penalty.apply(net, &mut grads, false);
-            let n = sgd.step(0.01, net.clone(), grads);
+            let n = sgd.step_penalized(0.01, net, grads, penalty);
+            drop(burn_ops);
             // let the lazy/async backends (wgpu) finish before reading the clock
             ad.sync()
                 .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
             let t2 = Instant::now();
-            *net = n;
+            *slot = Some(n);
             if round > 0 {
                 full.push((t2 - t0).as_secs_f64());
                 upd.push((t2 - t1).as_secs_f64());

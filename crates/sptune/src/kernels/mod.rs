@@ -12,6 +12,7 @@ pub(crate) mod depthwise;
 pub(crate) mod depthwise_rows;
 pub mod elementwise;
 mod ext;
+pub mod host;
 pub mod norm;
 pub(crate) mod simd;
 pub(crate) mod window;
@@ -67,7 +68,7 @@ thread_local! {
 }
 
 /// While held, this thread's convolutions, BatchNorms and ReLU6 run as burn's own ops, as on
-/// devices the kernels do not serve: the kernels' off switch, for measuring what they gain
+/// devices the kernels do not serve, and so does SGD's update ([`crate::train::sgd`]): the kernels' off switch, for measuring what they gain
 /// (`sptune bench --burn-ops`, `sptune bench-fisher --burn-loop`) and for ruling them out
 /// when chasing a difference. Autodiff records which op ran, so a backward pass follows its
 /// forward pass whether or not the hold is still there. Other threads are not affected.
@@ -138,6 +139,11 @@ pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return x.clamp(0.0, 6.0);
     }
     Tensor::<D>::from_dispatch(<Dispatch as CpuKernels>::sptune_relu6(x.into_dispatch()))
+}
+
+/// Whether a [`BurnOps`] is held on this thread.
+pub(crate) fn burn_ops_held() -> bool {
+    BURN_OPS.get()
 }
 
 /// Whether `x`'s op runs through the own kernels: f32 on the CPU (Flex) device, no

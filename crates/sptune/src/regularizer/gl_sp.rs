@@ -35,3 +35,20 @@ pub(crate) fn scaled_directions(d: Tensor<2>, norms: Tensor<2>, s: f64) -> Tenso
         .mask_fill(zero, 0.0);
     d * inv
 }
+
+/// A group's factor `√p/‖d_g‖` (0 for a group at `w0`) from `Σ d²` over its `p` values, for
+/// the fused update ([`crate::train::sgd`]).
+pub fn group_factor(squares: f64, p: usize) -> f32 {
+    let norm = squares.sqrt() as f32;
+    if norm == 0.0 {
+        0.0
+    } else {
+        (1.0 / norm) * (p as f64).sqrt() as f32
+    }
+}
+
+/// `∇Ω` at one value of a group with factor `k` ([`group_factor`]).
+#[inline(always)]
+pub fn grad_at(w: f32, w0: f32, k: f32) -> f32 {
+    (w - w0) * k
+}

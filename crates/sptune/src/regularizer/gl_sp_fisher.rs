@@ -20,3 +20,10 @@ pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>, f: Tensor<2>) -> (Tensor<1>, 
 pub fn grad(w: Tensor<2>, w0: Tensor<2>, f: Tensor<2>) -> Tensor<2> {
     value_and_grad(w, w0, f).1
 }
+
+/// `∇Ω` at one value of a group with factor `k` ([`super::gl_sp::group_factor`] of
+/// `Σ F d²`), for the fused update ([`crate::train::sgd`]).
+#[inline(always)]
+pub fn grad_at(w: f32, w0: f32, f: f32, k: f32) -> f32 {
+    ((w - w0) * f) * k
+}

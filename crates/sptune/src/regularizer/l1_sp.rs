@@ -14,3 +14,10 @@ pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
     let d = w - w0;
     (d.clone().abs().sum(), d.sign())
 }
+
+/// `∇Ω` at one value, for the fused update ([`crate::train::sgd`]): the same float operations
+/// as [`grad`].
+#[inline(always)]
+pub fn grad_at(w: f32, w0: f32) -> f32 {
+    ((w - w0) * 1e30).clamp(-1.0, 1.0)
+}

@@ -13,3 +13,10 @@ pub fn grad(w: Tensor<2>) -> Tensor<2> {
 pub fn value_and_grad(w: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
     (w.clone().square().sum().mul_scalar(0.5), w)
 }
+
+/// `∇Ω` at one value, for the fused update ([`crate::train::sgd`]): the same float operations
+/// as [`grad`].
+#[inline(always)]
+pub fn grad_at(w: f32) -> f32 {
+    w
+}

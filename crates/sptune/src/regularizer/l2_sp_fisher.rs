@@ -17,3 +17,10 @@ pub fn value_and_grad(w: Tensor<2>, w0: Tensor<2>, f: Tensor<2>) -> (Tensor<1>, 
     let fd = d.clone() * f;
     ((fd.clone() * d).sum().mul_scalar(0.5), fd)
 }
+
+/// `∇Ω` at one value, for the fused update ([`crate::train::sgd`]): the same float operations
+/// as [`grad`].
+#[inline(always)]
+pub fn grad_at(w: f32, w0: f32, f: f32) -> f32 {
+    (w - w0) * f
+}

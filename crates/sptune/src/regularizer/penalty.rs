@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor};
 use super::starting_point::{Part, StartingPoint};
 use super::{Anchor, Pull, Scheme, from_group_view, group_tensor, group_view};
 use crate::Result;
+use crate::kernels::host::Host;
 use crate::params::{self, Kind, ParamInfo};
 use crate::util::Choice;
 
@@ -50,6 +51,23 @@ enum Role {
 struct Slot {
     info: ParamInfo,
     role: Role,
+}
+
+/// What the penalty adds to one tensor's gradient, for the fused update
+/// ([`crate::train::sgd::Sgd::step_penalized`]), with the tensors it reads as slices.
+#[allow(clippy::large_enum_variant)] // two tensor handles; one per parameter and step
+pub(crate) enum Term {
+    /// Nothing: not regularized (α or β is 0, no scheme, or left free).
+    Nothing,
+    /// `c·w`: plain L2 on `S̄` (`c = β`), or the L2 scheme on `S` (`c = α`).
+    Decay(f32),
+    /// `α·∇Ω(w)` toward `w0` (with the Fisher weights for the Fisher schemes).
+    Pull {
+        scheme: Scheme,
+        alpha: f32,
+        w0: Host,
+        fisher: Option<Host>,
+    },
 }
 
 /// Penalty values of a step that measured them (already multiplied by α and β).
@@ -180,6 +198,65 @@ impl Penalty {
         v
     }
 
+    /// Whether the tensor `id` is regularized at all (in `S` with a scheme and α ≠ 0, or in
+    /// `S̄` with β ≠ 0).
+    fn regularized(&self, slot: &Slot) -> bool {
+        let cfg = &self.cfg;
+        match &slot.role {
+            Role::Anchored(_) => cfg.scheme != Scheme::None && cfg.alpha != 0.0,
+            Role::New => cfg.beta != 0.0,
+            _ => false,
+        }
+    }
+
+    /// The penalty's gradient (α or β included) for the tensor `id` at `w`, in group view;
+    /// `None` when the tensor is not regularized.
+    pub(crate) fn grad_for(&self, id: ParamId, w: Tensor<2>) -> Option<Tensor<2>> {
+        let slot = self.slots.get(&id).filter(|s| self.regularized(s))?;
+        let cfg = &self.cfg;
+        Some(match &slot.role {
+            Role::Anchored(p) => cfg.scheme.grad(w, p).mul_scalar(cfg.alpha),
+            _ => w.mul_scalar(cfg.beta),
+        })
+    }
+
+    /// What the fused update adds to the tensor `id`: `None` when it needs burn's ops (a
+    /// starting point or Fisher weights not held as plain CPU slices).
+    pub(crate) fn term(&self, id: ParamId) -> Option<Term> {
+        let Some(slot) = self.slots.get(&id).filter(|s| self.regularized(s)) else {
+            return Some(Term::Nothing);
+        };
+        let cfg = &self.cfg;
+        match &slot.role {
+            Role::Anchored(_) if cfg.scheme == Scheme::L2 => Some(Term::Decay(cfg.alpha as f32)),
+            Role::Anchored(p) => Some(Term::Pull {
+                scheme: cfg.scheme,
+                alpha: cfg.alpha as f32,
+                w0: Host::of(p.w0.clone()).ok()?,
+                fisher: match &p.fisher {
+                    Some(f) => Some(Host::of(f.clone()).ok()?),
+                    None => None,
+                },
+            }),
+            _ => Some(Term::Decay(cfg.beta as f32)),
+        }
+    }
+
+    /// The penalty values at `net`'s current weights (α and β included), without touching any
+    /// gradient: what the log shows once per epoch.
+    pub fn values<M: Module>(&self, net: &M) -> Penalties {
+        let mut grads = GradientsParams::new();
+        let mut v = Transform {
+            penalty: self,
+            grads: &mut grads,
+            measure: true,
+            shared: Vec::new(),
+            new: Vec::new(),
+        };
+        net.visit(&mut v);
+        v.totals()
+    }
+
     /// Adds the penalty's gradient at `net`'s current weights to `grads`. With `measure` the
     /// penalty values are returned too.
     pub fn apply<M: Module>(
@@ -196,17 +273,7 @@ impl Penalty {
             new: Vec::new(),
         };
         net.visit(&mut v);
-        measure.then(|| {
-            let sum = |v: &[Tensor<1>]| -> f64 {
-                v.iter()
-                    .map(|t| t.clone().into_scalar::<f32>() as f64)
-                    .fold(0.0, |a, b| a + b)
-            };
-            Penalties {
-                shared: sum(&v.shared),
-                new: sum(&v.new),
-            }
-        })
+        measure.then(|| v.totals())
     }
 }
 
@@ -218,27 +285,37 @@ struct Transform<'a> {
     new: Vec<Tensor<1>>,
 }
 
+impl Transform<'_> {
+    fn totals(&self) -> Penalties {
+        let sum = |v: &[Tensor<1>]| -> f64 {
+            v.iter()
+                .map(|t| t.clone().into_scalar::<f32>() as f64)
+                .fold(0.0, |a, b| a + b)
+        };
+        Penalties {
+            shared: sum(&self.shared),
+            new: sum(&self.new),
+        }
+    }
+}
+
 impl ModuleVisitor for Transform<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(slot) = self.penalty.slots.get(&param.id) else {
             return;
         };
-        let cfg = &self.penalty.cfg;
-        let transposed = slot.info.transposed;
-        let regularized = match &slot.role {
-            Role::Anchored(_) => cfg.scheme != Scheme::None && cfg.alpha != 0.0,
-            Role::New => cfg.beta != 0.0,
-            _ => false,
-        };
-        if !regularized {
+        if !self.penalty.regularized(slot) {
             return;
         }
-        let Some(grad) = self.grads.remove::<D>(param.id) else {
+        let grad = self.grads.remove::<D>(param.id);
+        if grad.is_none() && !self.measure {
             return;
-        };
+        }
+        let cfg = &self.penalty.cfg;
+        let transposed = slot.info.transposed;
+        let w = group_view(param.val().inner(), transposed);
         let pg = match &slot.role {
             Role::Anchored(p) => {
-                let w = group_view(param.val().inner(), transposed);
                 let pg = if self.measure {
                     let (v, pg) = cfg.scheme.value_and_grad(w, p);
                     self.shared.push(v.mul_scalar(cfg.alpha));
@@ -249,18 +326,19 @@ impl ModuleVisitor for Transform<'_> {
                 pg.mul_scalar(cfg.alpha)
             }
             Role::New => {
-                let w = group_view(param.val().inner(), transposed);
                 if self.measure {
                     self.new
                         .push(w.clone().square().sum().mul_scalar(0.5 * cfg.beta));
                 }
                 w.mul_scalar(cfg.beta)
             }
-            _ => unreachable!("checked above"),
+            _ => unreachable!("checked by regularized"),
         };
-        let dims = grad.dims();
-        let g = group_view(grad, transposed) + pg;
-        self.grads
-            .register::<D>(param.id, from_group_view(g, dims, transposed));
+        if let Some(grad) = grad {
+            let dims = grad.dims();
+            let g = group_view(grad, transposed) + pg;
+            self.grads
+                .register::<D>(param.id, from_group_view(g, dims, transposed));
+        }
     }
 }

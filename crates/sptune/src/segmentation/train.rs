@@ -201,11 +201,11 @@ pub fn finetune(
                 )));
             }
             let grads = loss.backward();
-            let mut grads = GradientsParams::from_grads(grads, &net);
-            if let Some(p) = penalty.apply(&net, &mut grads, bi + 1 == n_batches) {
-                shared = p.shared;
+            let grads = GradientsParams::from_grads(grads, &net);
+            if bi + 1 == n_batches {
+                shared = penalty.values(&net).shared;
             }
-            net = sgd.step(lr, net, grads);
+            net = sgd.step_penalized(lr, net, grads, &penalty);
             total += value;
             batches += 1;
         }

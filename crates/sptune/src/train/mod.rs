@@ -1,7 +1,8 @@
 //! Training: pretraining from scratch and fine-tuning from a starting point.
 //!
-//! [`fit`] runs epochs of SGD over a [`Dataset`]: forward, cross-entropy, backward, the
-//! regularizer's gradient added by [`Penalty::apply`], then [`sgd::Sgd::step`] (momentum).
+//! [`fit`] runs epochs of SGD over a [`Dataset`]: forward, cross-entropy, backward, then
+//! [`sgd::Sgd::step_penalized`]: the regularizer's gradient added to the task gradient and
+//! SGD's momentum update, fused into one pass per tensor on the CPU.
 //! Each epoch yields an
 //! [`EpochLog`] (task loss, penalty on `S`, penalty on `S̄`, train/val accuracy) that the CLI
 //! writes to `summary.csv`.
@@ -668,13 +669,12 @@ pub fn fit_with(
             }
             loss_sum += lv * idx.len() as f64;
             seen += idx.len();
-            let mut grads = GradientsParams::from_grads(loss.backward(), &net);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
             // the penalty values are measured at the epoch's last step, for the log
-            let last = b + 1 == steps_per_epoch;
-            if let Some(p) = penalty.apply(&net, &mut grads, last) {
-                pen = p;
+            if b + 1 == steps_per_epoch {
+                pen = penalty.values(&net);
             }
-            net = opt.step(lr, net, grads);
+            net = opt.step_penalized(lr, net, grads, &penalty);
             progress(Progress::Step);
         }
         net = sync_running_stats(net);
