@@ -183,6 +183,11 @@ fn bench_zero_steps_or_batch_is_an_error() {
         let r = run(&[cmd, flag, "0"]);
         assert_clean_failure(&r, &[flag, "0", "at least 1"], None);
     }
+    // the benchmark's BatchNorm is train or frozen; auto and recalibrate describe a fine-tune
+    for mode in ["auto", "recalibrate"] {
+        let r = run(&["bench", "--bn", mode, "--steps", "1"]);
+        assert_clean_failure(&r, &["--bn", mode, "train or frozen"], None);
+    }
 }
 
 #[test]

@@ -1,11 +1,13 @@
-//! Own CPU kernels under burn. On the CPU (Flex) backend every model's convolutions, BatchNorms
-//! in training mode and ReLU6 run here, forward and backward: [`conv`] (with `depthwise` and `winograd`),
-//! [`norm`] and [`elementwise`] hold the arithmetic on slices, `ext` makes them burn operations (a backend
-//! extension) with their backward passes. Other devices and dtypes, and shapes the kernels do
-//! not take, use burn's own ops. `window` holds the convolution geometry shared with the Fisher
-//! engine, `depthwise_rows` the engine's depthwise passes. Each training kernel is checked
-//! against burn's op in `tests/kernels.rs`; `depthwise_rows` against the convolution's direct
-//! definition (its unit test) and burn's autodiff (`fisher::cpu::layers`' test).
+//! Own CPU kernels under burn. On the CPU (Flex) backend every model's convolutions,
+//! BatchNorms (training mode and running statistics) and ReLU6 run here, forward and backward:
+//! [`conv`] (with `depthwise` and `winograd`), [`norm`] and [`elementwise`] hold the arithmetic
+//! on slices, `ext` makes them burn operations (a backend extension) with their backward
+//! passes, [`host`] hands whole CPU tensors to code that updates them in place (the fused SGD
+//! update). Other devices and dtypes, shapes the kernels do not take, and any thread holding a
+//! [`BurnOps`], use burn's own ops. `window` holds the convolution geometry shared with the
+//! Fisher engine, `depthwise_rows` the engine's depthwise passes. Each training kernel is
+//! checked against burn's op in `tests/kernels.rs`; `depthwise_rows` against the convolution's
+//! direct definition (its unit test) and burn's autodiff (`fisher::cpu::layers`' test).
 
 pub mod conv;
 pub(crate) mod depthwise;

@@ -175,6 +175,22 @@ impl Step<'_> {
                 return Err((wh.into_tensor(), gh.into_tensor()));
             }
         };
+        let n = wh.values().len();
+        let sizes_match = gh.values().len() == n
+            && bh.as_ref().is_none_or(|b| b.values().len() == n)
+            && match &term {
+                Term::Pull { w0, fisher, .. } => {
+                    w0.values().len() == n && fisher.as_ref().is_none_or(|f| f.values().len() == n)
+                }
+                _ => true,
+            };
+        if !sizes_match {
+            // not expected (the penalty checked the shapes); burn's ops say what is wrong
+            if let Some(b) = bh {
+                self.opt.buffers.insert(id, b.into_tensor());
+            }
+            return Err((wh.into_tensor(), gh.into_tensor()));
+        }
         let groups = gh.rows().max(1);
         let u = Update {
             lr: lr as f32,
