@@ -393,6 +393,12 @@ fn relu6_matches_clamp_and_torch_at_the_kinks() {
     for (a, b) in own.iter().zip(&base) {
         assert_eq!(max_rel(a, b), 0.0);
     }
+    // without autodiff, on an input no one else holds (in place): the same values as clamp
+    let inner = Device::flex();
+    let fresh = Tensor::<4>::from_data(x0.to_data(), &inner);
+    let y = sptune::kernels::relu6(fresh);
+    let to_ad = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &Device::flex().autodiff());
+    assert_eq!(max_rel(&to_ad(y), &base[0]), 0.0);
     let device = Device::flex().autodiff();
     let x = Tensor::<1>::from_floats([-1.0, 0.0, 3.0, 6.0, 7.0], &device).require_grad();
     let g = sptune::kernels::relu6(x.clone()).sum().backward();
@@ -534,8 +540,12 @@ fn batch_norm_matches_burn_with_running_statistics() {
             m.forward(x.clone()),
         );
         let to4 = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &device);
-        let e = max_rel(&to4(a), &to4(b));
+        let e = max_rel(&to4(a.clone()), &to4(b.clone()));
         assert!(e < 1e-4, "eval y of {shape:?}: {e:e}");
+        // an input no one else holds is normalized in place: the same values
+        let fresh = Tensor::<4>::from_data(x.to_data(), &inner);
+        let c = sptune::kernels::batch_norm(&m, fresh);
+        assert_eq!(max_rel(&to4(c), &to4(a)), 0.0, "in place, {shape:?}");
         let same = |s: &RunningState<Tensor<1>>, t: &Tensor<1>| {
             s.value().into_data().try_to_vec::<f32>().unwrap()
                 == t.clone().inner().into_data().try_to_vec::<f32>().unwrap()

@@ -25,6 +25,21 @@ pub fn relu6(x: &[f32]) -> Vec<f32> {
     y
 }
 
+/// [`relu6`] in place: what evaluation takes when the input is not kept (no autodiff), with
+/// no new buffer to allocate and fill.
+pub fn relu6_in_place(x: &mut [f32]) {
+    x.par_chunks_mut(BLOCK).for_each(|x| {
+        simd(
+            #[inline(always)]
+            || {
+                for v in x.iter_mut() {
+                    *v = v.clamp(0.0, 6.0);
+                }
+            },
+        )
+    });
+}
+
 /// The gradient of [`relu6`] at `x` given the output's `gy`: `gy` where `0 < x < 6`, else 0
 /// (PyTorch's `hardtanh_backward` convention at the kinks).
 pub fn relu6_grad(x: &[f32], gy: &[f32]) -> Vec<f32> {

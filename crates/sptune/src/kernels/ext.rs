@@ -88,6 +88,16 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// `t`'s values to overwrite in place, when `t` is f32, contiguous from its buffer's start and
+/// that buffer's only owner (an op's output no one else holds: evaluation, untracked layers).
+fn exclusive(t: &mut FlexTensor) -> Option<&mut [f32]> {
+    let n = t.layout().num_elements();
+    if t.dtype() != DType::F32 || t.layout().contiguous_offsets() != Some((0, n)) {
+        return None;
+    }
+    t.try_storage_mut::<f32>().map(|s| &mut s[..n])
+}
+
 fn tensor(v: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -105,7 +115,11 @@ impl CpuKernels for Flex {
         tensor(y, c.out_shape())
     }
 
-    fn sptune_relu6(x: FlexTensor) -> FlexTensor {
+    fn sptune_relu6(mut x: FlexTensor) -> FlexTensor {
+        if let Some(v) = exclusive(&mut x) {
+            super::elementwise::relu6_in_place(v);
+            return x;
+        }
         let shape = x.layout().shape().clone();
         let y = super::elementwise::relu6(&values(&x));
         FlexTensor::from_data(TensorData::new(y, shape))
@@ -128,14 +142,17 @@ impl CpuKernels for Flex {
         stats: Stats,
     ) -> FlexTensor {
         let dims = dims4(&x);
-        let y = norm::forward(
-            &values(&x),
-            bn_dims(dims),
-            (&values(&mean), &values(&var)),
-            (&values(&gamma), &values(&beta)),
-            eps,
-            stats == Stats::Running,
+        let (stats_of, affine) = (
+            (&values(&mean)[..], &values(&var)[..]),
+            (&values(&gamma)[..], &values(&beta)[..]),
         );
+        let centered = stats == Stats::Running;
+        let mut x = x;
+        if let Some(v) = exclusive(&mut x) {
+            norm::forward_in_place(v, bn_dims(dims), stats_of, affine, eps, centered);
+            return x;
+        }
+        let y = norm::forward(&values(&x), bn_dims(dims), stats_of, affine, eps, centered);
         tensor(y, dims)
     }
 }

@@ -91,40 +91,76 @@ pub fn channel_stats(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
 pub fn forward(
     x: &[f32],
     d: Dims,
-    (mean, var): (&[f32], &[f32]),
-    (gamma, beta): (&[f32], &[f32]),
+    stats: (&[f32], &[f32]),
+    affine: (&[f32], &[f32]),
     eps: f64,
     centered: bool,
 ) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(d.plane).enumerate().for_each(|(i, dst)| {
-        let c = i % d.channels;
-        let inv = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
-        let (m, scale) = (mean[c], gamma[c] * inv);
-        let src = &x[i * d.plane..(i + 1) * d.plane];
-        if centered {
-            let shift = beta[c];
-            simd(
-                #[inline(always)]
-                || {
-                    for (o, &v) in dst.iter_mut().zip(src) {
-                        *o = (v - m) * scale + shift;
-                    }
-                },
-            )
-        } else {
-            let shift = beta[c] - scale * m;
-            simd(
-                #[inline(always)]
-                || {
-                    for (o, &v) in dst.iter_mut().zip(src) {
-                        *o = v * scale + shift;
-                    }
-                },
-            )
-        }
-    });
+    normalize(&mut y, Some(x), d, stats, affine, eps, centered);
     y
+}
+
+/// [`forward`] in place: what evaluation takes when the input is not kept (no autodiff).
+pub fn forward_in_place(
+    x: &mut [f32],
+    d: Dims,
+    stats: (&[f32], &[f32]),
+    affine: (&[f32], &[f32]),
+    eps: f64,
+    centered: bool,
+) {
+    normalize(x, None, d, stats, affine, eps, centered);
+}
+
+/// `dst ← normalized src` plane by plane (`src` absent: `dst` itself).
+fn normalize(
+    dst: &mut [f32],
+    src: Option<&[f32]>,
+    d: Dims,
+    (mean, var): (&[f32], &[f32]),
+    (gamma, beta): (&[f32], &[f32]),
+    eps: f64,
+    centered: bool,
+) {
+    dst.par_chunks_mut(d.plane)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let c = i % d.channels;
+            let inv = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
+            let (m, scale) = (mean[c], gamma[c] * inv);
+            // centered: `(v − m)·scale + β`; else `v·scale + shift` with `shift = β − scale·m`
+            let (sub, shift) = match centered {
+                true => (m, beta[c]),
+                false => (0.0, beta[c] - scale * m),
+            };
+            let src = src.map(|x| &x[i * d.plane..(i + 1) * d.plane]);
+            simd(
+                #[inline(always)]
+                || match (src, centered) {
+                    (Some(src), true) => {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o = (v - sub) * scale + shift;
+                        }
+                    }
+                    (Some(src), false) => {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o = v * scale + shift;
+                        }
+                    }
+                    (None, true) => {
+                        for o in dst.iter_mut() {
+                            *o = (*o - sub) * scale + shift;
+                        }
+                    }
+                    (None, false) => {
+                        for o in dst.iter_mut() {
+                            *o = *o * scale + shift;
+                        }
+                    }
+                },
+            )
+        });
 }
 
 fn inverse_deviations(var: &[f32], eps: f64) -> Vec<f32> {
