@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::scratch::Scratch;
 use super::window::{Window, col2im_from, gemm_into, im2col_into};
 
 /// Largest unfolded-patch buffer of one chunk, in floats (4 MiB: measured fastest of 1, 4, 16
@@ -183,8 +184,9 @@ pub fn forward(c: &Conv, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let (og, kg) = (c.og(), c.cg() * c.kk());
     let cap = c.chunk() * p;
-    let mut u = vec![0f32; kg * cap];
-    let mut t = vec![0f32; og * cap];
+    // unfolded patches and the product before its scatter: every element written before read
+    let mut u = Scratch::new(kg * cap);
+    let mut t = Scratch::new(og * cap);
     for (b0, nb) in c.chunks() {
         let n = nb * p;
         for g in 0..c.groups {
@@ -230,8 +232,9 @@ pub fn input_grad(c: &Conv, w: &[f32], gy: &[f32]) -> Vec<f32> {
     let (cg, og, kk) = (c.cg(), c.og(), c.kk());
     let kg = cg * kk;
     let cap = c.chunk() * p;
-    let mut gyt = vec![0f32; c.cout * cap];
-    let mut du = vec![0f32; kg * cap];
+    // gathered dY and the product before col2im: every element written before read
+    let mut gyt = Scratch::new(c.cout * cap);
+    let mut du = Scratch::new(kg * cap);
     for (b0, nb) in c.chunks() {
         let n = nb * p;
         c.gather_out(gy, (b0, nb), &mut gyt);
@@ -279,8 +282,9 @@ pub fn weight_grad(c: &Conv, x: &[f32], gy: &[f32]) -> Vec<f32> {
         return gw;
     }
     let cap = c.chunk() * p;
-    let mut gyt = vec![0f32; c.cout * cap];
-    let mut u = vec![0f32; kg * cap];
+    // gathered dY and unfolded patches: every element written before read
+    let mut gyt = Scratch::new(c.cout * cap);
+    let mut u = Scratch::new(kg * cap);
     // dW_g[og, kg] (+)= dY_g[og, n] · Uᵀ[n, kg]. The gemm crate runs the wide shapes (kg at
     // least twice og, og up to 256: ResNet's 3x3 layers but the last stage) about twice as
     // fast into a column-major dW_g, transposed at the end; the others faster row-major

@@ -16,6 +16,7 @@ pub mod elementwise;
 mod ext;
 pub mod host;
 pub mod norm;
+pub(crate) mod scratch;
 pub(crate) mod simd;
 pub(crate) mod window;
 pub(crate) mod winograd;

@@ -22,7 +22,7 @@
 //! its output rows back into the NCHW tensor the same way. The transformed tiles are
 //! `[ξ][tile][channel]` and the 36 products row-major, one per task. Images go in chunks
 //! whose transformed input and output stay within [`CHUNK_FLOATS`]; buffers come from a
-//! per-thread pool ([`Scratch`]).
+//! per-thread pool ([`super::scratch::Scratch`]).
 //!
 //! Accuracy: the points 0, ±1, ±2 leave float32 errors of 2e-6 to 1e-5 of the largest output
 //! or gradient (direct products: about 3e-7), measured against burn's direct convolution in
@@ -32,6 +32,7 @@ use std::ops::{Add, Mul, Sub};
 
 use rayon::prelude::*;
 
+use super::scratch::Scratch;
 use super::simd::simd;
 use super::window::{Window, gemm_into};
 
@@ -230,55 +231,6 @@ impl Buf {
     #[inline(always)]
     fn apply<const I: usize, const O: usize>(&mut self, f: impl Fn([f32; I]) -> [f32; O]) {
         both(&self.x, f, &mut self.y, &mut self.cols);
-    }
-}
-
-/// A buffer of floats from a pool kept by the calling thread, with stale contents: every user
-/// writes an element before reading it. Saves the zeroing and page faults of a fresh
-/// allocation per call (the transformed weights of a 512-channel layer alone are 37 MB).
-struct Scratch(Vec<f32>, usize);
-
-thread_local! {
-    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Scratch {
-    /// `n` floats: the pool's smallest buffer that holds them, else its largest, grown.
-    fn new(n: usize) -> Scratch {
-        let mut v = POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let fits = (0..p.len())
-                .filter(|&i| p[i].len() >= n)
-                .min_by_key(|&i| p[i].len());
-            let pick = fits.or_else(|| (0..p.len()).max_by_key(|&i| p[i].len()));
-            pick.map(|i| p.swap_remove(i)).unwrap_or_default()
-        });
-        if v.len() < n {
-            // grown without copying the stale contents
-            v.clear();
-            v.resize(n, 0.0);
-        }
-        Scratch(v, n)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        POOL.with(|p| p.borrow_mut().push(v));
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.0[..self.1]
-    }
-}
-
-impl std::ops::DerefMut for Scratch {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0[..self.1]
     }
 }
 
