@@ -6,7 +6,10 @@
 //! of `S` and `g ← ∇L + βw` on `S̄` (PyTorch's weight-decay semantics: before momentum), so no
 //! autodiff graph is built for the penalty. The scheme works on each tensor's group view
 //! (see [`super::group_view`]). Which tensor is in `S`, `S̄` or anchored is decided by the
-//! [`StartingPoint`]; frozen tensors get no gradient and are skipped.
+//! [`StartingPoint`]; frozen tensors get no gradient and are skipped. The trainer takes the
+//! same gradient inside the optimizer's pass on the CPU
+//! ([`crate::train::sgd::Sgd::step_penalized`], which asks [`Penalty`] what to add per tensor
+//! and each scheme's `grad_at` for the value), and [`Penalty::values`] for the log.
 
 use std::collections::HashMap;
 
