@@ -24,7 +24,8 @@ pub struct Cli {
     /// Memory for the frozen stages' outputs with --freeze and no augmentation, in MiB (0 = off).
     #[arg(long, global = true, default_value_t = 2048)]
     pub cache_mb: usize,
-    /// Compute device: cpu (default), cuda or wgpu (with the cargo feature of that name).
+    /// Compute device: cpu (default), cuda, wgpu or vulkan (with the cargo feature of that name;
+    /// vulkan is wgpu pinned to Vulkan with SPIR-V shaders).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
     /// Print machine-readable JSON on stdout.

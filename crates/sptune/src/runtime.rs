@@ -100,7 +100,9 @@ pub fn quiet() -> bool {
 }
 
 /// The device named by `--device`: `cpu` (burn Flex, always available), `cuda` (with the
-/// `cuda` feature), `wgpu` (with the `wgpu` feature).
+/// `cuda` feature), `wgpu` (with the `wgpu` feature: the platform's graphics API, WGSL shaders
+/// unless the `vulkan` feature is on), `vulkan` (with the `vulkan` feature: wgpu pinned to Vulkan,
+/// shaders compiled to SPIR-V, which opens cooperative matrices and subgroup operations).
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
@@ -108,10 +110,12 @@ pub fn device(name: &str) -> Result<Device> {
         "cuda" => Ok(Device::cuda(0)),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
         other => Err(Error::invalid(
             "--device",
             format!(
-                "{other:?} is not available in this build (cpu; cuda and wgpu need the cargo features of the same name)"
+                "{other:?} is not available in this build (cpu; cuda, wgpu and vulkan need the cargo features of the same name)"
             ),
         )),
     }
