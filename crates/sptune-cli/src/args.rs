@@ -789,6 +789,13 @@ pub struct BenchArgs {
     /// with the others: what the own kernels gain, measured in the same run.
     #[arg(long)]
     pub burn_ops: bool,
+    /// Time evaluation instead of the train step: N synthetic Fashion-MNIST-sized images
+    /// (28 px, one channel) scored as `sptune eval` scores a test set (resized and normalized to
+    /// the model's input, batches of the model's evaluation batch, BatchNorm with its running
+    /// statistics), --steps times; prints images/s of the whole evaluation and of its forward
+    /// passes alone. With --burn-ops, the same on burn's own ops, interleaved.
+    #[arg(long, value_parser = positive)]
+    pub eval: Option<usize>,
 }
 
 /// `sptune bench-fisher`.

@@ -177,6 +177,7 @@ fn bench_zero_steps_or_batch_is_an_error() {
         ("bench", "--steps"),
         ("bench", "--batch-size"),
         ("bench", "--size"),
+        ("bench", "--eval"),
         ("bench-fisher", "--batch-size"),
         ("bench-fisher", "--examples"),
     ] {

@@ -570,3 +570,41 @@ fn an_io_error_is_printed_once() {
     assert!(lines[0].contains(s(d.path())), "{}", lines[0]);
     assert_eq!(lines[0].matches("os error").count(), 1, "{}", lines[0]);
 }
+
+#[test]
+fn bench_eval_reports_both_variants_in_the_models_evaluation_batches() {
+    // 28 px inputs: ModelSpec::eval_batch aims at 600,000 pixels, 600000 / 784 = 765 images,
+    // capped at 256; 300 images are then one batch of 256 and one of 44
+    let r = run(&[
+        "--threads",
+        "1",
+        "--json",
+        "--quiet",
+        "bench",
+        "--eval",
+        "300",
+        "--steps",
+        "1",
+        "--size",
+        "28",
+        "--width",
+        "4",
+        "--burn-ops",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["batch"], 256);
+    assert_eq!(v["images"], 300);
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<_> = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["own kernels", "burn ops"]);
+    for row in rows {
+        for k in ["eval_images_per_s", "forward_images_per_s"] {
+            let x = row[k].as_f64().unwrap();
+            assert!(x.is_finite() && x > 0.0, "{k} = {x}");
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! of each to plain SGD measured in the same run. The penalty value is not computed in these
 //! steps (the trainer computes it once per epoch). `--burn-ops` adds the plain step on burn's
 //! own ops (the own kernels switched off by [`sptune::kernels::BurnOps`]); `--bn frozen` runs
-//! every BatchNorm with its running statistics, as `finetune --bn frozen`.
+//! every BatchNorm with its running statistics, as `finetune --bn frozen`. `--eval N` times
+//! evaluation instead (see [`eval`]).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -28,6 +29,21 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The benchmarked model: `--arch` with 10 classes on 3-channel `--size` images, the small
+/// stem up to 64 px, no input normalization.
+fn spec(a: &BenchArgs) -> ModelSpec {
+    ModelSpec {
+        arch: a.arch.clone(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        input: [3, a.size, a.size],
+        width: a.width,
+        small_stem: a.size <= 64,
+        hidden: vec![],
+        mean: vec![0.0; 3],
+        std: vec![1.0; 3],
+    }
+}
+
 /// Runs the benchmark.
 pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let bn_frozen = match a.bn {
@@ -40,16 +56,10 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let device = g.device.clone();
     let ad = device.clone().autodiff();
-    let spec = ModelSpec {
-        arch: a.arch.clone(),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-        input: [3, a.size, a.size],
-        width: a.width,
-        small_stem: a.size <= 64,
-        hidden: vec![],
-        mean: vec![0.0; 3],
-        std: vec![1.0; 3],
-    };
+    if let Some(n) = a.eval {
+        return eval(&a, g, n);
+    }
+    let spec = spec(&a);
     device.seed(7);
     let base = sptune::train::apply_freeze(spec.init(&ad)?, &|_| false, bn_frozen);
     // The starting point w0: the initial weights, so S is the whole network but the head.
@@ -201,6 +211,94 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         println!(
             "ratio = median step / median plain step (noisy); overhead = (update - plain update) / plain step (goal <= 2 %); plain: {:.1} images/s",
             a.batch_size as f64 / plain_full
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --eval N`: evaluation throughput. The whole evaluation is `sptune::eval::accuracy` on
+/// N synthetic 28 px one-channel images (the data pipeline's resize and normalization
+/// included); the forward passes alone are the same batches made beforehand and pushed through
+/// the network in eval mode. Rounds are interleaved with the burn-ops variant (`--burn-ops`),
+/// and the medians over `--steps` rounds (after one warm-up round) are printed.
+fn eval(a: &BenchArgs, g: &Global, n: usize) -> anyhow::Result<ExitCode> {
+    use sptune::data::{self, Dataset};
+    let device = g.device.clone().without_autodiff();
+    let spec = spec(a);
+    device.seed(7);
+    let net = spec.init(&device)?;
+    // pixel values from a fixed linear congruential generator: the data do not matter here
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let images: Vec<f32> = (0..n * 28 * 28)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    let labels = (0..n).map(|i| i % 10).collect();
+    let ds = Dataset::new(images, labels, spec.classes.clone(), 1, 28, 28)?;
+    let batch = spec.eval_batch();
+    let opts = spec.batch_options(false);
+    let mut rng = rand::rng(); // unused: no augmentation
+    let idx: Vec<usize> = (0..n).collect();
+    let batches = idx
+        .chunks(batch)
+        .map(|c| Ok(data::make_batch(&ds, c, &opts, &mut rng, &device)?.0))
+        .collect::<sptune::Result<Vec<_>>>()?;
+    let variants: &[&str] = if a.burn_ops {
+        &["own kernels", "burn ops"]
+    } else {
+        &["own kernels"]
+    };
+    if !g.quiet {
+        eprintln!(
+            "evaluation of {} (width {}, small stem {}) at {} px: {n} images in batches of {batch}, {} timed rounds (+1 warm-up)",
+            a.arch, a.width, spec.small_stem, a.size, a.steps
+        );
+    }
+    let mut whole = vec![Vec::new(); variants.len()];
+    let mut forward = vec![Vec::new(); variants.len()];
+    for round in 0..=a.steps {
+        for (i, name) in variants.iter().enumerate() {
+            let _burn = (*name == "burn ops").then(sptune::kernels::BurnOps::hold);
+            let t0 = Instant::now();
+            sptune::eval::accuracy(&net, &spec, &ds, batch, &device)?;
+            device
+                .sync()
+                .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+            let t1 = Instant::now();
+            for x in &batches {
+                drop(net.forward(x.clone()).into_data());
+            }
+            let t2 = Instant::now();
+            if round > 0 {
+                whole[i].push((t1 - t0).as_secs_f64());
+                forward[i].push((t2 - t1).as_secs_f64());
+            }
+        }
+    }
+    let mut rows = vec![];
+    if !g.json {
+        println!(
+            "{:<12} {:>22} {:>24}",
+            "variant", "evaluation (images/s)", "forward alone (images/s)"
+        );
+    }
+    for (i, name) in variants.iter().enumerate() {
+        let (w, f) = (median(&mut whole[i]), median(&mut forward[i]));
+        let (w, f) = (n as f64 / w, n as f64 / f);
+        if !g.json {
+            println!("{name:<12} {w:>22.1} {f:>24.1}");
+        }
+        rows.push(json!({"variant": name, "eval_images_per_s": w, "forward_images_per_s": f}));
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"arch": a.arch, "width": a.width,
+                "size": a.size, "images": n, "batch": batch, "rows": rows}))?
         );
     }
     Ok(ExitCode::SUCCESS)
