@@ -1,8 +1,9 @@
 //! `--freeze K` without augmentation stores the frozen prefix's outputs once
 //! (`train::prefix_cache`): training with the store must end where training without it ends
 //! (every tensor to 1e-5 of its largest magnitude), on a ResNet and on EfficientNet-Lite0, and a
-//! budget too small for the store says so and recomputes. (Its own test binary: the budget is a
-//! process-wide setting.)
+//! budget too small for the store says so and recomputes. The validation images' outputs are
+//! stored too, when they fit in what is left, and score as the whole network scores them.
+//! (Its own test binary: the budget is a process-wide setting.)
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -12,6 +13,9 @@ use sptune::params;
 use sptune::regularizer::Scheme;
 use sptune::runtime;
 use sptune::train::{self, BnMode, Progress, TrainConfig};
+
+/// The budget is one setting for the whole process: the tests take turns.
+static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn spec(arch: &str, side: usize) -> ModelSpec {
     ModelSpec {
@@ -27,8 +31,13 @@ fn spec(arch: &str, side: usize) -> ModelSpec {
 }
 
 fn dataset(n: usize, side: usize) -> Dataset {
+    dataset_at(n, side, 0.0)
+}
+
+/// `n` images whose pixels are the fractional parts of `phase + 0.618 i`.
+fn dataset_at(n: usize, side: usize, phase: f32) -> Dataset {
     let images: Vec<f32> = (0..n * side * side)
-        .map(|i| ((i as f32) * 0.618).fract())
+        .map(|i| (phase + (i as f32) * 0.618).fract())
         .collect();
     Dataset {
         images,
@@ -53,9 +62,9 @@ fn fit(net: Net, spec: &ModelSpec, cfg: &TrainConfig, dev: &Device) -> (Net, Vec
     (net, notes)
 }
 
-/// Trains from the same initial network with the store budget `mb`; the trained tensors and
-/// the notes.
-fn train(spec: &ModelSpec, freeze: usize, mb: usize) -> (Vec<(String, Vec<f32>)>, Vec<String>) {
+/// The store budget set to `mb`, and the same initial network (seed 5) with the same
+/// configuration: 2 epochs, frozen to stage `freeze`, BatchNorm frozen.
+fn setup(spec: &ModelSpec, freeze: usize, mb: usize) -> (Device, Net, TrainConfig) {
     runtime::set_cache_budget_mb(mb);
     let dev = Device::flex().autodiff();
     dev.seed(5);
@@ -70,6 +79,13 @@ fn train(spec: &ModelSpec, freeze: usize, mb: usize) -> (Vec<(String, Vec<f32>)>
         bn: BnMode::Frozen,
         ..Default::default()
     };
+    (dev, net, cfg)
+}
+
+/// Trains from the same initial network with the store budget `mb`; the trained tensors and
+/// the notes.
+fn train(spec: &ModelSpec, freeze: usize, mb: usize) -> (Vec<(String, Vec<f32>)>, Vec<String>) {
+    let (dev, net, cfg) = setup(spec, freeze, mb);
     let (net, notes) = fit(net, spec, &cfg, &dev);
     let values = params::values(&net.valid())
         .into_iter()
@@ -93,6 +109,7 @@ fn assert_close(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) {
 
 #[test]
 fn stored_prefix_trains_like_recomputing_it() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     for (arch, side, k) in [("resnet18", 8, 2), ("efficientnet-lite0", 16, 3)] {
         let s = spec(arch, side);
         let (recomputed, notes) = train(&s, k, 0);
@@ -161,6 +178,68 @@ fn stored_prefix_trains_like_recomputing_it() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].contains("over the cache budget of 1 MiB"),
+        "{}",
+        notes[0]
+    );
+}
+
+/// Trains from the same initial network with the store budget `mb` and 9 validation images;
+/// the epochs' logs and the notes.
+fn train_with_val(
+    spec: &ModelSpec,
+    freeze: usize,
+    mb: usize,
+    n_train: usize,
+) -> (Vec<train::EpochLog>, Vec<String>) {
+    let (dev, net, cfg) = setup(spec, freeze, mb);
+    let side = spec.input[1];
+    let (tr, mut val) = (dataset(n_train, side), dataset_at(18, side, 0.37));
+    // labels unlike the training images' at the same positions
+    val.labels = (0..18).map(|i| (i + 1) % 3).collect();
+    let mut notes = vec![];
+    let (_, logs) = train::fit(net, spec, None, &tr, Some(&val), &cfg, &dev, &mut |p| {
+        if let Progress::Note(n) = p {
+            notes.push(n)
+        }
+    })
+    .unwrap();
+    (logs, notes)
+}
+
+#[test]
+fn stored_validation_outputs_score_like_the_whole_network() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    for (arch, side, k) in [("resnet18", 8, 2), ("efficientnet-lite0", 16, 3)] {
+        let s = spec(arch, side);
+        let (recomputed, notes) = train_with_val(&s, k, 0, 18);
+        assert!(notes.is_empty(), "{notes:?}");
+        let (stored, notes) = train_with_val(&s, k, 2048, 18);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("outputs of the 18 training and 18 validation images computed once"),
+            "{notes:?}"
+        );
+        assert_eq!(stored.len(), 2);
+        for (a, b) in stored.iter().zip(&recomputed) {
+            // the same chunks through the same kernels: the same numbers, not merely close
+            assert_eq!(a.val_acc, b.val_acc, "{arch} epoch {}", a.epoch);
+            let (la, lb) = (a.val_loss.unwrap(), b.val_loss.unwrap());
+            assert!(la.is_finite() && la > 0.0, "{arch}: val loss {la}");
+            assert!((la - lb).abs() <= 1e-6 * lb, "{arch}: {la} vs {lb}");
+        }
+        // the validation actually followed the training (not two untouched networks)
+        assert_ne!(stored[0].val_loss, stored[1].val_loss, "{arch}");
+    }
+    // the training images' outputs fit, the validation images' do not: EfficientNet at 64 px
+    // frozen to stage 1 keeps 64 KiB per image, 0.5 MiB for 8 training images (1 MiB of a
+    // 2 MiB budget once rounded up) and 1.1 MiB for 18 validation images
+    let s = spec("efficientnet-lite0", 64);
+    let (logs, notes) = train_with_val(&s, 1, 2, 8);
+    assert_eq!(logs.len(), 2);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("outputs of the 8 training images computed once")
+            && notes[0].contains("the validation images': the frozen prefix's outputs need 2 MiB"),
         "{}",
         notes[0]
     );

@@ -3,7 +3,7 @@
 pub mod distance;
 pub mod forgetting;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -48,18 +48,34 @@ fn score(
     device: &Device,
     with_loss: bool,
 ) -> Result<(f64, Option<f64>)> {
-    if ds.is_empty() {
-        return Err(Error::invalid("evaluation set", "no images"));
-    }
     let device = device.clone().without_autodiff();
     let opts = spec.batch_options(false);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    score_batches(ds.len(), batch, with_loss, &device, |chunk| {
+        let (x, y) = data::make_batch(ds, chunk, &opts, &mut rng, &device)?;
+        Ok((net.forward(x), y))
+    })
+}
+
+/// Accuracy and, with `with_loss`, the mean cross-entropy of `n` examples taken in file order
+/// in chunks of `batch`, `logits_of` giving each chunk's logits (eval mode, on `device`) and
+/// labels: how [`accuracy`] scores a data set, for callers that make the logits another way
+/// (the fine-tune's validation on the stored outputs of a frozen prefix).
+pub fn score_batches(
+    n: usize,
+    batch: usize,
+    with_loss: bool,
+    device: &Device,
+    mut logits_of: impl FnMut(&[usize]) -> Result<(Tensor<2>, Tensor<1, Int>)>,
+) -> Result<(f64, Option<f64>)> {
+    if n == 0 {
+        return Err(Error::invalid("evaluation set", "no images"));
+    }
+    let idx: Vec<usize> = (0..n).collect();
+    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(device);
     let (mut correct, mut loss) = (0usize, 0.0f64);
     for chunk in idx.chunks(batch.max(1)) {
-        let (x, y) = data::make_batch(ds, chunk, &opts, &mut rng, &device)?;
-        let logits = net.forward(x);
+        let (logits, y) = logits_of(chunk)?;
         let pred = logits.clone().argmax(1).flatten::<1>(0, 1);
         correct += pred.equal(y.clone()).int().sum().into_scalar::<i64>() as usize;
         if with_loss {
@@ -67,6 +83,6 @@ fn score(
             loss += l * chunk.len() as f64;
         }
     }
-    let n = ds.len() as f64;
+    let n = n as f64;
     Ok((correct as f64 / n, with_loss.then_some(loss / n)))
 }

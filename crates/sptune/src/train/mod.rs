@@ -594,39 +594,52 @@ pub fn fit_with(
     let loss_floor = (spec.classes.len().max(2) as f64).ln();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = spec.batch_options(cfg.augment);
-    // the frozen prefix, computed once when it is the same in every epoch
-    let cache = match cfg.freeze {
+    // the frozen prefix, computed once when it is the same in every epoch: for the training
+    // images, then, in what is left of the budget, for the validation images
+    let (cache, val_cache) = match cfg.freeze {
         Some(k) if !cfg.augment && crate::runtime::cache_budget_mb() > 0 => {
             let t0 = std::time::Instant::now();
-            match prefix_cache::PrefixCache::build(
-                &net,
-                k,
-                train,
-                &opts,
-                cfg.batch_size,
-                crate::runtime::cache_budget_mb(),
-                device,
-            )? {
+            let budget = crate::runtime::cache_budget_mb();
+            let build = |ds: &Dataset, batch: usize, budget: usize| {
+                prefix_cache::PrefixCache::build(&net, k, ds, &opts, batch, budget, device)
+            };
+            match build(train, cfg.batch_size, budget)? {
                 prefix_cache::Built::Cache(c) => {
-                    let size = match c.mib() {
+                    let mut mib = c.mib();
+                    let mut images = format!("{} training", train.len());
+                    let mut val_cache = None;
+                    let mut val_note = String::new();
+                    if let Some(v) = val.filter(|v| !v.is_empty()) {
+                        let left = budget.saturating_sub(mib.ceil() as usize);
+                        match build(v, spec.eval_batch(), left)? {
+                            prefix_cache::Built::Cache(vc) => {
+                                mib += vc.mib();
+                                images = format!("{images} and {} validation", v.len());
+                                val_cache = Some(vc);
+                            }
+                            prefix_cache::Built::Skipped(why) => {
+                                val_note = format!("; the validation images': {why}");
+                            }
+                        }
+                    }
+                    let size = match mib {
                         m if m >= 1.0 => format!("{m:.0} MiB"),
                         m => format!("{:.0} KiB", m * 1024.0),
                     };
                     (hooks.progress)(Progress::Note(format!(
-                        "--freeze {k}: the frozen stages' outputs of the {} training images \
-                         computed once ({size}, {:.1} s) and reused every epoch",
-                        train.len(),
+                        "--freeze {k}: the frozen stages' outputs of the {images} images \
+                         computed once ({size}, {:.1} s) and reused every epoch{val_note}",
                         t0.elapsed().as_secs_f64()
                     )));
-                    Some(c)
+                    (Some(c), val_cache)
                 }
                 prefix_cache::Built::Skipped(why) => {
                     (hooks.progress)(Progress::Note(format!("--freeze {k}: {why}")));
-                    None
+                    (None, None)
                 }
             }
         }
-        _ => None,
+        _ => (None, None),
     };
     let progress = &mut *hooks.progress;
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
@@ -678,8 +691,18 @@ pub fn fit_with(
             progress(Progress::Step);
         }
         net = sync_running_stats(net);
-        let (val_acc, val_loss) = match val {
-            Some(v) if !v.is_empty() => {
+        let (val_acc, val_loss) = match (val, &val_cache) {
+            // the suffix on the stored prefix outputs, in the batches the store was built in
+            (Some(v), Some(vc)) => {
+                let (inner, plain) = (net.valid(), device.clone().inner());
+                let (a, l) =
+                    eval::score_batches(v.len(), spec.eval_batch(), true, &plain, |idx| {
+                        let (h, y) = vc.batch(v, idx, &plain);
+                        Ok((inner.suffix(h, vc.k).expect("store built for this net"), y))
+                    })?;
+                (Some(a), l)
+            }
+            (Some(v), None) if !v.is_empty() => {
                 let (a, l) =
                     eval::accuracy_and_loss(&net.valid(), spec, v, spec.eval_batch(), device)?;
                 (Some(a), Some(l))
