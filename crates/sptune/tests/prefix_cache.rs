@@ -239,7 +239,9 @@ fn stored_validation_outputs_score_like_the_whole_network() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].contains("outputs of the 8 training images computed once")
-            && notes[0].contains("the validation images': the frozen prefix's outputs need 2 MiB"),
+            && notes[0].contains(
+                "the 18 validation images' outputs do not fit in the 1 MiB left of --cache-mb"
+            ),
         "{}",
         notes[0]
     );

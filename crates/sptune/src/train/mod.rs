@@ -617,8 +617,12 @@ pub fn fit_with(
                                 images = format!("{images} and {} validation", v.len());
                                 val_cache = Some(vc);
                             }
-                            prefix_cache::Built::Skipped(why) => {
-                                val_note = format!("; the validation images': {why}");
+                            prefix_cache::Built::Skipped(_) => {
+                                val_note = format!(
+                                    "; the {} validation images' outputs do not fit in the \
+                                     {left} MiB left of --cache-mb and are recomputed every epoch",
+                                    v.len()
+                                );
                             }
                         }
                     }
