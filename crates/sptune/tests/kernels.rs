@@ -406,6 +406,38 @@ fn relu6_matches_clamp_and_torch_at_the_kinks() {
     assert_eq!(gx, vec![0.0, 0.0, 1.0, 0.0, 0.0]);
 }
 
+/// A BatchNorm case for `shape`: the input (standard deviation 2, its mean `offset` of them
+/// off zero), the weights `r` of the loss `sum(y · r)`, and γ, β of its channels.
+fn bn_inputs(
+    shape: [usize; 4],
+    offset: f32,
+    rng: &mut ChaCha8Rng,
+) -> (Tensor<4>, Tensor<4>, Tensor<1>, Tensor<1>) {
+    let c = shape[1];
+    let x0 = normal(shape, 2.0, rng).add_scalar(2.0 * offset);
+    let r = normal(shape, 1.0, rng);
+    let (gamma, beta) = (normal([c], 1.0, rng), normal([c], 1.0, rng));
+    (x0, r, gamma, beta)
+}
+
+/// `m` on `x0` through the own kernel (`own`) or burn's `forward`: the output (off the tape),
+/// the input's gradient of `sum(y · r)`, and all of its gradients (for γ and β).
+fn bn_forward_backward(
+    m: &burn::nn::BatchNorm,
+    x0: &Tensor<4>,
+    r: &Tensor<4>,
+    own: bool,
+) -> (Tensor<4>, Tensor<4>, burn::tensor::Gradients) {
+    let x = x0.clone().require_grad();
+    let y = if own {
+        sptune::kernels::batch_norm(m, x.clone())
+    } else {
+        m.forward(x.clone())
+    };
+    let g = (y.clone() * r.clone()).sum().backward();
+    (y.inner(), x.grad(&g).unwrap(), g)
+}
+
 /// The own BatchNorm (training mode) against burn's `BatchNorm::forward`: output, gradients of
 /// input, γ and β, and the running statistics after the step, to 1e-4 relative.
 #[test]
@@ -422,10 +454,7 @@ fn batch_norm_matches_burn_in_training_mode() {
         let mut rng = ChaCha8Rng::seed_from_u64(shape[1] as u64);
         let device = Device::flex().autodiff();
         let c = shape[1];
-        let x0 = normal(shape, 2.0, &mut rng).add_scalar(2.0 * offset);
-        let r = normal(shape, 1.0, &mut rng);
-        let gamma = normal([c], 1.0, &mut rng);
-        let beta = normal([c], 1.0, &mut rng);
+        let (x0, r, gamma, beta) = bn_inputs(shape, offset, &mut rng);
         let run = |own: bool| {
             let mut m = BatchNormConfig::new(c)
                 .with_momentum(momentum)
@@ -433,17 +462,11 @@ fn batch_norm_matches_burn_in_training_mode() {
                 .init(&device);
             m.gamma = Param::from_tensor(gamma.clone().require_grad());
             m.beta = Param::from_tensor(beta.clone().require_grad());
-            let x = x0.clone().require_grad();
-            let y = if own {
-                sptune::kernels::batch_norm(&m, x.clone())
-            } else {
-                m.forward(x.clone())
-            };
-            let g = (y.clone() * r.clone()).sum().backward();
+            let (y, dx, g) = bn_forward_backward(&m, &x0, &r, own);
             let one = |t: Tensor<1>| t.reshape([1, 1, 1, c]);
             [
-                y.inner(),
-                x.grad(&g).unwrap(),
+                y,
+                dx,
                 one(m.gamma.grad(&g).unwrap()),
                 one(m.beta.grad(&g).unwrap()),
                 one(m.running_mean.value()),
@@ -479,10 +502,7 @@ fn batch_norm_matches_burn_with_running_statistics() {
         let mut rng = ChaCha8Rng::seed_from_u64(40 + shape[1] as u64);
         let device = Device::flex().autodiff();
         let c = shape[1];
-        let x0 = normal(shape, 2.0, &mut rng).add_scalar(2.0 * offset);
-        let r = normal(shape, 1.0, &mut rng);
-        let gamma = normal([c], 1.0, &mut rng);
-        let beta = normal([c], 1.0, &mut rng);
+        let (x0, r, gamma, beta) = bn_inputs(shape, offset, &mut rng);
         // running statistics unlike the batch's, so a kernel using the batch's fails
         let mean = normal([c], 1.0, &mut rng).add_scalar(2.0 * offset);
         let var = normal([c], 1.0, &mut rng).abs().add_scalar(0.2);
@@ -506,15 +526,9 @@ fn batch_norm_matches_burn_with_running_statistics() {
         };
         let run = |own: bool| {
             let m = module(&device);
-            let x = x0.clone().require_grad();
-            let y = if own {
-                sptune::kernels::batch_norm(&m, x.clone())
-            } else {
-                m.forward(x.clone())
-            };
-            let g = (y.clone() * r.clone()).sum().backward();
+            let (y, dx, g) = bn_forward_backward(&m, &x0, &r, own);
             let one = |t: Tensor<1>| t.reshape([1, 1, 1, c]);
-            let mut out = vec![y.inner(), x.grad(&g).unwrap()];
+            let mut out = vec![y, dx];
             if affine {
                 out.push(one(m.gamma.grad(&g).unwrap()));
                 out.push(one(m.beta.grad(&g).unwrap()));

@@ -626,7 +626,7 @@ fn backbone_lr_multiplier_scales_every_update_but_the_new_heads() {
 /// value.
 #[test]
 fn fused_update_matches_penalty_then_step_on_burn_ops() {
-    use sptune::fisher::{Estimator, Fisher};
+    use sptune::fisher::Fisher;
     use sptune::kernels::BurnOps;
     use sptune::train::sgd::fused_updates;
     let ad = Device::flex().autodiff();
@@ -674,24 +674,7 @@ fn fused_update_matches_penalty_then_step_on_burn_ops() {
     let (source, net0) = (load(t0), load(t1));
     let start = StartingPoint::of_network(&source, &spec.head_names());
     // Fisher weights: any positive values, w0² + 1e-3
-    let fisher = Fisher {
-        tensors: start
-            .source()
-            .tensors
-            .iter()
-            .filter(|(n, _)| !params::is_buffer_name(n))
-            .map(|(n, (s, v))| {
-                (
-                    n.clone(),
-                    (s.clone(), v.iter().map(|x| x * x + 1e-3).collect()),
-                )
-            })
-            .collect(),
-        estimator: Estimator::Exact,
-        samples: 0,
-        mc_samples: 0,
-        path: None,
-    };
+    let fisher = Fisher::stand_in(start.source(), |w| w * w + 1e-3);
     let start = start.with_fisher(fisher, FisherScaling::default()).unwrap();
     let ds = random_dataset(6, 3);
     let x = Tensor::<4>::from_data(TensorData::new(ds.images.clone(), [6, 1, 8, 8]), &ad);

@@ -16,7 +16,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde_json::json;
-use sptune::fisher::{Estimator, Fisher};
+use sptune::fisher::Fisher;
 use sptune::models::ModelSpec;
 use sptune::regularizer::{Anchor, FisherScaling, Penalty, PenaltyConfig, Scheme, StartingPoint};
 use sptune::train::{BnMode, Sgd};
@@ -90,24 +90,7 @@ pub fn run(a: BenchArgs, g: &Global) -> anyhow::Result<ExitCode> {
         variants.push((BURN, Scheme::None, 0.0));
     }
     // Fisher weights for the Fisher schemes: any positive values cost the same; w0² + 1e-3.
-    let fisher = Fisher {
-        tensors: initial
-            .source()
-            .tensors
-            .iter()
-            .filter(|(n, _)| !sptune::params::is_buffer_name(n))
-            .map(|(n, (s, v))| {
-                (
-                    n.clone(),
-                    (s.clone(), v.iter().map(|x| x * x + 1e-3).collect()),
-                )
-            })
-            .collect(),
-        estimator: Estimator::Exact,
-        samples: 0,
-        mc_samples: 0,
-        path: None,
-    };
+    let fisher = Fisher::stand_in(initial.source(), |w| w * w + 1e-3);
     let start = initial.with_fisher(fisher, FisherScaling::default())?;
     let mut state: Vec<_> = variants
         .iter()

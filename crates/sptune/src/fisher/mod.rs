@@ -133,6 +133,29 @@ pub struct Fisher {
 }
 
 impl Fisher {
+    /// Stand-in Fisher weights `f(w0_j)` for every parameter of `w0` (buffers left out), for
+    /// benchmarks and tests where only their positions matter, not their values (any positive
+    /// weights cost the same). Its estimator is `Exact` over 0 samples: it estimates nothing.
+    pub fn stand_in(w0: &Checkpoint, f: impl Fn(f32) -> f32) -> Self {
+        Fisher {
+            tensors: w0
+                .tensors
+                .iter()
+                .filter(|(n, _)| !params::is_buffer_name(n))
+                .map(|(n, (shape, v))| {
+                    (
+                        n.clone(),
+                        (shape.clone(), v.iter().map(|&x| f(x)).collect()),
+                    )
+                })
+                .collect(),
+            estimator: Estimator::Exact,
+            samples: 0,
+            mc_samples: 0,
+            path: None,
+        }
+    }
+
     /// Builds the tensors from per-parameter sums in group view (keyed by burn id), divided by
     /// `m`. Every trainable parameter of `net` must have a sum.
     pub(crate) fn from_sums(
