@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use sptune::fisher::Estimator;
 use sptune::regularizer::{Anchor, FisherNormalize, Scheme};
+use sptune::study::config::Objective;
 use sptune::train::{BnMode, Schedule};
 
 /// Fine-tune pretrained networks with -SP regularizers.
@@ -133,6 +134,25 @@ pub struct StudyArgs {
     /// Run as a helper of a study led by another process in --dir (what --jobs starts).
     #[arg(long, hide = true)]
     pub helper: bool,
+    /// What the search chooses on (overrides the file): target accuracy, the best within a
+    /// forgetting budget, or accuracy − λ·forgetting.
+    #[arg(long, value_enum)]
+    pub objective: Option<Objective>,
+    /// The forgetting budget in points of source validation accuracy (implies --objective
+    /// budget unless another is given).
+    #[arg(long, value_parser = non_negative)]
+    pub max_forgetting: Option<f64>,
+    /// λ of --objective tradeoff.
+    #[arg(long, value_parser = non_negative)]
+    pub tradeoff_lambda: Option<f64>,
+}
+
+/// A finite number >= 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number >= 0")),
+    }
 }
 
 /// `sptune auto`.
@@ -188,6 +208,30 @@ pub struct AutoArgs {
     /// Where the chosen model goes.
     #[arg(long)]
     pub out: PathBuf,
+    /// What the search chooses on: target accuracy, the best within a forgetting budget, or
+    /// accuracy − λ·forgetting (default: budget when --max-forgetting is given, else target).
+    #[arg(long, value_enum)]
+    pub objective: Option<Objective>,
+    /// The forgetting budget in points of source validation accuracy.
+    #[arg(long, value_parser = non_negative)]
+    pub max_forgetting: Option<f64>,
+    /// λ of --objective tradeoff.
+    #[arg(long, value_parser = non_negative)]
+    pub tradeoff_lambda: Option<f64>,
+    /// The source task's data (fashion-mnist or a directory), for forgetting and the source
+    /// validation images (default: the target's data with the source model's classes).
+    #[arg(long)]
+    pub source_data: Option<String>,
+    /// The source task's classes in --source-data.
+    #[arg(long, value_parser = class_list)]
+    pub source_classes: Option<String>,
+    /// Source test images forgetting is reported on (first N); validation images come from
+    /// the ones after them.
+    #[arg(long, default_value_t = 2000)]
+    pub source_test_limit: usize,
+    /// Source validation images each search trial is measured on (0: a target-only search).
+    #[arg(long, default_value_t = sptune::study::config::DEFAULT_SOURCE_VAL_IMAGES)]
+    pub source_val_images: usize,
 }
 
 /// `90s`, `20m`, `1.5h` or plain minutes.

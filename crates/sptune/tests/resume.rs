@@ -106,6 +106,7 @@ fn run(dir: &Path, kill_after: Option<usize>, resume_from: bool) -> Option<Outco
         stop: &mut |_| false,
         resume: state,
         save_state: Some(&mut save),
+        probe: None,
     };
     let spec = spec();
     match train::fit_with(

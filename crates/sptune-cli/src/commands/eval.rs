@@ -40,6 +40,15 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
         if let Some(f) = &e.forgetting {
             super::print_forgetting(f);
         }
+        if let Some(d) = &e.decomposition {
+            println!(
+                "of which BatchNorm running statistics {:.2} points and weights {:.2} points \
+                 (source accuracy {:.2}% with the source's own statistics put back)",
+                d.statistics_points,
+                d.weights_points,
+                100.0 * d.after_acc_source_stats
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

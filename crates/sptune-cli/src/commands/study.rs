@@ -29,6 +29,8 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if let Some(s) = a.schemes {
         cfg.schemes = s;
     }
+    set_objective(&mut cfg, a.objective, a.max_forgetting, a.tradeoff_lambda);
+    cfg.validate()?;
     let dir = a
         .dir
         .unwrap_or_else(|| PathBuf::from(format!("runs/study-{}", cfg.name)));
@@ -83,6 +85,29 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--objective`, `--max-forgetting` and `--tradeoff-lambda` over a study's search section: a
+/// budget alone means `budget`, a λ alone `tradeoff`.
+fn set_objective(
+    cfg: &mut StudyConfig,
+    objective: Option<study::config::Objective>,
+    max_forgetting: Option<f64>,
+    lambda: Option<f64>,
+) {
+    use study::config::Objective;
+    if let Some(m) = max_forgetting {
+        cfg.search.max_forgetting = m;
+    }
+    if let Some(l) = lambda {
+        cfg.search.tradeoff_lambda = l;
+    }
+    cfg.search.objective = match (objective, max_forgetting, lambda) {
+        (Some(o), _, _) => o,
+        (None, Some(_), _) => Objective::Budget,
+        (None, None, Some(_)) => Objective::Tradeoff,
+        (None, None, None) => cfg.search.objective,
+    };
 }
 
 /// Starts `n` helper processes on the study in `dir` (its resolved config written first, as
@@ -298,6 +323,12 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     cfg.search.trials = a.trials;
     cfg.search.lr = a.lr;
     cfg.search.budget_minutes = a.budget;
+    cfg.source.data = a.source_data;
+    cfg.source.classes = a.source_classes;
+    cfg.source.test_limit = a.source_test_limit;
+    cfg.source.val_images = a.source_val_images;
+    set_objective(&mut cfg, a.objective, a.max_forgetting, a.tradeoff_lambda);
+    cfg.validate()?;
     let dir = a.dir.unwrap_or_else(|| {
         let stem = a
             .out
@@ -328,21 +359,27 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if g.json {
         let v = serde_json::json!({
             "winner": sptune::Choice::name(o.winner), "point": o.point, "val_acc": o.val_acc,
-            "test_acc": o.test_acc, "out": o.out, "dir": dir,
+            "val_forgetting": o.val_forgetting, "test_acc": o.test_acc,
+            "test_forgetting": o.test_forgetting, "recommendation": o.recommendation,
+            "out": o.out, "dir": dir,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{}", o.table);
+        let forgot = |f: Option<f64>| f.map_or(String::new(), |f| format!(", forgetting {f:.2}"));
         println!(
-            "chosen: {} (alpha {:.3e}, beta {:.3e}, lr {}): validation {:.2}%, test {:.2}% -> {}",
+            "chosen: {} ({}): validation {:.2}%{} -> test {:.2}%{} -> {}",
             sptune::Choice::name(o.winner),
-            o.point.alpha,
-            o.point.beta,
-            o.point.lr,
+            o.point.describe(),
             100.0 * o.val_acc,
+            forgot(o.val_forgetting),
             100.0 * o.test_acc,
+            forgot(o.test_forgetting),
             o.out.display()
         );
+        for line in &o.recommendation {
+            println!("{line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

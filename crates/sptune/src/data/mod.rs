@@ -15,7 +15,10 @@ pub use batcher::{BatchOptions, epoch_order, make_batch};
 pub use idx::{load_idx_dir, write_idx};
 pub use image_folder::{load_image_folder, load_images, stored_side};
 pub use locate::{DataSource, resolve_data};
-pub use subsets::{channel_stats, parse_classes, per_class, select_classes, split_val, take_first};
+pub use subsets::{
+    channel_stats, held_out, parse_classes, per_class, per_class_indices, select_classes,
+    split_val, take_first,
+};
 pub use transforms::Normalize;
 
 use crate::{Error, Result};

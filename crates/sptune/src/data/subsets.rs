@@ -143,6 +143,11 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 /// first `n` images of each class, in the shuffled order. A class with fewer than `n` images
 /// keeps all of them; a class with none is an error, as is `n == 0`.
 pub fn per_class(ds: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    Ok(ds.subset(&per_class_indices(ds, n, seed)?))
+}
+
+/// The indices into `ds` that [`per_class`] keeps, in the shuffled order it keeps them.
+pub fn per_class_indices(ds: &Dataset, n: usize, seed: u64) -> Result<Vec<usize>> {
     if n == 0 {
         return Err(Error::invalid("--per-class", "0 (must be at least 1)"));
     }
@@ -155,15 +160,30 @@ pub fn per_class(ds: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
         ));
     }
     let mut taken = vec![0usize; counts.len()];
-    let keep: Vec<usize> = shuffled(ds.len(), seed)
+    Ok(shuffled(ds.len(), seed)
         .into_iter()
         .filter(|&i| {
             let t = &mut taken[ds.labels[i]];
             *t += 1;
             *t <= n
         })
+        .collect())
+}
+
+/// `n` indices of `0..len` outside `used`, drawn by a `ChaCha8Rng::seed_from_u64(seed)`
+/// shuffle, returned ascending (fewer when fewer are left).
+pub fn held_out(len: usize, used: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    let mut taken = vec![false; len];
+    for &i in used.iter().filter(|&&i| i < len) {
+        taken[i] = true;
+    }
+    let mut out: Vec<usize> = shuffled(len, seed)
+        .into_iter()
+        .filter(|&i| !taken[i])
+        .take(n)
         .collect();
-    Ok(ds.subset(&keep))
+    out.sort_unstable();
+    out
 }
 
 /// Seeded, stratified hold-out: returns `(train, val)` with `round(fraction * len)` images in

@@ -4,6 +4,13 @@
 //! BatchNorm statistics included, comes from the fine-tuned model) and its accuracy on the
 //! source test split is compared with the source model's own: the drop in points is the
 //! forgetting, as in the seed's table.
+//!
+//! [`decompose`] splits it in two: the source accuracy of the fine-tuned weights carrying the
+//! source's own BatchNorm running statistics (`running_mean`, `running_var`,
+//! `num_batches_tracked`) tells how much the statistics alone cost (`statistics_points`, the
+//! rise when they are put back) and how much the weights (`weights_points`, what remains);
+//! the two parts sum to the forgetting. With `--bn train` most of a ResNet's forgetting can be
+//! the statistics moving to the target's images, which no weight penalty touches.
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -85,4 +92,66 @@ pub fn source_head_accuracy(
     }
     let (net, _) = load_into(spec.init(&device)?, &spec, &hybrid, false)?;
     super::accuracy(&net.valid(), &spec, source_test, spec.eval_batch(), &device)
+}
+
+/// Forgetting split into what the BatchNorm running statistics and what the weights cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decomposition {
+    /// Source model on the source test split.
+    pub source_acc: f64,
+    /// Fine-tuned body (its statistics) + source head.
+    pub after_acc: f64,
+    /// Fine-tuned body with the source's BatchNorm running statistics + source head.
+    pub after_acc_source_stats: f64,
+    /// Points the statistics cost: `after_acc_source_stats − after_acc` (× 100).
+    pub statistics_points: f64,
+    /// Points the weights cost: `source_acc − after_acc_source_stats` (× 100).
+    pub weights_points: f64,
+}
+
+/// Whether a checkpoint tensor is a BatchNorm running statistic (torchvision names).
+pub fn is_running_stat(name: &str) -> bool {
+    name.ends_with(".running_mean")
+        || name.ends_with(".running_var")
+        || name.ends_with(".num_batches_tracked")
+}
+
+/// `tuned` with every BatchNorm running statistic replaced by the source's.
+pub fn with_source_stats(source: &Checkpoint, tuned: &Checkpoint) -> Checkpoint {
+    let mut out = tuned.clone();
+    for (name, t) in &source.tensors {
+        if is_running_stat(name) && out.tensors.contains_key(name) {
+            out.tensors.insert(name.clone(), t.clone());
+        }
+    }
+    out
+}
+
+/// [`forgetting`], split into statistics and weights (see the module doc); `source_acc` is
+/// the source model's own accuracy on `source_test` when the caller has it.
+pub fn decompose(
+    source: &Checkpoint,
+    tuned: &Checkpoint,
+    source_test: &Dataset,
+    source_acc: Option<f64>,
+    device: &Device,
+) -> Result<Decomposition> {
+    let source_acc = match source_acc {
+        Some(a) => a,
+        None => forgetting(source, source, source_test, device)?.source_acc,
+    };
+    let after_acc = source_head_accuracy(source, tuned, source_test, device)?;
+    let after_acc_source_stats = source_head_accuracy(
+        source,
+        &with_source_stats(source, tuned),
+        source_test,
+        device,
+    )?;
+    Ok(Decomposition {
+        source_acc,
+        after_acc,
+        after_acc_source_stats,
+        statistics_points: 100.0 * (after_acc_source_stats - after_acc),
+        weights_points: 100.0 * (source_acc - after_acc_source_stats),
+    })
 }

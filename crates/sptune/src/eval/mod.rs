@@ -12,7 +12,7 @@ use crate::models::{ModelSpec, Net};
 use crate::{Error, Result};
 
 pub use distance::{Distance, distance};
-pub use forgetting::{Forgetting, forgetting, source_head_accuracy};
+pub use forgetting::{Decomposition, Forgetting, decompose, forgetting, source_head_accuracy};
 
 /// Top-1 accuracy and mean cross-entropy of `net` (in eval mode) on `ds`: the validation
 /// figures of a fine-tune (the loss breaks ties between accuracies on a few images).

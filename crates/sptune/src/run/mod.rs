@@ -155,6 +155,7 @@ fn pretrain_inner(
         &mut |_| false,
         &mut lines,
         files.as_ref(),
+        None,
     )?;
     finish(
         outcome,
@@ -172,7 +173,7 @@ pub fn finetune(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
-    finetune_inner(cfg, device, progress, &mut |_| false, false)
+    finetune_inner(cfg, device, progress, &mut |_| false, None, false)
 }
 
 /// Continues the fine-tune whose run directory belongs to `cfg` (the config read back from
@@ -183,7 +184,7 @@ pub fn resume_finetune(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
-    finetune_inner(cfg, device, progress, &mut |_| false, true)
+    finetune_inner(cfg, device, progress, &mut |_| false, None, true)
 }
 
 /// [`finetune`], asking `stop` after each epoch whether to end there (see
@@ -194,7 +195,19 @@ pub fn finetune_until(
     progress: &mut dyn FnMut(Progress),
     stop: &mut dyn FnMut(&EpochLog) -> bool,
 ) -> Result<Outcome> {
-    finetune_inner(cfg, device, progress, stop, false)
+    finetune_inner(cfg, device, progress, stop, None, false)
+}
+
+/// [`finetune_until`] with a [`train::Hooks::probe`] measuring an extra figure at epoch ends
+/// (a study's source validation accuracy).
+pub fn finetune_probed(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+    stop: &mut dyn FnMut(&EpochLog) -> bool,
+    probe: &mut train::Probe<'_>,
+) -> Result<Outcome> {
+    finetune_inner(cfg, device, progress, stop, Some(probe), false)
 }
 
 fn finetune_inner(
@@ -202,6 +215,7 @@ fn finetune_inner(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
     stop: &mut dyn FnMut(&EpochLog) -> bool,
+    probe: Option<&mut train::Probe<'_>>,
     resume: bool,
 ) -> Result<Outcome> {
     cfg.validate()?;
@@ -263,6 +277,7 @@ fn finetune_inner(
         stop,
         &mut lines,
         files.as_ref(),
+        probe,
     )?;
     finish(
         outcome,
@@ -313,6 +328,7 @@ fn train_and_test(
     stop: &mut dyn FnMut(&EpochLog) -> bool,
     lines: &mut Vec<String>,
     files: Option<&RunFiles>,
+    probe: Option<&mut train::Probe<'_>>,
 ) -> Result<Trained> {
     let val = (!task.val.is_empty()).then_some(&task.val);
     let bn = cfg.bn.resolve(&spec, start.is_some());
@@ -361,6 +377,8 @@ fn train_and_test(
         stop,
         resume,
         save_state: Some(&mut save),
+        // the probe's own lifetime shortened to the hooks'
+        probe: probe.map(|p| &mut *p as &mut train::Probe<'_>),
     };
     let fitted = train::fit_with(net, &spec, start, &task.train, val, cfg, ad, hooks)
         .inspect_err(|_| {
@@ -594,6 +612,9 @@ pub struct Evaluation {
     /// Forgetting of the source task, with `source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forgetting: Option<Forgetting>,
+    /// The forgetting split into BatchNorm statistics and weights, with `source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decomposition: Option<crate::eval::Decomposition>,
 }
 
 /// Test accuracy of a checkpoint on its own classes; with a source model, the forgetting of
@@ -613,15 +634,17 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
     let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
     let t = task::load(&data_for(&spec, &cfg.data), spec.input[0])?;
     let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, spec.eval_batch(), device)?;
-    let forgetting = match &cfg.source {
+    let (forgetting, decomposition) = match &cfg.source {
         Some(src) => {
             let s = Checkpoint::read(src)?;
             let sspec = s.spec()?;
             let data = cfg.source_data.as_deref().unwrap_or(&cfg.data);
             let st = task::load(&data_for(&sspec, data), sspec.input[0])?;
-            Some(crate::eval::forgetting(&s, &ckpt, &st.test, device)?)
+            let f = crate::eval::forgetting(&s, &ckpt, &st.test, device)?;
+            let d = crate::eval::decompose(&s, &ckpt, &st.test, Some(f.source_acc), device)?;
+            (Some(f), Some(d))
         }
-        None => None,
+        None => (None, None),
     };
     Ok(Evaluation {
         model: cfg.model.clone(),
@@ -630,6 +653,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
         test_acc,
         source: cfg.source.clone(),
         forgetting,
+        decomposition,
     })
 }
 

@@ -24,8 +24,16 @@ pub struct AutoOutcome {
     pub point: super::search::Point,
     /// Validation accuracy of the winner's point (0..1).
     pub val_acc: f64,
+    /// Source-validation forgetting of the winner's point in the search (points), when
+    /// measured.
+    pub val_forgetting: Option<f64>,
     /// Test accuracy of the final model (0..1).
     pub test_acc: f64,
+    /// Forgetting of the final model on the source test images (points), when measured.
+    pub test_forgetting: Option<f64>,
+    /// The study's recommendation in plain words (how validation forgetting predicted the
+    /// final's, what keeping the source cost, warnings).
+    pub recommendation: Vec<String>,
     /// The validation table, Markdown: one row per scheme.
     pub table: String,
     /// Where the model was saved.
@@ -62,25 +70,27 @@ pub fn auto(
     }
     let store = Store::open_existing(&super::store_path(dir))?;
     let trials = store.trials()?;
-    let choice = chosen(&trials);
+    let choice = chosen(&trials, &super::objective::Goal::of(&cfg.search));
     let winner = super::best_scheme(&cfg, &choice)
         .ok_or_else(|| Error::Other("no search trial finished; raise the budget".into()))?;
-    let (point, val_acc) = choice[winner.name()];
+    let super::Chosen {
+        point,
+        val_acc,
+        forgetting: val_forgetting,
+        ..
+    } = choice[winner.name()];
     let model = final_checkpoint(dir, winner, 1);
     let bytes = crate::util::read_input(&model, crate::util::MAX_CHECKPOINT_BYTES)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     crate::util::write_atomic(out, &bytes)?;
-    let test_acc = o
-        .results
-        .schemes
-        .iter()
-        .find(|r| r.scheme == winner.name())
-        .map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
+    let row = o.results.schemes.iter().find(|r| r.scheme == winner.name());
+    let test_acc = row.map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
+    let test_forgetting = row.and_then(|r| r.forgetting_ci).map(|f| f.mean);
     let mut table = String::from(
-        "| scheme | alpha | beta | lr | backbone lr x | val acc (%) | trials (stopped early) |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| scheme | alpha | beta | lr | backbone lr x | bn | freeze | val acc (%) | val forgetting \
+         | trials (stopped early) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for &s in &cfg.schemes {
         let ts: Vec<_> = trials
@@ -93,18 +103,26 @@ pub fn auto(
             .count();
         let mark = if s == winner { " **(chosen)**" } else { "" };
         match choice.get(s.name()) {
-            Some((p, v)) => table.push_str(&format!(
-                "| {}{mark} | {:.3e} | {:.3e} | {} | {} | {:.2} | {} ({stopped}) |\n",
+            Some(super::Chosen {
+                point: p,
+                val_acc: v,
+                forgetting,
+                ..
+            }) => table.push_str(&format!(
+                "| {}{mark} | {:.3e} | {:.3e} | {} | {} | {} | {} | {:.2} | {} | {} ({stopped}) |\n",
                 s.name(),
                 p.alpha,
                 p.beta,
                 p.lr,
                 p.backbone_lr_mult,
+                p.bn.map_or("-", |b| b.name()),
+                p.freeze.map_or("-".to_string(), |k| k.to_string()),
                 100.0 * v,
+                forgetting.map_or("-".to_string(), |f| format!("{f:.2}")),
                 ts.len()
             )),
             None => table.push_str(&format!(
-                "| {} | - | - | - | - | - | {} ({stopped}) |\n",
+                "| {} | - | - | - | - | - | - | - | - | - | {} ({stopped}) |\n",
                 s.name(),
                 ts.len()
             )),
@@ -114,7 +132,10 @@ pub fn auto(
         winner,
         point,
         val_acc,
+        val_forgetting,
         test_acc,
+        test_forgetting,
+        recommendation: o.results.choice.recommendation.clone(),
         table,
         out: out.to_path_buf(),
     })

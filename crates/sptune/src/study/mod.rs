@@ -20,9 +20,12 @@
 
 pub mod auto;
 pub mod config;
+pub mod objective;
+pub mod recommend;
 pub mod report;
 pub mod results;
 pub mod search;
+pub mod source_val;
 pub mod stats;
 pub mod store;
 
@@ -34,6 +37,7 @@ use burn::tensor::Device;
 use serde_json::{Value, json};
 
 pub use config::StudyConfig;
+use objective::{Goal, Measure};
 use results::{Curve, FreezePoint, LayerDistance, SchemeRow, SearchPoint, StudyResults};
 use search::Point;
 use store::{NewTrial, Status, Store, Trial};
@@ -41,7 +45,7 @@ use store::{NewTrial, Status, Store, Trial};
 use crate::models::checkpoint::Checkpoint;
 use crate::regularizer::{Anchor, Scheme};
 use crate::run::{self, FinetuneConfig, FisherConfig, StartConfig};
-use crate::task::{self, DataConfig};
+use crate::task::DataConfig;
 use crate::train::EpochLog;
 use crate::util::Choice;
 use crate::{Error, Result};
@@ -120,6 +124,10 @@ struct SourceCtx {
     source: Checkpoint,
     test: Option<crate::data::Dataset>,
     acc: Option<f64>,
+    /// Source validation images for the search, and the source model's accuracy on them.
+    val: Option<(crate::data::Dataset, f64)>,
+    /// Where the validation images come from, or why there are none.
+    note: String,
 }
 
 struct Ctx<'a> {
@@ -195,26 +203,48 @@ impl Ctx<'_> {
                 cfg.source.init_arch.as_deref(),
                 "--init-arch ([source] init_arch)",
             )?;
-            // the source task's test images, where the target data has the source's classes
-            let test = task::load(
-                &DataConfig {
-                    data: cfg.target.data.clone(),
-                    classes: spec.classes.join(","),
-                    test_limit: (cfg.source.test_limit > 0).then_some(cfg.source.test_limit),
-                    resize: crate::data::stored_side(spec.input[1]),
-                    ..DataConfig::default()
-                },
-                spec.input[0],
-            )
-            .ok()
-            .map(|t| t.test);
-            let acc = match (&test, source.metadata.contains_key("spec")) {
-                (Some(st), true) => {
-                    Some(crate::eval::forgetting(&source, &source, st, self.device)?.source_acc)
-                }
-                _ => None,
+            // the source task's test and validation images, where the data has the source's
+            // classes
+            let images = source_val::load(cfg, &spec)?;
+            let known = source.metadata.contains_key("spec");
+            let device = self.device;
+            let acc_on = |ds: &crate::data::Dataset| -> Result<f64> {
+                Ok(crate::eval::forgetting(&source, &source, ds, device)?.source_acc)
             };
-            self.source = Some(SourceCtx { source, test, acc });
+            let (test, acc, val, note) = match images {
+                Some(im) if known => {
+                    let acc = Some(acc_on(&im.test)?);
+                    let val = match im.val {
+                        Some(v) => {
+                            let a = acc_on(&v)?;
+                            Some((v, a))
+                        }
+                        None => None,
+                    };
+                    (Some(im.test), acc, val, im.note)
+                }
+                Some(im) => (
+                    Some(im.test),
+                    None,
+                    None,
+                    "the source checkpoint carries no sptune model description".into(),
+                ),
+                None => (
+                    None,
+                    None,
+                    None,
+                    "the source task's data is not at hand (name it with [source] data and \
+                     classes, or --source-data and --source-classes)"
+                        .into(),
+                ),
+            };
+            self.source = Some(SourceCtx {
+                source,
+                test,
+                acc,
+                val,
+                note,
+            });
         }
         Ok(self.source.as_ref().expect("set above"))
     }
@@ -223,7 +253,7 @@ impl Ctx<'_> {
         match t.phase.as_str() {
             "source" => self.run_source(t),
             "search" => self.run_search(t),
-            "final" | "freeze" => self.run_final(t),
+            "final" | "freeze" | "reference" => self.run_final(t),
             other => Err(Error::Other(format!("unknown phase {other:?}"))),
         }
     }
@@ -277,24 +307,43 @@ impl Ctx<'_> {
         } else {
             vec![]
         };
-        let recorded = recorded_val(&self.store.trials()?, &t.scheme);
+        let trials = self.store.trials()?;
+        let (device, dir) = (self.device, self.dir);
+        let src = self.source_ctx()?;
+        let (source, val) = (&src.source, src.val.as_ref());
+        let src_note = src.note.clone();
+        let before = val.map(|(_, a)| *a);
+        let goal = Goal::of(&cfg.search);
+        // only trials of the same scheme and learning rate are compared at a milestone: a
+        // lower learning rate starts slower without being worse
+        let recorded = recorded_measures(&trials, &t.scheme, p.lr, before);
         let eta = cfg.search.eta;
+        let last = cfg.train.epochs;
+        let probe_secs = std::cell::Cell::new(0.0);
+        let mut probe = |net: &crate::models::Net, epoch: usize| -> Result<Option<f64>> {
+            let Some((ds, _)) = val else { return Ok(None) };
+            if !(milestones.contains(&epoch) || epoch == last) {
+                return Ok(None);
+            }
+            let t0 = Instant::now();
+            let tuned = in_memory_checkpoint(net, source, epoch)?;
+            let acc = crate::eval::source_head_accuracy(source, &tuned, ds, device)?;
+            probe_secs.set(probe_secs.get() + t0.elapsed().as_secs_f64());
+            Ok(Some(acc))
+        };
         let mut stop = |l: &EpochLog| {
             let Some(acc) = l.val_acc else { return false };
             if !milestones.contains(&l.epoch) {
                 return false;
             }
-            let before: Vec<f64> = recorded
-                .iter()
-                .filter_map(|r| r.get(l.epoch - 1).copied())
-                .collect();
-            !search::continues(acc, &before, eta)
+            let here = measure(acc, l.source_val_acc, before);
+            !halving_continues(&goal, &recorded, l.epoch, here, eta)
         };
-        let out = trial_checkpoint(self.dir, &t.phase, &t.key);
+        let out = trial_checkpoint(dir, &t.phase, &t.key);
         if cfg.search.keep_checkpoints {
             ft.out = Some(out.clone());
         }
-        let o = run::finetune_until(&ft, self.device, &mut |_| {}, &mut stop)?;
+        let o = run::finetune_probed(&ft, device, &mut |_| {}, &mut stop, &mut probe)?;
         let r = &o.report;
         let vals: Vec<f64> = r.epochs.iter().filter_map(|e| e.val_acc).collect();
         let mut metrics = json!({
@@ -304,6 +353,15 @@ impl Ctx<'_> {
             "epochs": r.epochs.len(),
             "stopped": r.stopped,
         });
+        let after = r.epochs.iter().rev().find_map(|e| e.source_val_acc);
+        if let (Some(b), Some(a)) = (before, after) {
+            metrics["source_val_acc"] = json!(a);
+            metrics["source_val_before"] = json!(b);
+            metrics["val_forgetting"] = json!(100.0 * (b - a));
+            // the time the source validation took, for the study's overhead figure
+            metrics["source_val_seconds"] = json!(probe_secs.get());
+        }
+        metrics["source_val"] = json!(src_note);
         if cfg.search.keep_checkpoints {
             metrics["checkpoint"] = json!(out);
             if r.best_epoch.is_some() {
@@ -334,19 +392,32 @@ impl Ctx<'_> {
         }
         let out = if t.phase == "final" {
             final_checkpoint(dir, scheme, t.seed)
+        } else if t.phase == "reference" {
+            dir.join("reference").join(format!(
+                "reference_{}_seed{}.safetensors",
+                scheme.name(),
+                t.seed
+            ))
         } else {
             trial_checkpoint(dir, &t.phase, &t.key)
         };
         ft.out = Some(out.clone());
         let o = run::finetune(&ft, device, &mut |_| {})?;
         let mut metrics = json!({"test_acc": o.report.test_acc, "checkpoint": out});
-        if t.phase == "final" {
+        let flags = health(&o.report, o.spec.classes.len());
+        if !flags.is_empty() {
+            metrics["flags"] = json!(flags);
+        }
+        if t.phase == "final" || t.phase == "reference" {
             let tuned = Checkpoint::read(&out)?;
             let src = self.source_ctx()?;
             if let (Some(st), Some(before)) = (&src.test, src.acc) {
-                let after = crate::eval::source_head_accuracy(&src.source, &tuned, st, device)?;
-                metrics["source_acc_after"] = json!(after);
-                metrics["forgetting"] = json!(100.0 * (before - after));
+                let d = crate::eval::decompose(&src.source, &tuned, st, Some(before), device)?;
+                metrics["source_acc_after"] = json!(d.after_acc);
+                metrics["forgetting"] = json!(100.0 * (before - d.after_acc));
+                metrics["source_acc_source_stats"] = json!(d.after_acc_source_stats);
+                metrics["forgetting_statistics"] = json!(d.statistics_points);
+                metrics["forgetting_weights"] = json!(d.weights_points);
             }
             let start = run::starting_point_of(src.source.clone(), &tuned)?;
             let d = crate::eval::distance(&start, &tuned, Anchor::All);
@@ -359,6 +430,30 @@ impl Ctx<'_> {
             Some(serde_json::to_value(&o.report.epochs).unwrap_or(Value::Null)),
         ))
     }
+}
+
+/// A final run's warnings: test accuracy near chance (below 1.5 / classes: the network
+/// predicts about one class), or a training loss that ended above where it started.
+pub fn health(r: &run::RunReport, classes: usize) -> Vec<String> {
+    let mut v = vec![];
+    let chance = 1.0 / classes.max(1) as f64;
+    if classes > 1 && r.test_acc < 1.5 * chance {
+        v.push(format!(
+            "test accuracy {:.1} % is near chance ({:.1} %)",
+            100.0 * r.test_acc,
+            100.0 * chance
+        ));
+    }
+    if let (Some(first), Some(last)) = (r.epochs.first(), r.epochs.last())
+        && r.epochs.len() > 1
+        && (last.task_loss > first.task_loss || last.task_loss.is_nan())
+    {
+        v.push(format!(
+            "training loss rose from {:.3} (epoch 1) to {:.3} (epoch {})",
+            first.task_loss, last.task_loss, last.epoch
+        ));
+    }
+    v
 }
 
 fn source_path(cfg: &StudyConfig, dir: &Path) -> PathBuf {
@@ -411,18 +506,96 @@ fn finetune_config(
     ft.train.beta = p.beta;
     ft.train.lr = p.lr;
     ft.train.backbone_lr_mult = p.backbone_lr_mult;
+    if let Some(bn) = p.bn {
+        ft.train.bn = bn;
+    }
+    if let Some(k) = p.freeze {
+        ft.train.freeze = (k > 0).then_some(k);
+    }
     ft
 }
 
-/// Validation accuracies of the finished search trials of `scheme`, by epoch (1-based).
-fn recorded_val(trials: &[Trial], scheme: &str) -> Vec<Vec<f64>> {
+/// Per epoch (index 0 = epoch 1), the figures of the finished search trials of `scheme` run
+/// with learning rate `lr`; forgetting where the source validation accuracy was measured at
+/// that epoch (`before`: the source model's own).
+pub fn recorded_measures(
+    trials: &[Trial],
+    scheme: &str,
+    lr: f64,
+    before: Option<f64>,
+) -> Vec<Vec<Measure>> {
     trials
         .iter()
         .filter(|t| t.phase == "search" && t.scheme == scheme)
         .filter(|t| matches!(t.status, Status::Done | Status::Stopped))
+        .filter(|t| point_of(t).is_ok_and(|p| p.lr == lr))
         .filter_map(|t| t.epochs.as_ref())
-        .map(val_series)
+        .map(|e| {
+            e.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| {
+                            let acc = e["val_acc"].as_f64()?;
+                            Some(measure(acc, e["source_val_acc"].as_f64(), before))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
         .collect()
+}
+
+/// Successive halving's decision for a trial whose figures at milestone `epoch` are `here`,
+/// against the figures `recorded` by earlier trials of its scheme and learning rate
+/// ([`recorded_measures`]), all scored by `goal`.
+pub fn halving_continues(
+    goal: &Goal,
+    recorded: &[Vec<Measure>],
+    epoch: usize,
+    here: Measure,
+    eta: usize,
+) -> bool {
+    let at: Vec<f64> = recorded
+        .iter()
+        .filter_map(|r| r.get(epoch - 1).copied())
+        .map(|m| goal.score(m))
+        .collect();
+    search::continues(goal.score(here), &at, eta)
+}
+
+/// A trial's figures: forgetting in points when both source accuracies are known.
+fn measure(val_acc: f64, source_val_acc: Option<f64>, before: Option<f64>) -> Measure {
+    Measure {
+        val_acc,
+        forgetting: source_val_acc
+            .zip(before)
+            .map(|(after, before)| 100.0 * (before - after)),
+    }
+}
+
+/// The network of an epoch as a checkpoint carrying the source's description (for
+/// [`crate::eval::source_head_accuracy`], which reads the body's tensors and puts the source's
+/// head back).
+fn in_memory_checkpoint(
+    net: &crate::models::Net,
+    source: &Checkpoint,
+    epoch: usize,
+) -> Result<Checkpoint> {
+    let path = PathBuf::from(format!("(the network at epoch {epoch})"));
+    let (tensors, _) =
+        crate::models::checkpoint::finite_tensors(&burn::module::Module::valid(net), &path)?;
+    let mut metadata = std::collections::HashMap::new();
+    if let Some(spec) = source.metadata.get("spec") {
+        metadata.insert("spec".to_string(), spec.clone());
+    }
+    Ok(Checkpoint {
+        path,
+        tensors: tensors
+            .into_iter()
+            .map(|(n, shape, v)| (n, (shape, v)))
+            .collect(),
+        metadata,
+    })
 }
 
 fn val_series(epochs: &Value) -> Vec<f64> {
@@ -439,46 +612,105 @@ fn f64_series(epochs: &Value, key: &str) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// The chosen point of each scheme: the finished (not stopped) search trial of best final
-/// validation accuracy; between equal accuracies (a validation split of a few images makes
-/// them common) the lower final validation loss wins, then the earlier trial.
-pub fn chosen(trials: &[Trial]) -> BTreeMap<String, (Point, f64)> {
-    let mut best: BTreeMap<String, (Point, f64, f64)> = BTreeMap::new();
-    for t in trials
-        .iter()
-        .filter(|t| t.phase == "search" && t.status == Status::Done)
-    {
-        let m = t.metrics.as_ref();
-        let (Ok(p), Some(v)) = (point_of(t), m.and_then(|m| m["val_acc"].as_f64())) else {
-            continue;
-        };
-        let loss = m
-            .and_then(|m| m["val_loss"].as_f64())
-            .filter(|l| l.is_finite())
-            .unwrap_or(f64::INFINITY);
-        let better = match best.get(&t.scheme) {
-            None => true,
-            Some((_, bv, bl)) => v > *bv || (v == *bv && loss < *bl),
-        };
-        if better {
-            best.insert(t.scheme.clone(), (p, v, loss));
-        }
-    }
-    best.into_iter().map(|(k, (p, v, _))| (k, (p, v))).collect()
+/// A scheme's chosen search point and its figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Chosen {
+    /// The point.
+    pub point: Point,
+    /// Its final target validation accuracy (0..1).
+    pub val_acc: f64,
+    /// Its final validation loss (∞ when not finite).
+    pub val_loss: f64,
+    /// Its source-validation forgetting (points), when measured.
+    pub forgetting: Option<f64>,
+    /// Its score under the study's objective ([`objective`]).
+    pub score: f64,
+    /// Whether it meets the forgetting budget (always true for the other objectives).
+    pub feasible: bool,
 }
 
-/// The scheme whose chosen point has the best validation accuracy (the first in the study's
-/// order on a tie).
-pub fn best_scheme(cfg: &StudyConfig, choice: &BTreeMap<String, (Point, f64)>) -> Option<Scheme> {
-    let mut best: Option<(Scheme, f64)> = None;
+impl Chosen {
+    /// Whether `self` ranks above `other`: the higher score, then the lower validation loss
+    /// (the earlier trial stays on a full tie).
+    fn beats(&self, other: &Chosen) -> bool {
+        self.score > other.score || (self.score == other.score && self.val_loss < other.val_loss)
+    }
+}
+
+/// A finished search trial's figures (None for stopped, failed or unreadable ones).
+fn candidate(t: &Trial, goal: &Goal) -> Option<Chosen> {
+    if t.phase != "search" || t.status != Status::Done {
+        return None;
+    }
+    let m = t.metrics.as_ref()?;
+    let p = point_of(t).ok()?;
+    let val_acc = m["val_acc"].as_f64()?;
+    let val_loss = m["val_loss"]
+        .as_f64()
+        .filter(|l| l.is_finite())
+        .unwrap_or(f64::INFINITY);
+    let forgetting = m["val_forgetting"].as_f64();
+    let me = Measure {
+        val_acc,
+        forgetting,
+    };
+    Some(Chosen {
+        point: p,
+        val_acc,
+        val_loss,
+        forgetting,
+        score: goal.score(me),
+        feasible: goal.feasible(me),
+    })
+}
+
+/// The chosen point of each scheme under `goal`: the finished (not stopped) search trial of
+/// best score ([`objective`]; under `target`, the best final validation accuracy); between
+/// equal scores (a validation split of a few images makes them common) the lower final
+/// validation loss wins, then the earlier trial.
+pub fn chosen(trials: &[Trial], goal: &Goal) -> BTreeMap<String, Chosen> {
+    let mut best: BTreeMap<String, Chosen> = BTreeMap::new();
+    for t in trials {
+        let Some(c) = candidate(t, goal) else {
+            continue;
+        };
+        if best.get(&t.scheme).is_none_or(|b| c.beats(b)) {
+            best.insert(t.scheme.clone(), c);
+        }
+    }
+    best
+}
+
+/// The scheme whose chosen point ranks first under the goal the points were chosen with (the
+/// first in the study's order on a tie).
+pub fn best_scheme(cfg: &StudyConfig, choice: &BTreeMap<String, Chosen>) -> Option<Scheme> {
+    let mut best: Option<(Scheme, &Chosen)> = None;
     for &s in &cfg.schemes {
-        if let Some((_, v)) = choice.get(s.name())
-            && best.is_none_or(|(_, b)| *v > b)
+        if let Some(c) = choice.get(s.name())
+            && best.is_none_or(|(_, b)| c.beats(b))
         {
-            best = Some((s, *v));
+            best = Some((s, c));
         }
     }
     best.map(|(s, _)| s)
+}
+
+/// The scheme and point a target-only search would have chosen, when the study's objective
+/// chose another (None under `target`, without forgetting figures, or when both agree).
+pub fn reference_point(cfg: &StudyConfig, trials: &[Trial]) -> Option<(Scheme, Point)> {
+    let goal = Goal::of(&cfg.search);
+    if goal.objective == config::Objective::Target {
+        return None;
+    }
+    let mine = chosen(trials, &goal);
+    if mine.values().all(|c| c.forgetting.is_none()) {
+        return None;
+    }
+    let winner = best_scheme(cfg, &mine)?;
+    let plain = chosen(trials, &Goal::target());
+    let reference = best_scheme(cfg, &plain)?;
+    let p = plain[reference.name()].point;
+    (reference != winner || p != mine[winner.name()].point).then_some((reference, p))
 }
 
 /// The final checkpoint of `scheme`'s run with `seed` in a study folder.
@@ -628,7 +860,7 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     }
 
     // 3. the final runs, and 4. the freeze sweep
-    let choice = chosen(&ctx.store.trials()?);
+    let choice = chosen(&ctx.store.trials()?, &Goal::of(&cfg.search));
     let winner = best_scheme(cfg, &choice);
     let stages = ctx
         .source_ctx()?
@@ -637,7 +869,7 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
         .stages();
     let mut plan = vec![];
     for &scheme in &cfg.schemes {
-        let Some((p, _)) = choice.get(scheme.name()) else {
+        let Some(Chosen { point: p, .. }) = choice.get(scheme.name()) else {
             continue;
         };
         if cfg.only_best && winner != Some(scheme) {
@@ -668,10 +900,24 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
             }
         }
     }
+    // the finals of the point a target-only search would have chosen, when the objective
+    // chose another: what keeping the source costs, measured
+    if let Some((scheme, p)) = reference_point(cfg, &ctx.store.trials()?) {
+        for seed in 1..=cfg.seeds as u64 {
+            plan.push(NewTrial {
+                key: format!("reference/{}/seed{seed}", scheme.name()),
+                phase: "reference".into(),
+                scheme: scheme.name().into(),
+                params: serde_json::to_value(p).expect("a point serializes"),
+                seed,
+            });
+        }
+    }
     ctx.store.plan(&plan)?;
     let finals = ctx.complete_phase("final")?;
     let freeze = ctx.complete_phase("freeze")?;
-    let complete = finals && freeze;
+    let reference = ctx.complete_phase("reference")?;
+    let complete = finals && freeze && reference;
     if complete {
         ctx.store.set_note("state", "done")?;
     }
@@ -696,7 +942,8 @@ fn finish(ctx: Ctx<'_>, complete: bool) -> Result<StudyOutcome> {
 
 /// The findings of a study's stored trials.
 pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
-    let choice = chosen(trials);
+    let goal = Goal::of(&cfg.search);
+    let choice = chosen(trials, &goal);
     let finals = |scheme: &str| -> Vec<&Trial> {
         let mut v: Vec<&Trial> = trials
             .iter()
@@ -728,9 +975,10 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
     let mut distances = vec![];
     let mut curves = vec![];
     for scheme in cfg.schemes.iter().map(|s| s.name()) {
-        let Some((p, val)) = choice.get(scheme) else {
+        let Some(c) = choice.get(scheme) else {
             continue;
         };
+        let (p, val) = (&c.point, &c.val_acc);
         let ts = finals(scheme);
         let acc = per_seed(&ts, "test_acc", 100.0);
         let forget = per_seed(&ts, "forgetting", 1.0);
@@ -751,6 +999,29 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
             forgetting_minus_l2: (!is_l2 && !forget.is_empty())
                 .then(|| paired(&forget, &l2_forget))
                 .flatten(),
+            bn: p.bn.map(|b| b.name().to_string()),
+            freeze: p.freeze,
+            forgetting_statistics: (!forget.is_empty())
+                .then(|| {
+                    let v = per_seed(&ts, "forgetting_statistics", 1.0);
+                    (!v.is_empty())
+                        .then(|| stats::mean_ci95(&v.values().copied().collect::<Vec<_>>()))
+                })
+                .flatten(),
+            val_forgetting: c.forgetting,
+            feasible: c.feasible,
+            flags: ts
+                .iter()
+                .flat_map(|t| {
+                    let seed = t.seed;
+                    t.metrics
+                        .as_ref()
+                        .and_then(|m| m["flags"].as_array().cloned())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(move |f| f.as_str().map(|f| format!("seed {seed}: {f}")))
+                })
+                .collect(),
         });
         // per-layer distances, mean over seeds, in network order
         let mut order: Vec<String> = vec![];
@@ -805,6 +1076,13 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
                 val_acc: m["val_acc"].as_f64()?,
                 epochs: m["epochs"].as_u64()? as usize,
                 stopped: m["stopped"].as_bool()?,
+                val_forgetting: m["val_forgetting"].as_f64(),
+                bn: p.bn.map(|b| b.name().to_string()),
+                freeze: p.freeze,
+                chosen: t.status == Status::Done
+                    && choice
+                        .get(&t.scheme)
+                        .is_some_and(|c| c.point == p && m["val_acc"].as_f64() == Some(c.val_acc)),
             })
         })
         .collect();
@@ -867,6 +1145,7 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         cfg.seeds,
         cfg.seeds
     );
+    let choice = recommend::choice(cfg, trials, &goal, &choice, &schemes);
     StudyResults {
         title: cfg.name.clone(),
         setup,
@@ -875,6 +1154,7 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         distances,
         freeze,
         curves,
+        choice,
     }
 }
 
@@ -912,14 +1192,122 @@ mod tests {
             trial("l2", 0.01, Status::Done, 0.80, 0.70),
             trial("l2", 0.02, Status::Done, 0.80, 0.70), // a full tie: the earlier stays
         ];
-        let c = chosen(&ts);
-        assert_eq!(c["l2-sp"].0.alpha, 3.0);
-        assert_eq!(c["l2-sp"].1, 0.92);
-        assert_eq!(c["l2"].0.alpha, 0.01);
+        let c = chosen(&ts, &Goal::target());
+        assert_eq!(c["l2-sp"].point.alpha, 3.0);
+        assert_eq!(c["l2-sp"].val_acc, 0.92);
+        assert_eq!(c["l2"].point.alpha, 0.01);
         let cfg = StudyConfig {
             schemes: vec![Scheme::L2, Scheme::L2Sp],
             ..StudyConfig::default()
         };
         assert_eq!(best_scheme(&cfg, &c), Some(Scheme::L2Sp));
+    }
+
+    /// A search trial of `scheme` at learning rate `lr` whose validation accuracy at epoch e
+    /// (1-based) is `curve(e)`, run for `epochs` epochs.
+    fn run_trial(lr: f64, epochs: usize, curve: impl Fn(usize) -> f64) -> Trial {
+        let logs: Vec<Value> = (1..=epochs)
+            .map(|e| json!({"epoch": e, "val_acc": curve(e)}))
+            .collect();
+        let mut t = trial("l2-sp", 0.1, Status::Done, curve(epochs), 0.5);
+        t.params["lr"] = json!(lr);
+        t.epochs = Some(Value::Array(logs));
+        t
+    }
+
+    /// Halving at 20 epochs, η = 3 (milestones 2 and 6): three fast arms (lr 0.02, quick to
+    /// plateau at 70-74 %) run first, then three slow ones (lr 0.005, accuracy q·(1 − e^(−e/6)):
+    /// 24 % at epoch 2 for the best of them, 82 % at epoch 20). Compared only with trials of its
+    /// own learning rate, the best slow arm runs to the end and beats every fast arm; compared
+    /// with the fast arms, it would have been stopped at epoch 2.
+    #[test]
+    fn a_slow_but_better_arm_survives_halving() {
+        let (epochs, eta) = (20, 3);
+        let ms = search::milestones(epochs, eta);
+        assert_eq!(ms, vec![2, 6]);
+        let goal = Goal::target();
+        let fast = |q: f64| move |e: usize| q * (1.0 - (-(e as f64)).exp());
+        let slow = |q: f64| move |e: usize| q * (1.0 - (-(e as f64) / 6.0).exp());
+        let mut done: Vec<Trial> = vec![];
+        let mut finished = vec![];
+        type Curve = Box<dyn Fn(usize) -> f64>;
+        let arms: Vec<(f64, Curve)> = vec![
+            (0.02, Box::new(fast(0.70))),
+            (0.02, Box::new(fast(0.72))),
+            (0.02, Box::new(fast(0.74))),
+            (0.005, Box::new(slow(0.60))),
+            (0.005, Box::new(slow(0.70))),
+            (0.005, Box::new(slow(0.85))),
+        ];
+        for (i, (lr, curve)) in arms.iter().enumerate() {
+            let recorded = recorded_measures(&done, "l2-sp", *lr, None);
+            let mut ran = epochs;
+            for &m in &ms {
+                let here = measure(curve(m), None, None);
+                if !halving_continues(&goal, &recorded, m, here, eta) {
+                    ran = m;
+                    break;
+                }
+            }
+            if ran == epochs {
+                finished.push(i);
+            }
+            let mut t = run_trial(*lr, ran, curve);
+            if ran < epochs {
+                t.status = Status::Stopped;
+            }
+            done.push(t);
+        }
+        assert!(
+            finished.contains(&5),
+            "the best slow arm was stopped: {finished:?}"
+        );
+        // it ends best of all, so it is the chosen point
+        let c = chosen(&done, &goal);
+        assert_eq!(c["l2-sp"].point.lr, 0.005);
+        assert!(c["l2-sp"].val_acc > 0.8);
+        // against every trial regardless of learning rate it would have lost at epoch 2
+        let all: Vec<Vec<Measure>> = done[..3]
+            .iter()
+            .map(|t| {
+                val_series(t.epochs.as_ref().unwrap())
+                    .into_iter()
+                    .map(|a| measure(a, None, None))
+                    .collect()
+            })
+            .collect();
+        let here = measure(arms[5].1(2), None, None);
+        assert!(!halving_continues(&goal, &all, 2, here, eta));
+    }
+
+    /// Under a forgetting budget a scheme's point is the most accurate one within it, and with
+    /// none within it the one that forgets least; the target-only choice ignores forgetting.
+    #[test]
+    fn budget_chooses_within_the_budget_or_the_least_forgetting() {
+        let with_f = |alpha: f64, acc: f64, f: f64| {
+            let mut t = trial("l2-sp", alpha, Status::Done, acc, 0.5);
+            t.metrics.as_mut().unwrap()["val_forgetting"] = json!(f);
+            t
+        };
+        let ts = [
+            with_f(0.01, 0.90, 20.0),
+            with_f(1.0, 0.80, 2.5),
+            with_f(3.0, 0.82, 2.9),
+            with_f(9.0, 0.60, 0.5),
+        ];
+        let budget = Goal {
+            objective: config::Objective::Budget,
+            max_forgetting: 3.0,
+            lambda: 1.0,
+        };
+        assert_eq!(chosen(&ts, &budget)["l2-sp"].point.alpha, 3.0);
+        assert_eq!(chosen(&ts, &Goal::target())["l2-sp"].point.alpha, 0.01);
+        let strict = Goal {
+            max_forgetting: 0.1,
+            ..budget
+        };
+        let c = chosen(&ts, &strict)["l2-sp"];
+        assert_eq!(c.point.alpha, 9.0);
+        assert!(!c.feasible);
     }
 }

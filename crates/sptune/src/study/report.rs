@@ -2,10 +2,13 @@
 //! `plotters`' SVG backend; no scripts, fonts or external links), the main table as Markdown,
 //! and the raw numbers as CSV files.
 //!
-//! Sections of the page, each a `<section id="...">`: `setup`, `table`, `accuracy`, `search`,
+//! Sections of the page, each a `<section id="...">`: `setup`, `tradeoff` (the recommendation
+//! and target accuracy against forgetting: [`tradeoff`]), `table`, `accuracy`, `search`,
 //! `forgetting`, `distance`, `freeze`, `curves`. A section whose data is empty says so in one
 //! sentence instead of drawing an empty plot. Intervals are the 95 % intervals of
 //! [`Interval`]; a NaN half-width (one seed) draws no whisker and prints `(n=1)`.
+
+mod tradeoff;
 
 use super::results::{Interval, SchemeRow, StudyResults};
 use crate::util::write_atomic;
@@ -34,6 +37,7 @@ pub fn html(r: &StudyResults) -> String {
         t = esc(&title)
     );
     h.push_str(&setup_section(r));
+    h.push_str(&tradeoff::section_html(r, &pal));
     h.push_str(&table_section(r));
     h.push_str(&accuracy_section(r, &pal));
     h.push_str(&search_section(r, &pal));
@@ -70,6 +74,13 @@ pub fn markdown(r: &StudyResults) -> String {
     m.push('\n');
     m.push_str(UNITS_NOTE);
     m.push('\n');
+    if !r.choice.recommendation.is_empty() {
+        m.push('\n');
+        for line in &r.choice.recommendation {
+            m.push_str(line);
+            m.push('\n');
+        }
+    }
     m
 }
 
@@ -284,7 +295,8 @@ figure svg{max-width:100%;height:auto;display:block;border:1px solid #eee}\
 figcaption,.note{font-size:.88rem;color:#555;margin-top:.35rem}\
 .empty{color:#555;font-style:italic}\
 details{font-size:.85rem;color:#444}\
-details ol{columns:2;margin:.3rem 0}";
+details ol{columns:2;margin:.3rem 0}\
+.recommendation{background:#f3f7fb;border-left:4px solid #0072b2;padding:.3rem .9rem;margin:.5rem 0 1rem}";
 
 const COLUMNS: [&str; 9] = [
     "scheme",
@@ -1502,6 +1514,12 @@ mod tests {
             forgetting_ci: forg,
             acc_minus_l2: (!l2).then(|| iv(1.5, 0.75, 2)),
             forgetting_minus_l2: (!l2 && forg.is_some()).then(|| iv(-2.25, 1.0, 2)),
+            bn: None,
+            freeze: None,
+            val_forgetting: forg.map(|_| 2.5),
+            forgetting_statistics: forg,
+            feasible: true,
+            flags: vec![],
         }
     }
 
@@ -1536,6 +1554,10 @@ mod tests {
                     val_acc: 0.70 + 0.03 * j as f64 + 0.01 * s as f64,
                     epochs: if j == 0 { 2 } else { 6 },
                     stopped: j == 0,
+                    val_forgetting: Some(1.0 + 4.0 * j as f64 + s as f64),
+                    bn: None,
+                    freeze: None,
+                    chosen: j == 3,
                 });
             }
         }
@@ -1582,11 +1604,13 @@ mod tests {
             distances,
             freeze,
             curves,
+            choice: Default::default(),
         }
     }
 
-    const IDS: [&str; 8] = [
+    const IDS: [&str; 9] = [
         "setup",
+        "tradeoff",
         "table",
         "accuracy",
         "search",
@@ -1628,8 +1652,9 @@ mod tests {
         let r = synthetic();
         let h = html(&r);
         check_page(&h);
-        // accuracy, search, forgetting, distance, freeze, train and val curves
-        assert_eq!(svgs(&h).len(), 7);
+        // trade-off (search and finals), accuracy, search, forgetting, distance, freeze, train
+        // and val curves
+        assert_eq!(svgs(&h).len(), 9);
         assert!(!h.contains("class=\"empty\""), "no section should be empty");
         if let Ok(p) = std::env::var("SPTUNE_REPORT_PREVIEW") {
             std::fs::write(p, &h).unwrap();
@@ -1689,11 +1714,12 @@ mod tests {
             distances: vec![],
             freeze: vec![],
             curves: vec![],
+            choice: Default::default(),
         };
         let h = html(&r);
         check_page(&h);
         assert!(svgs(&h).is_empty());
-        assert_eq!(h.matches("class=\"empty\"").count(), 7);
+        assert_eq!(h.matches("class=\"empty\"").count(), 8);
         assert!(csv(&r).is_empty());
         // One scheme, one seed: no whiskers to draw, still a plot.
         let mut one = synthetic();
@@ -1707,7 +1733,8 @@ mod tests {
         one.curves[0].val_acc.clear();
         let h = html(&one);
         check_page(&h);
-        assert_eq!(svgs(&h).len(), 6);
+        // the six above, and the trade-off's two
+        assert_eq!(svgs(&h).len(), 8);
     }
 
     #[test]

@@ -43,6 +43,29 @@ pub struct SchemeRow {
     pub acc_minus_l2: Option<Interval>,
     /// Paired by seed: this scheme's forgetting minus L2's.
     pub forgetting_minus_l2: Option<Interval>,
+    /// The chosen BatchNorm mode, when the search chose it.
+    #[serde(default)]
+    pub bn: Option<String>,
+    /// The chosen frozen stages, when the search chose them.
+    #[serde(default)]
+    pub freeze: Option<usize>,
+    /// Source-validation forgetting of the chosen point in the search (points).
+    #[serde(default)]
+    pub val_forgetting: Option<f64>,
+    /// The part of `forgetting` that the BatchNorm running statistics cost (points; the rest
+    /// is the weights'), over seeds.
+    #[serde(default)]
+    pub forgetting_statistics: Option<Interval>,
+    /// Whether the chosen point met the forgetting budget (true without one).
+    #[serde(default = "yes")]
+    pub feasible: bool,
+    /// Warnings about the final runs (`seed 3: test accuracy 20.6 % is near chance`).
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One search trial.
@@ -64,6 +87,76 @@ pub struct SearchPoint {
     pub epochs: usize,
     /// Whether successive halving stopped it early.
     pub stopped: bool,
+    /// Source-validation forgetting at its last epoch (points), when measured.
+    #[serde(default)]
+    pub val_forgetting: Option<f64>,
+    /// Its BatchNorm mode, when searched.
+    #[serde(default)]
+    pub bn: Option<String>,
+    /// Its frozen stages, when searched.
+    #[serde(default)]
+    pub freeze: Option<usize>,
+    /// Whether it is its scheme's chosen point.
+    #[serde(default)]
+    pub chosen: bool,
+}
+
+/// How the search chose, and what it recommends. Equality ignores the two timings: they are
+/// not findings (a resumed study has the same findings in other seconds).
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct Choice {
+    /// `target`, `budget` or `tradeoff`.
+    pub objective: String,
+    /// The objective in words.
+    pub describe: String,
+    /// The forgetting budget (points), for `budget`.
+    pub max_forgetting: Option<f64>,
+    /// Where the source validation images came from, or why forgetting is absent from the
+    /// search.
+    pub source_val: String,
+    /// Whether the search measured forgetting.
+    pub measured: bool,
+    /// The recommendation, in plain words with the numbers (one paragraph per line).
+    pub recommendation: Vec<String>,
+    /// The target-only choice's final runs (when the objective is not `target`): scheme,
+    /// test accuracy and forgetting over seeds.
+    pub reference: Option<Reference>,
+    /// Seconds the search trials spent measuring source validation accuracy (for the report;
+    /// not serialized, so that a study's results are the same whichever machine ran them).
+    #[serde(skip)]
+    pub source_val_seconds: f64,
+    /// Seconds of all the study's trials (not serialized either).
+    #[serde(skip)]
+    pub trial_seconds: f64,
+}
+
+impl PartialEq for Choice {
+    fn eq(&self, o: &Self) -> bool {
+        self.objective == o.objective
+            && self.describe == o.describe
+            && self.max_forgetting == o.max_forgetting
+            && self.source_val == o.source_val
+            && self.measured == o.measured
+            && self.recommendation == o.recommendation
+            && self.reference == o.reference
+    }
+}
+
+/// The final runs of the point a target-only search would have chosen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// Its scheme.
+    pub scheme: String,
+    /// Its point in words.
+    pub point: String,
+    /// Test accuracy over seeds (percent).
+    pub acc_ci: Interval,
+    /// Forgetting over seeds (points), when measured.
+    pub forgetting_ci: Option<Interval>,
+    /// Paired by seed: the recommended point's accuracy minus this one's.
+    pub acc_cost: Option<Interval>,
+    /// Paired by seed: the recommended point's forgetting minus this one's.
+    pub forgetting_saved: Option<Interval>,
 }
 
 /// Relative distance `‖w − w0‖ / ‖w0‖` of one tensor after fine-tuning (mean over seeds).
@@ -120,4 +213,7 @@ pub struct StudyResults {
     pub freeze: Vec<FreezePoint>,
     /// Training curves of the final runs.
     pub curves: Vec<Curve>,
+    /// The objective, the source validation images and the recommendation.
+    #[serde(default)]
+    pub choice: Choice,
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Method, StudyConfig};
 use crate::regularizer::Scheme;
+use crate::train::BnMode;
 use crate::util::Choice;
 
 /// One point of the search space.
@@ -28,6 +29,47 @@ pub struct Point {
     pub lr: f64,
     /// Learning-rate factor of the backbone.
     pub backbone_lr_mult: f64,
+    /// BatchNorm mode (None: the train section's), when `[search] bn` lists modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn: Option<BnMode>,
+    /// Frozen first stages (None: the train section's), when `[search] freeze` lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<usize>,
+}
+
+impl Point {
+    /// The point in words: `alpha=… lr=… bn=frozen freeze=1` (the knobs the study searched).
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "alpha={:.3e} beta={:.3e} lr={} backbone_lr_mult={}",
+            self.alpha, self.beta, self.lr, self.backbone_lr_mult
+        );
+        if let Some(b) = self.bn {
+            s.push_str(&format!(" bn={}", b.name()));
+        }
+        if let Some(k) = self.freeze {
+            s.push_str(&format!(" freeze={k}"));
+        }
+        s
+    }
+}
+
+/// One value of `list` (None when it is empty; no draw when it holds one value, so studies
+/// that do not search a knob plan the same points as before it could be searched).
+fn pick<T: Copy>(rng: &mut impl Rng, list: &[T]) -> Option<T> {
+    match list {
+        [] => None,
+        [one] => Some(*one),
+        _ => Some(list[rng.random_range(0..list.len())]),
+    }
+}
+
+fn or_none<T: Copy>(list: &[T]) -> Vec<Option<T>> {
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list.iter().map(|v| Some(*v)).collect()
+    }
 }
 
 fn log_uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
@@ -61,6 +103,8 @@ pub fn points(cfg: &StudyConfig, scheme: Scheme) -> Vec<Point> {
                 beta: log_uniform(&mut rng, s.beta),
                 lr: lrs[rng.random_range(0..lrs.len())],
                 backbone_lr_mult: s.backbone_lr_mult[rng.random_range(0..s.backbone_lr_mult.len())],
+                bn: pick(&mut rng, &s.bn),
+                freeze: pick(&mut rng, &s.freeze),
             })
             .collect(),
         Method::Grid => {
@@ -73,12 +117,18 @@ pub fn points(cfg: &StudyConfig, scheme: Scheme) -> Vec<Point> {
             for &a in &alphas {
                 for &lr in &lrs {
                     for &m in &s.backbone_lr_mult {
-                        v.push(Point {
-                            alpha: a,
-                            beta: s.beta[0],
-                            lr,
-                            backbone_lr_mult: m,
-                        });
+                        for bn in or_none(&s.bn) {
+                            for freeze in or_none(&s.freeze) {
+                                v.push(Point {
+                                    alpha: a,
+                                    beta: s.beta[0],
+                                    lr,
+                                    backbone_lr_mult: m,
+                                    bn,
+                                    freeze,
+                                });
+                            }
+                        }
                     }
                 }
             }

@@ -301,6 +301,10 @@ pub struct EpochLog {
     pub val_loss: Option<f64>,
     /// Wall time of the epoch.
     pub seconds: f64,
+    /// Accuracy on the source task's validation images with the source head put back on this
+    /// epoch's body, where a [`Hooks::probe`] measured it (a study's search trials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_val_acc: Option<f64>,
 }
 
 /// An independent copy of `net`. burn's `clone` shares each BatchNorm's running statistics
@@ -458,6 +462,7 @@ pub fn fit_until(
         stop,
         resume: None,
         save_state: None,
+        probe: None,
     };
     fit_with(net, spec, start, train, val, cfg, device, hooks)
 }
@@ -475,7 +480,13 @@ pub struct Hooks<'a> {
     pub resume: Option<TrainState>,
     /// Called at every epoch end with the state to save (for example [`resume::save`]).
     pub save_state: Option<&'a mut SaveState<'a>>,
+    /// Called at every epoch end, before `stop`, with the network and the 1-based epoch: a
+    /// figure it returns goes into the epoch's [`EpochLog::source_val_acc`].
+    pub probe: Option<&'a mut Probe<'a>>,
 }
+
+/// A [`Hooks::probe`]: the network at an epoch end and the epoch -> an extra figure.
+pub type Probe<'a> = dyn FnMut(&Net, usize) -> Result<Option<f64>> + 'a;
 
 /// [`fit_until`] with every hook: resuming from a saved state and saving one at each epoch end.
 /// A run resumed from the state of epoch k ends with the same bits as one never stopped.
@@ -713,7 +724,7 @@ pub fn fit_with(
             }
             _ => (None, None),
         };
-        let log = EpochLog {
+        let mut log = EpochLog {
             epoch: epoch + 1,
             lr,
             task_loss: loss_sum / seen as f64,
@@ -723,7 +734,11 @@ pub fn fit_with(
             val_acc,
             val_loss,
             seconds: t0.elapsed().as_secs_f64(),
+            source_val_acc: None,
         };
+        if let Some(probe) = hooks.probe.as_mut() {
+            log.source_val_acc = probe(&net, epoch + 1)?;
+        }
         if !(log.penalty_shared.is_finite() && log.penalty_new.is_finite()) {
             return Err(Error::Diverged(format!(
                 "penalty is not finite at epoch {} (S: {}, new: {})",
