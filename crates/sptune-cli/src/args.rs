@@ -52,6 +52,9 @@ pub enum Command {
     /// Accuracy on the test split of the model's classes; with --source, the forgetting.
     #[command(args_override_self = true)]
     Eval(EvalArgs),
+    /// Weight-space interpolation (WiSE-FT) between a starting point and its fine-tune.
+    #[command(args_override_self = true)]
+    Interpolate(InterpolateArgs),
     /// How far fine-tuning moved the weights from the starting point.
     #[command(args_override_self = true)]
     Distance(DistanceArgs),
@@ -536,6 +539,38 @@ pub struct EvalArgs {
     /// 0 = automatic (the input side, 8/7 of it from 128 px up: 256 for 224).
     #[arg(long, default_value_t = 0)]
     pub resize: usize,
+}
+
+/// `sptune interpolate`.
+#[derive(Args, Debug)]
+pub struct InterpolateArgs {
+    /// The starting point θ0 (the source model).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The fine-tune θ_ft.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// One weight a of the fine-tune (0: the starting point, 1: the fine-tune); with --out.
+    #[arg(long, conflicts_with = "sweep", requires = "out")]
+    pub at: Option<f64>,
+    /// Weights to evaluate: `0,0.25,0.5,0.75,1` or `0:0.1:1`.
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Where the model of --at goes (BatchNorm recalibrated on the target training images).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Target data (the classes are the fine-tune's).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// Target training images per class for the recalibration (as the fine-tune had).
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Seed of that subset.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source task's data (default: --data; the classes are the starting point's).
+    #[arg(long)]
+    pub source_data: Option<String>,
 }
 
 /// `sptune distance`.

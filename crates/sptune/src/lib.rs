@@ -39,6 +39,7 @@ pub mod download;
 pub mod error;
 pub mod eval;
 pub mod fisher;
+pub mod interpolate;
 pub mod kernels;
 pub mod models;
 pub mod params;

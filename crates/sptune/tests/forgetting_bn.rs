@@ -8,8 +8,9 @@
 mod common;
 
 use burn::tensor::Device;
-use sptune::eval::forgetting::{decompose, is_running_stat, source_head_accuracy};
+use sptune::eval::forgetting::{decompose, source_head_accuracy};
 use sptune::models::checkpoint::Checkpoint;
+use sptune::params::is_buffer_name;
 use sptune::regularizer::Scheme;
 use sptune::run::{self, FinetuneConfig, PretrainConfig, StartConfig};
 use sptune::task::DataConfig;
@@ -62,7 +63,7 @@ fn only_statistics_moved_so_the_weights_part_is_zero() {
             continue; // replaced by the target's head
         }
         let (_, w) = &tuned.tensors[name];
-        if is_running_stat(name) {
+        if is_buffer_name(name) {
             stats_moved += usize::from(w != w0);
         } else {
             assert_eq!(w, w0, "{name}: a weight moved at lr 1e-30");

@@ -47,6 +47,7 @@ fn study_config(source: &str, target: &str) -> StudyConfig {
     c.search.halving = false;
     c.search.objective = Objective::Budget;
     c.search.max_forgetting = 3.0;
+    c.finals.interpolate = vec![0.0, 0.5, 1.0];
     c
 }
 
@@ -109,6 +110,17 @@ fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
         "{:?}",
         o.results.choice.recommendation
     );
+
+    // the finals interpolated toward the source: at a = 1 the finals themselves (the MLP has
+    // no BatchNorm to recalibrate), at a = 0 the source itself (the head is shared: no
+    // forgetting at all)
+    let curve: Vec<_> = o.results.interpolation.iter().collect();
+    assert_eq!(curve.len(), 3);
+    assert_eq!(curve[2].a, 1.0);
+    assert!((curve[2].acc.mean - row.acc_ci.mean).abs() < 1e-9);
+    assert!((curve[2].forgetting.unwrap().mean - row.forgetting_ci.unwrap().mean).abs() < 1e-9);
+    assert_eq!(curve[0].a, 0.0);
+    assert!(curve[0].forgetting.unwrap().mean.abs() < 1e-9, "{:?}", curve[0]);
 
     // a budget none of the weak points meets: said so, and the least-forgetting one is taken
     let weak_only: Vec<_> = trials

@@ -7,6 +7,7 @@ mod demo;
 mod distance;
 mod eval;
 pub mod fisher;
+mod interpolate;
 mod predict;
 mod scenes;
 mod segment;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pretrain(a) => train::pretrain(a, &g),
         Command::Finetune(a) => train::finetune(a, &g),
         Command::Eval(a) => eval::run(a, &g),
+        Command::Interpolate(a) => interpolate::run(a, &g),
         Command::Distance(a) => distance::run(a, &g),
         Command::Convert(a) => convert::run(a, &g),
         Command::Predict(a) => predict::run(a, &g),

@@ -109,18 +109,11 @@ pub struct Decomposition {
     pub weights_points: f64,
 }
 
-/// Whether a checkpoint tensor is a BatchNorm running statistic (torchvision names).
-pub fn is_running_stat(name: &str) -> bool {
-    name.ends_with(".running_mean")
-        || name.ends_with(".running_var")
-        || name.ends_with(".num_batches_tracked")
-}
-
 /// `tuned` with every BatchNorm running statistic replaced by the source's.
 pub fn with_source_stats(source: &Checkpoint, tuned: &Checkpoint) -> Checkpoint {
     let mut out = tuned.clone();
     for (name, t) in &source.tensors {
-        if is_running_stat(name) && out.tensors.contains_key(name) {
+        if crate::params::is_buffer_name(name) && out.tensors.contains_key(name) {
             out.tensors.insert(name.clone(), t.clone());
         }
     }

@@ -367,6 +367,26 @@ pub fn finite_tensors<M: burn::module::Module>(
     Ok((tensors, nbt))
 }
 
+/// The network as an in-memory checkpoint described by `spec` (`path` names it in messages).
+pub fn checkpoint_of<M: burn::module::Module>(
+    net: &M,
+    spec: &ModelSpec,
+    path: &Path,
+) -> Result<Checkpoint> {
+    let (tensors, _) = finite_tensors(net, path)?;
+    let mut metadata = HashMap::new();
+    metadata.insert("spec".to_string(), serde_json::to_string(spec).unwrap());
+    metadata.insert("arch".to_string(), spec.arch.clone());
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        tensors: tensors
+            .into_iter()
+            .map(|(n, shape, v)| (n, (shape, v)))
+            .collect(),
+        metadata,
+    })
+}
+
 /// Saves the network with its spec to `path` atomically (temp file, then rename).
 pub fn save_model(
     net: &Net,

@@ -277,6 +277,25 @@ pub struct StudyConfig {
     /// Final runs only for the scheme of best validation accuracy (`sptune auto`), not for
     /// every scheme.
     pub only_best: bool,
+    /// What the final runs measure besides accuracy and forgetting.
+    #[serde(rename = "final", skip_serializing_if = "FinalConfig::is_default")]
+    pub finals: FinalConfig,
+}
+
+/// `[final]`: extra measurements of every final run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinalConfig {
+    /// Weight-space interpolation toward the source ([`crate::interpolate`]): each final is
+    /// evaluated at these `a` (0: the source, 1: the final), BatchNorm recalibrated on its
+    /// training images; the report draws the curves on the trade-off plot.
+    pub interpolate: Vec<f64>,
+}
+
+impl FinalConfig {
+    fn is_default(&self) -> bool {
+        self.interpolate.is_empty()
+    }
 }
 
 impl Default for StudyConfig {
@@ -294,6 +313,7 @@ impl Default for StudyConfig {
             search: SearchConfig::default(),
             freeze_sweep: vec![],
             only_best: false,
+            finals: FinalConfig::default(),
         }
     }
 }
@@ -535,6 +555,18 @@ impl StudyConfig {
                     "{} is above the limit of {MAX_SOURCE_VAL_IMAGES}",
                     self.source.val_images
                 ),
+            ));
+        }
+        if self.finals.interpolate.len() > 101
+            || self
+                .finals
+                .interpolate
+                .iter()
+                .any(|a| !(a.is_finite() && (0.0..=1.0).contains(a)))
+        {
+            return Err(Error::invalid(
+                "final.interpolate",
+                "at most 101 weights, each in [0, 1]",
             ));
         }
         if s.bn.contains(&BnMode::Auto) {

@@ -419,6 +419,28 @@ impl Ctx<'_> {
                 metrics["forgetting_statistics"] = json!(d.statistics_points);
                 metrics["forgetting_weights"] = json!(d.weights_points);
             }
+            if t.phase == "final" && !cfg.finals.interpolate.is_empty() {
+                // the final's own training images recalibrate each interpolated network
+                let mut data = ft.data.clone();
+                if data.resize == 0 {
+                    data.resize = crate::data::stored_side(o.spec.input[1]);
+                }
+                let task = crate::task::load(&data, o.spec.input[0])?;
+                let pts = crate::interpolate::sweep(
+                    &src.source,
+                    &tuned,
+                    &cfg.finals.interpolate,
+                    &task.train,
+                    &task.test,
+                    src.test.as_ref(),
+                    device,
+                )?;
+                metrics["interpolation"] = json!(
+                    pts.iter()
+                        .map(|p| json!([p.a, p.target_acc, p.source_acc]))
+                        .collect::<Vec<_>>()
+                );
+            }
             let start = run::starting_point_of(src.source.clone(), &tuned)?;
             let d = crate::eval::distance(&start, &tuned, Anchor::All);
             let rel: Vec<Value> = d.tensors.iter().map(|t| json!([t.name, t.rel])).collect();
@@ -582,20 +604,11 @@ fn in_memory_checkpoint(
     epoch: usize,
 ) -> Result<Checkpoint> {
     let path = PathBuf::from(format!("(the network at epoch {epoch})"));
-    let (tensors, _) =
-        crate::models::checkpoint::finite_tensors(&burn::module::Module::valid(net), &path)?;
-    let mut metadata = std::collections::HashMap::new();
-    if let Some(spec) = source.metadata.get("spec") {
-        metadata.insert("spec".to_string(), spec.clone());
-    }
-    Ok(Checkpoint {
-        path,
-        tensors: tensors
-            .into_iter()
-            .map(|(n, shape, v)| (n, (shape, v)))
-            .collect(),
-        metadata,
-    })
+    crate::models::checkpoint::checkpoint_of(
+        &burn::module::Module::valid(net),
+        &source.spec()?,
+        &path,
+    )
 }
 
 fn val_series(epochs: &Value) -> Vec<f64> {
@@ -1146,6 +1159,7 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         cfg.seeds
     );
     let choice = recommend::choice(cfg, trials, &goal, &choice, &schemes);
+    let interpolation = interpolation_curves(cfg, trials);
     StudyResults {
         title: cfg.name.clone(),
         setup,
@@ -1155,7 +1169,51 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         freeze,
         curves,
         choice,
+        interpolation,
     }
+}
+
+/// Per scheme and weight `a`, the finals' interpolated target accuracy and forgetting (the
+/// source model's accuracy on its test images, `source_acc_after + forgetting/100` of the
+/// same run, is the reference of the forgetting).
+fn interpolation_curves(cfg: &StudyConfig, trials: &[Trial]) -> Vec<results::InterpPoint> {
+    let mut out = vec![];
+    for scheme in cfg.schemes.iter().map(|s| s.name()) {
+        let mut by_a: BTreeMap<u64, (f64, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for t in trials
+            .iter()
+            .filter(|t| t.phase == "final" && t.scheme == scheme && t.status == Status::Done)
+        {
+            let Some(m) = t.metrics.as_ref() else {
+                continue;
+            };
+            let before = match (m["source_acc_after"].as_f64(), m["forgetting"].as_f64()) {
+                (Some(a), Some(f)) => Some(a + f / 100.0),
+                _ => None,
+            };
+            for p in m["interpolation"].as_array().into_iter().flatten() {
+                let (Some(a), Some(acc)) = (p[0].as_f64(), p[1].as_f64()) else {
+                    continue;
+                };
+                let e = by_a.entry(a.to_bits()).or_insert((a, vec![], vec![]));
+                e.1.push(100.0 * acc);
+                if let (Some(b), Some(s)) = (before, p[2].as_f64()) {
+                    e.2.push(100.0 * (b - s));
+                }
+            }
+        }
+        let mut pts: Vec<_> = by_a.into_values().collect();
+        pts.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (a, acc, f) in pts {
+            out.push(results::InterpPoint {
+                scheme: scheme.into(),
+                a,
+                acc: stats::mean_ci95(&acc),
+                forgetting: (!f.is_empty()).then(|| stats::mean_ci95(&f)),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

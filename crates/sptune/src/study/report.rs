@@ -1605,6 +1605,7 @@ mod tests {
             freeze,
             curves,
             choice: Default::default(),
+            interpolation: vec![],
         }
     }
 
@@ -1715,6 +1716,7 @@ mod tests {
             freeze: vec![],
             curves: vec![],
             choice: Default::default(),
+            interpolation: vec![],
         };
         let h = html(&r);
         check_page(&h);

@@ -216,4 +216,20 @@ pub struct StudyResults {
     /// The objective, the source validation images and the recommendation.
     #[serde(default)]
     pub choice: Choice,
+    /// Weight-space interpolation of the finals toward the source (`[final] interpolate`).
+    #[serde(default)]
+    pub interpolation: Vec<InterpPoint>,
+}
+
+/// One scheme's finals interpolated at one weight `a` (means over seeds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpPoint {
+    /// The scheme.
+    pub scheme: String,
+    /// The fine-tune's weight (0: the source).
+    pub a: f64,
+    /// Target test accuracy (percent).
+    pub acc: Interval,
+    /// Forgetting on the source test images (points), when measured.
+    pub forgetting: Option<Interval>,
 }

@@ -77,7 +77,9 @@ pub(super) fn section_html(r: &StudyResults, pal: &Palette) -> String {
             "Final runs: target test accuracy against forgetting on the source test images, \
              each scheme's mean over seeds (filled) with its 95 % intervals on both axes and \
              each seed's run (hollow); grey: the runs of the point a target-only search chose, \
-             where the objective chose another.",
+             where the objective chose another; thin lines with dots, where [final] \
+             interpolate is set: the finals interpolated toward the source (WiSE-FT, \
+             θ(a) = (1 − a)·θ0 + a·θ, BatchNorm recalibrated), mean over seeds per a.",
         ));
     }
     body.push_str(&decomposition(r));
@@ -302,6 +304,25 @@ fn finals_plot(r: &StudyResults, pal: &Palette) -> std::result::Result<String, S
         xs.extend(rf.forgetting_ci.map(|f| f.mean));
         ys.push(rf.acc_ci.mean);
     }
+    // the interpolation curves (WiSE-FT), where the finals were interpolated
+    let curves: Vec<(usize, Vec<(f64, f64)>)> = rows
+        .iter()
+        .map(|s| {
+            let pts: Vec<(f64, f64)> = r
+                .interpolation
+                .iter()
+                .filter(|p| p.scheme == s.scheme)
+                .filter_map(|p| Some((p.forgetting?.mean, p.acc.mean)))
+                .filter(|(f, a)| f.is_finite() && a.is_finite())
+                .collect();
+            (pal.index(&s.scheme), pts)
+        })
+        .filter(|(_, pts)| pts.len() > 1)
+        .collect();
+    for (_, pts) in &curves {
+        xs.extend(pts.iter().map(|p| p.0));
+        ys.extend(pts.iter().map(|p| p.1));
+    }
     xs.extend(r.choice.max_forgetting);
     xs.retain(|v| v.is_finite());
     ys.retain(|v| v.is_finite());
@@ -330,6 +351,13 @@ fn finals_plot(r: &StudyResults, pal: &Palette) -> std::result::Result<String, S
     plot(frame, |root, map| {
         if let Some(b) = r.choice.max_forgetting {
             budget_line(root, map, b, y)?;
+        }
+        for (i, pts) in &curves {
+            let px: Vec<Px> = pts.iter().map(|&(f, a)| map(f, a)).collect();
+            super::line(root, px.clone(), color(*i))?;
+            for p in px {
+                root.draw(&Circle::new(p, 3, color(*i).filled()))?;
+            }
         }
         for s in &rows {
             let i = pal.index(&s.scheme);
