@@ -120,7 +120,11 @@ fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
     assert!((curve[2].acc.mean - row.acc_ci.mean).abs() < 1e-9);
     assert!((curve[2].forgetting.unwrap().mean - row.forgetting_ci.unwrap().mean).abs() < 1e-9);
     assert_eq!(curve[0].a, 0.0);
-    assert!(curve[0].forgetting.unwrap().mean.abs() < 1e-9, "{:?}", curve[0]);
+    assert!(
+        curve[0].forgetting.unwrap().mean.abs() < 1e-9,
+        "{:?}",
+        curve[0]
+    );
 
     // a budget none of the weak points meets: said so, and the least-forgetting one is taken
     let weak_only: Vec<_> = trials

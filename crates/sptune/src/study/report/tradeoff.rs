@@ -13,10 +13,11 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{
+use super::chart::{
     FONT, Frame, Key, LEGEND_SIZE, MUTED, Palette, PlotResult, Px, Root, XAxis, color, decimals,
-    empty, figure, fmt_fixed, marker, nice_ticks, padded, plot, section, whisker,
+    fmt_fixed, line, marker, nice_ticks, padded, plot, whisker,
 };
+use super::{empty, esc, figure, section};
 use crate::study::results::{Interval, SearchPoint, StudyResults};
 
 /// The section: both plots, or the sentence that says why they are absent.
@@ -30,7 +31,7 @@ pub(super) fn section_html(r: &StudyResults, pal: &Palette) -> String {
     if !r.choice.recommendation.is_empty() {
         body.push_str("<div class=\"recommendation\">\n");
         for line in &r.choice.recommendation {
-            let _ = writeln!(body, "<p>{}</p>", super::esc(line));
+            let _ = writeln!(body, "<p>{}</p>", esc(line));
         }
         body.push_str("</div>\n");
     }
@@ -114,7 +115,7 @@ fn decomposition(r: &StudyResults) -> String {
             t,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{:.2}</td></tr>",
-            super::esc(&s.scheme),
+            esc(&s.scheme),
             pm(&f),
             pm(&st),
             f.mean - st.mean
@@ -225,7 +226,7 @@ fn search_plot(
                 .into_iter()
                 .map(|k| map(pts[k].0, pts[k].1))
                 .collect();
-            super::line(root, front, color(i))?;
+            line(root, front, color(i))?;
         }
         for stopped in [true, false] {
             for p in shown.iter().filter(|p| p.stopped == stopped) {
@@ -354,7 +355,7 @@ fn finals_plot(r: &StudyResults, pal: &Palette) -> std::result::Result<String, S
         }
         for (i, pts) in &curves {
             let px: Vec<Px> = pts.iter().map(|&(f, a)| map(f, a)).collect();
-            super::line(root, px.clone(), color(*i))?;
+            line(root, px.clone(), color(*i))?;
             for p in px {
                 root.draw(&Circle::new(p, 3, color(*i).filled()))?;
             }
