@@ -18,7 +18,9 @@
 //! [`aggregate`] turns the stored trials into [`results::StudyResults`] (means with Student-t
 //! intervals, the paired difference to L2 per seed), which [`report`] draws.
 
+pub mod aggregate;
 pub mod auto;
+pub mod choose;
 pub mod config;
 pub mod objective;
 pub mod recommend;
@@ -29,16 +31,20 @@ pub mod source_val;
 pub mod stats;
 pub mod store;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
 use serde_json::{Value, json};
 
+pub use aggregate::aggregate;
+use choose::measure;
+pub use choose::{
+    Chosen, best_scheme, chosen, halving_continues, recorded_measures, reference_point,
+};
 pub use config::StudyConfig;
-use objective::{Goal, Measure};
-use results::{Curve, FreezePoint, LayerDistance, SchemeRow, SearchPoint, StudyResults};
+use objective::Goal;
+use results::StudyResults;
 use search::Point;
 use store::{NewTrial, Status, Store, Trial};
 
@@ -537,64 +543,6 @@ fn finetune_config(
     ft
 }
 
-/// Per epoch (index 0 = epoch 1), the figures of the finished search trials of `scheme` run
-/// with learning rate `lr`; forgetting where the source validation accuracy was measured at
-/// that epoch (`before`: the source model's own).
-pub fn recorded_measures(
-    trials: &[Trial],
-    scheme: &str,
-    lr: f64,
-    before: Option<f64>,
-) -> Vec<Vec<Measure>> {
-    trials
-        .iter()
-        .filter(|t| t.phase == "search" && t.scheme == scheme)
-        .filter(|t| matches!(t.status, Status::Done | Status::Stopped))
-        .filter(|t| point_of(t).is_ok_and(|p| p.lr == lr))
-        .filter_map(|t| t.epochs.as_ref())
-        .map(|e| {
-            e.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|e| {
-                            let acc = e["val_acc"].as_f64()?;
-                            Some(measure(acc, e["source_val_acc"].as_f64(), before))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// Successive halving's decision for a trial whose figures at milestone `epoch` are `here`,
-/// against the figures `recorded` by earlier trials of its scheme and learning rate
-/// ([`recorded_measures`]), all scored by `goal`.
-pub fn halving_continues(
-    goal: &Goal,
-    recorded: &[Vec<Measure>],
-    epoch: usize,
-    here: Measure,
-    eta: usize,
-) -> bool {
-    let at: Vec<f64> = recorded
-        .iter()
-        .filter_map(|r| r.get(epoch - 1).copied())
-        .map(|m| goal.score(m))
-        .collect();
-    search::continues(goal.score(here), &at, eta)
-}
-
-/// A trial's figures: forgetting in points when both source accuracies are known.
-fn measure(val_acc: f64, source_val_acc: Option<f64>, before: Option<f64>) -> Measure {
-    Measure {
-        val_acc,
-        forgetting: source_val_acc
-            .zip(before)
-            .map(|(after, before)| 100.0 * (before - after)),
-    }
-}
-
 /// The network of an epoch as a checkpoint carrying the source's description (for
 /// [`crate::eval::source_head_accuracy`], which reads the body's tensors and puts the source's
 /// head back).
@@ -623,107 +571,6 @@ fn f64_series(epochs: &Value, key: &str) -> Vec<f64> {
         .as_array()
         .map(|a| a.iter().filter_map(|e| e[key].as_f64()).collect())
         .unwrap_or_default()
-}
-
-/// A scheme's chosen search point and its figures.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Chosen {
-    /// The point.
-    pub point: Point,
-    /// Its final target validation accuracy (0..1).
-    pub val_acc: f64,
-    /// Its final validation loss (∞ when not finite).
-    pub val_loss: f64,
-    /// Its source-validation forgetting (points), when measured.
-    pub forgetting: Option<f64>,
-    /// Its score under the study's objective ([`objective`]).
-    pub score: f64,
-    /// Whether it meets the forgetting budget (always true for the other objectives).
-    pub feasible: bool,
-}
-
-impl Chosen {
-    /// Whether `self` ranks above `other`: the higher score, then the lower validation loss
-    /// (the earlier trial stays on a full tie).
-    fn beats(&self, other: &Chosen) -> bool {
-        self.score > other.score || (self.score == other.score && self.val_loss < other.val_loss)
-    }
-}
-
-/// A finished search trial's figures (None for stopped, failed or unreadable ones).
-fn candidate(t: &Trial, goal: &Goal) -> Option<Chosen> {
-    if t.phase != "search" || t.status != Status::Done {
-        return None;
-    }
-    let m = t.metrics.as_ref()?;
-    let p = point_of(t).ok()?;
-    let val_acc = m["val_acc"].as_f64()?;
-    let val_loss = m["val_loss"]
-        .as_f64()
-        .filter(|l| l.is_finite())
-        .unwrap_or(f64::INFINITY);
-    let forgetting = m["val_forgetting"].as_f64();
-    let me = Measure {
-        val_acc,
-        forgetting,
-    };
-    Some(Chosen {
-        point: p,
-        val_acc,
-        val_loss,
-        forgetting,
-        score: goal.score(me),
-        feasible: goal.feasible(me),
-    })
-}
-
-/// The chosen point of each scheme under `goal`: the finished (not stopped) search trial of
-/// best score ([`objective`]; under `target`, the best final validation accuracy); between
-/// equal scores (a validation split of a few images makes them common) the lower final
-/// validation loss wins, then the earlier trial.
-pub fn chosen(trials: &[Trial], goal: &Goal) -> BTreeMap<String, Chosen> {
-    let mut best: BTreeMap<String, Chosen> = BTreeMap::new();
-    for t in trials {
-        let Some(c) = candidate(t, goal) else {
-            continue;
-        };
-        if best.get(&t.scheme).is_none_or(|b| c.beats(b)) {
-            best.insert(t.scheme.clone(), c);
-        }
-    }
-    best
-}
-
-/// The scheme whose chosen point ranks first under the goal the points were chosen with (the
-/// first in the study's order on a tie).
-pub fn best_scheme(cfg: &StudyConfig, choice: &BTreeMap<String, Chosen>) -> Option<Scheme> {
-    let mut best: Option<(Scheme, &Chosen)> = None;
-    for &s in &cfg.schemes {
-        if let Some(c) = choice.get(s.name())
-            && best.is_none_or(|(_, b)| c.beats(b))
-        {
-            best = Some((s, c));
-        }
-    }
-    best.map(|(s, _)| s)
-}
-
-/// The scheme and point a target-only search would have chosen, when the study's objective
-/// chose another (None under `target`, without forgetting figures, or when both agree).
-pub fn reference_point(cfg: &StudyConfig, trials: &[Trial]) -> Option<(Scheme, Point)> {
-    let goal = Goal::of(&cfg.search);
-    if goal.objective == config::Objective::Target {
-        return None;
-    }
-    let mine = chosen(trials, &goal);
-    if mine.values().all(|c| c.forgetting.is_none()) {
-        return None;
-    }
-    let winner = best_scheme(cfg, &mine)?;
-    let plain = chosen(trials, &Goal::target());
-    let reference = best_scheme(cfg, &plain)?;
-    let p = plain[reference.name()].point;
-    (reference != winner || p != mine[winner.name()].point).then_some((reference, p))
 }
 
 /// The final checkpoint of `scheme`'s run with `seed` in a study folder.
@@ -953,271 +800,9 @@ fn finish(ctx: Ctx<'_>, complete: bool) -> Result<StudyOutcome> {
     })
 }
 
-/// The findings of a study's stored trials.
-pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
-    let goal = Goal::of(&cfg.search);
-    let choice = chosen(trials, &goal);
-    let finals = |scheme: &str| -> Vec<&Trial> {
-        let mut v: Vec<&Trial> = trials
-            .iter()
-            .filter(|t| t.phase == "final" && t.scheme == scheme && t.status == Status::Done)
-            .collect();
-        v.sort_by_key(|t| t.seed);
-        v
-    };
-    let metric = |t: &Trial, k: &str| t.metrics.as_ref().and_then(|m| m[k].as_f64());
-    let l2 = finals("l2");
-    let per_seed = |ts: &[&Trial], k: &str, scale: f64| -> BTreeMap<u64, f64> {
-        ts.iter()
-            .filter_map(|t| metric(t, k).map(|v| (t.seed, scale * v)))
-            .collect()
-    };
-    let l2_acc = per_seed(&l2, "test_acc", 100.0);
-    let l2_forget = per_seed(&l2, "forgetting", 1.0);
-    let paired = |mine: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>| {
-        let seeds: Vec<u64> = mine
-            .keys()
-            .filter(|s| base.contains_key(s))
-            .copied()
-            .collect();
-        let a: Vec<f64> = seeds.iter().map(|s| mine[s]).collect();
-        let b: Vec<f64> = seeds.iter().map(|s| base[s]).collect();
-        stats::paired_diff(&a, &b)
-    };
-    let mut schemes = vec![];
-    let mut distances = vec![];
-    let mut curves = vec![];
-    for scheme in cfg.schemes.iter().map(|s| s.name()) {
-        let Some(c) = choice.get(scheme) else {
-            continue;
-        };
-        let (p, val) = (&c.point, &c.val_acc);
-        let ts = finals(scheme);
-        let acc = per_seed(&ts, "test_acc", 100.0);
-        let forget = per_seed(&ts, "forgetting", 1.0);
-        let is_l2 = scheme == "l2";
-        schemes.push(SchemeRow {
-            scheme: scheme.into(),
-            alpha: p.alpha,
-            beta: p.beta,
-            lr: p.lr,
-            backbone_lr_mult: p.backbone_lr_mult,
-            val_acc: *val,
-            acc: acc.values().copied().collect(),
-            forgetting: forget.values().copied().collect(),
-            acc_ci: stats::mean_ci95(&acc.values().copied().collect::<Vec<_>>()),
-            forgetting_ci: (!forget.is_empty())
-                .then(|| stats::mean_ci95(&forget.values().copied().collect::<Vec<_>>())),
-            acc_minus_l2: (!is_l2).then(|| paired(&acc, &l2_acc)).flatten(),
-            forgetting_minus_l2: (!is_l2 && !forget.is_empty())
-                .then(|| paired(&forget, &l2_forget))
-                .flatten(),
-            bn: p.bn.map(|b| b.name().to_string()),
-            freeze: p.freeze,
-            forgetting_statistics: (!forget.is_empty())
-                .then(|| {
-                    let v = per_seed(&ts, "forgetting_statistics", 1.0);
-                    (!v.is_empty())
-                        .then(|| stats::mean_ci95(&v.values().copied().collect::<Vec<_>>()))
-                })
-                .flatten(),
-            val_forgetting: c.forgetting,
-            feasible: c.feasible,
-            flags: ts
-                .iter()
-                .flat_map(|t| {
-                    let seed = t.seed;
-                    t.metrics
-                        .as_ref()
-                        .and_then(|m| m["flags"].as_array().cloned())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(move |f| f.as_str().map(|f| format!("seed {seed}: {f}")))
-                })
-                .collect(),
-        });
-        // per-layer distances, mean over seeds, in network order
-        let mut order: Vec<String> = vec![];
-        let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        for t in &ts {
-            if let Some(d) = t.metrics.as_ref().and_then(|m| m["distances"].as_array()) {
-                for e in d {
-                    let (Some(name), Some(rel)) = (e[0].as_str(), e[1].as_f64()) else {
-                        continue;
-                    };
-                    if !sums.contains_key(name) {
-                        order.push(name.to_string());
-                    }
-                    let s = sums.entry(name.to_string()).or_insert((0.0, 0));
-                    s.0 += rel;
-                    s.1 += 1;
-                }
-            }
-        }
-        for name in order {
-            let (s, n) = sums[&name];
-            distances.push(LayerDistance {
-                scheme: scheme.into(),
-                layer: name,
-                rel: s / n as f64,
-            });
-        }
-        for t in &ts {
-            if let Some(e) = &t.epochs {
-                curves.push(Curve {
-                    scheme: scheme.into(),
-                    seed: t.seed,
-                    train_acc: f64_series(e, "train_acc"),
-                    val_acc: val_series(e),
-                    task_loss: f64_series(e, "task_loss"),
-                });
-            }
-        }
-    }
-    let search = trials
-        .iter()
-        .filter(|t| t.phase == "search" && matches!(t.status, Status::Done | Status::Stopped))
-        .filter_map(|t| {
-            let p = point_of(t).ok()?;
-            let m = t.metrics.as_ref()?;
-            Some(SearchPoint {
-                scheme: t.scheme.clone(),
-                alpha: p.alpha,
-                beta: p.beta,
-                lr: p.lr,
-                backbone_lr_mult: p.backbone_lr_mult,
-                val_acc: m["val_acc"].as_f64()?,
-                epochs: m["epochs"].as_u64()? as usize,
-                stopped: m["stopped"].as_bool()?,
-                val_forgetting: m["val_forgetting"].as_f64(),
-                bn: p.bn.map(|b| b.name().to_string()),
-                freeze: p.freeze,
-                chosen: t.status == Status::Done
-                    && choice
-                        .get(&t.scheme)
-                        .is_some_and(|c| c.point == p && m["val_acc"].as_f64() == Some(c.val_acc)),
-            })
-        })
-        .collect();
-    let mut freeze_acc: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
-    for t in trials
-        .iter()
-        .filter(|t| t.phase == "freeze" && t.status == Status::Done)
-    {
-        if let (Some(k), Some(a)) = (t.params["freeze"].as_u64(), metric(t, "test_acc")) {
-            freeze_acc
-                .entry((t.scheme.clone(), k as usize))
-                .or_default()
-                .push(100.0 * a);
-        }
-    }
-    let freeze = freeze_acc
-        .into_iter()
-        .map(|((scheme, k), v)| FreezePoint {
-            scheme,
-            k,
-            acc: stats::mean_ci95(&v),
-        })
-        .collect();
-    let source = match (&cfg.source.init, &cfg.source.pretrain) {
-        (Some(p), _) => format!("source checkpoint {}", p.display()),
-        (None, Some(pre)) => format!(
-            "source {} (width {}) pretrained on {} classes {} ({} epochs)",
-            pre.model.arch, pre.model.width, pre.data.data, pre.data.classes, pre.train.epochs
-        ),
-        _ => "no source".into(),
-    };
-    let setup = format!(
-        "{source}; target {} classes {}, {} training images per class, {} epochs, batch {}; \
-         hyperparameters chosen per scheme by {} search ({} points, successive halving {}) on a \
-         {:.0} % validation split (seed 0), then {} final runs per scheme (seeds 1..={}) on all \
-         training images; intervals are two-sided 95 % Student-t over seeds, differences to L2 \
-         paired by seed.",
-        cfg.target.data,
-        cfg.target.classes,
-        cfg.target
-            .per_class
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "all".into()),
-        cfg.train.epochs,
-        cfg.train.batch_size,
-        match cfg.search.method {
-            config::Method::Random => "random",
-            config::Method::Grid => "grid",
-        },
-        match cfg.search.method {
-            config::Method::Random => cfg.search.trials,
-            config::Method::Grid => cfg.search.grid_points,
-        },
-        if cfg.search.halving {
-            format!("η = {}", cfg.search.eta)
-        } else {
-            "off".into()
-        },
-        100.0 * cfg.search.val_fraction,
-        cfg.seeds,
-        cfg.seeds
-    );
-    let choice = recommend::choice(cfg, trials, &goal, &choice, &schemes);
-    let interpolation = interpolation_curves(cfg, trials);
-    StudyResults {
-        title: cfg.name.clone(),
-        setup,
-        schemes,
-        search,
-        distances,
-        freeze,
-        curves,
-        choice,
-        interpolation,
-    }
-}
-
-/// Per scheme and weight `a`, the finals' interpolated target accuracy and forgetting (the
-/// source model's accuracy on its test images, `source_acc_after + forgetting/100` of the
-/// same run, is the reference of the forgetting).
-fn interpolation_curves(cfg: &StudyConfig, trials: &[Trial]) -> Vec<results::InterpPoint> {
-    let mut out = vec![];
-    for scheme in cfg.schemes.iter().map(|s| s.name()) {
-        let mut by_a: BTreeMap<u64, (f64, Vec<f64>, Vec<f64>)> = BTreeMap::new();
-        for t in trials
-            .iter()
-            .filter(|t| t.phase == "final" && t.scheme == scheme && t.status == Status::Done)
-        {
-            let Some(m) = t.metrics.as_ref() else {
-                continue;
-            };
-            let before = match (m["source_acc_after"].as_f64(), m["forgetting"].as_f64()) {
-                (Some(a), Some(f)) => Some(a + f / 100.0),
-                _ => None,
-            };
-            for p in m["interpolation"].as_array().into_iter().flatten() {
-                let (Some(a), Some(acc)) = (p[0].as_f64(), p[1].as_f64()) else {
-                    continue;
-                };
-                let e = by_a.entry(a.to_bits()).or_insert((a, vec![], vec![]));
-                e.1.push(100.0 * acc);
-                if let (Some(b), Some(s)) = (before, p[2].as_f64()) {
-                    e.2.push(100.0 * (b - s));
-                }
-            }
-        }
-        let mut pts: Vec<_> = by_a.into_values().collect();
-        pts.sort_by(|x, y| x.0.total_cmp(&y.0));
-        for (a, acc, f) in pts {
-            out.push(results::InterpPoint {
-                scheme: scheme.into(),
-                a,
-                acc: stats::mean_ci95(&acc),
-                forgetting: (!f.is_empty()).then(|| stats::mean_ci95(&f)),
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::objective::Measure;
     use super::*;
 
     fn trial(scheme: &str, alpha: f64, status: Status, acc: f64, loss: f64) -> Trial {
