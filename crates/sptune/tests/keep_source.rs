@@ -18,6 +18,13 @@ use sptune::study::objective::Goal;
 use sptune::study::store::Store;
 use sptune::study::{self, RunOptions, StudyConfig};
 
+/// Runs seed burn's device-wide generator: the tests here take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn study_config(source: &str, target: &str) -> StudyConfig {
     let mut pre = PretrainConfig::default();
     pre.data.data = source.into();
@@ -53,6 +60,7 @@ fn study_config(source: &str, target: &str) -> StudyConfig {
 
 #[test]
 fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
+    let _turn = serial();
     let d = tempfile::tempdir().unwrap();
     let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
     std::fs::create_dir_all(&src).unwrap();
@@ -161,4 +169,199 @@ fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
         "{:?}",
         r.choice.recommendation
     );
+}
+
+/// `[source] seeds = 2`: the study pretrains a second source with the next training seed and
+/// runs every final (and the reference) from each; each final is measured against its own
+/// source, and the intervals are over the four (source, seed) runs.
+#[test]
+fn several_sources_each_final_from_its_own_source() {
+    let _turn = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&tgt).unwrap();
+    common::tiny_idx(&src);
+    common::tiny_idx_shifted(&tgt, 1);
+    let mut cfg = study_config(src.to_str().unwrap(), tgt.to_str().unwrap());
+    cfg.source.seeds = 2;
+    cfg.finals.interpolate.clear();
+    let dir = d.path().join("study");
+    let o = study::run(
+        &cfg,
+        &dir,
+        &Device::flex(),
+        RunOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(o.complete);
+    let read = |p: &std::path::Path| sptune::models::checkpoint::Checkpoint::read(p).unwrap();
+    let (s0, s1) = (
+        read(&dir.join("source.safetensors")),
+        read(&dir.join("source-s1.safetensors")),
+    );
+    // squared distance over the tensors both have
+    let dist = |a: &sptune::models::checkpoint::Checkpoint,
+                b: &sptune::models::checkpoint::Checkpoint| {
+        a.tensors
+            .iter()
+            .filter_map(|(n, (_, x))| b.tensors.get(n).map(|(_, y)| (x, y)))
+            .flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| ((u - v) as f64).powi(2)))
+            .sum::<f64>()
+    };
+    assert!(dist(&s0, &s1) > 0.0, "the two sources are the same network");
+
+    let trials = Store::open_existing(&study::store_path(&dir))
+        .unwrap()
+        .trials()
+        .unwrap();
+    let mut finals: Vec<&str> = trials
+        .iter()
+        .filter(|t| t.phase == "final")
+        .map(|t| t.key.as_str())
+        .collect();
+    finals.sort();
+    assert_eq!(
+        finals,
+        [
+            "final/l2-sp/seed1",
+            "final/l2-sp/seed2",
+            "final/l2-sp/source1/seed1",
+            "final/l2-sp/source1/seed2"
+        ]
+    );
+    // the source test images (all test images of classes 0-2) and each source's accuracy
+    let test = sptune::task::load(
+        &sptune::task::DataConfig {
+            data: src.to_str().unwrap().into(),
+            classes: "0-2".into(),
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap()
+    .test;
+    let dev = Device::flex();
+    for t in trials.iter().filter(|t| t.phase == "final") {
+        let own = if t.key.contains("source1") { &s1 } else { &s0 };
+        let other = if t.key.contains("source1") { &s0 } else { &s1 };
+        let m = t.metrics.as_ref().unwrap();
+        let tuned = read(std::path::Path::new(m["checkpoint"].as_str().unwrap()));
+        // the strong chosen pull (α = 10) keeps each final next to the source it started from
+        assert!(
+            dist(&tuned, own) < dist(&tuned, other),
+            "{}: nearer the other source",
+            t.key
+        );
+        let f = sptune::eval::forgetting(own, &tuned, &test, &dev).unwrap();
+        let stored = m["forgetting"].as_f64().unwrap();
+        assert!(
+            (stored - f.drop_points).abs() < 1e-9,
+            "{}: stored forgetting {stored}, against its own source {}",
+            t.key,
+            f.drop_points
+        );
+    }
+    let row = &o.results.schemes[0];
+    assert_eq!(row.sources, 2);
+    assert_eq!(row.acc.len(), 4);
+    assert_eq!(row.acc_ci.n, 4);
+    // the share between sources, from the stored trials grouped by their keys
+    let group = |k: bool| -> Vec<f64> {
+        trials
+            .iter()
+            .filter(|t| t.phase == "final" && t.key.contains("source1") == k)
+            .map(|t| t.metrics.as_ref().unwrap()["forgetting"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        row.forgetting_between_sources,
+        sptune::study::stats::between_group_share(&[group(false), group(true)])
+    );
+    let reference = o.results.choice.reference.as_ref().expect("reference runs");
+    assert_eq!(
+        reference.acc_ci.n, 4,
+        "the reference runs from both sources"
+    );
+    assert!(o.results.setup.contains("from each of 2 sources"));
+}
+
+/// `auto` under a budget also interpolates the target-only choice toward the source, choosing
+/// the weight on the validation images, and returns the interpolated model when it beats the
+/// budget's own choice there. At a = 0 the MLP is the source itself (the head is shared):
+/// nothing forgotten; at a = 1 it is the search's own fine-tune of that point: the search's
+/// validation accuracy.
+#[test]
+fn auto_interpolates_the_target_only_choice_within_the_budget() {
+    let _turn = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&tgt).unwrap();
+    common::tiny_idx(&src);
+    common::tiny_idx_shifted(&tgt, 1);
+    let cfg = study_config(src.to_str().unwrap(), tgt.to_str().unwrap());
+    let (dir, out) = (d.path().join("auto"), d.path().join("m.safetensors"));
+    let o = study::auto::auto(&cfg, &dir, &out, &Device::flex(), &mut |_| {}).unwrap();
+    let ip = o
+        .interpolated
+        .as_ref()
+        .expect("a target-only choice to interpolate");
+    eprintln!("{ip:?}\nbudget choice: {:.3} val acc", o.val_acc);
+    assert!(
+        ip.point.alpha < 1.0,
+        "the target-only choice is the weak pull"
+    );
+    assert_eq!(ip.sweep.len(), study::auto::AUTO_SWEEP.len());
+    assert!(
+        ip.sweep[0].2.abs() < 1e-9,
+        "a = 0 forgets: {:?}",
+        ip.sweep[0]
+    );
+    let trials = Store::open_existing(&study::store_path(&dir))
+        .unwrap()
+        .trials()
+        .unwrap();
+    let searched = trials
+        .iter()
+        .find(|t| {
+            t.phase == "search"
+                && (t.params["alpha"].as_f64().unwrap() - ip.point.alpha).abs() < 1e-12
+        })
+        .unwrap();
+    let val_acc = searched.metrics.as_ref().unwrap()["val_acc"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (ip.sweep[10].1 - val_acc).abs() < 1e-9,
+        "a = 1: {:?}, the search's trial: {val_acc}",
+        ip.sweep[10]
+    );
+    assert!(ip.val_forgetting <= cfg.search.max_forgetting);
+    assert_eq!(ip.returned, ip.val_acc > o.val_acc);
+    let read = |p: &std::path::Path| sptune::models::checkpoint::Checkpoint::read(p).unwrap();
+    let saved = read(&out);
+    // on this task the weak fine-tune at a small weight fits the target and keeps the
+    // source, where the budget's strong pull cannot fit the target
+    assert!(ip.returned, "the interpolation should win here");
+    {
+        // (1 - a)·θ0 + a·θ of the reference final, in f64, tensor by tensor
+        let (w0, w) = (
+            read(&dir.join("source.safetensors")),
+            read(&dir.join("reference/reference_l2-sp_seed1.safetensors")),
+        );
+        for (name, (_, x)) in &w.tensors {
+            let x0 = &w0.tensors[name].1;
+            for ((v, &v0), &v1) in saved.tensors[name].1.iter().zip(x0).zip(x) {
+                let want = (1.0 - ip.a) * v0 as f64 + ip.a * v1 as f64;
+                assert!((*v as f64 - want).abs() < 1e-6, "{name}: {v} vs {want}");
+            }
+        }
+        assert!(
+            o.recommendation
+                .iter()
+                .any(|l| l.starts_with("Returned instead"))
+        );
+    }
 }

@@ -362,21 +362,51 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
             "val_forgetting": o.val_forgetting, "test_acc": o.test_acc,
             "test_forgetting": o.test_forgetting, "recommendation": o.recommendation,
             "out": o.out, "dir": dir,
+            "interpolated": o.interpolated.as_ref().map(|ip| serde_json::json!({
+                "scheme": sptune::Choice::name(ip.scheme), "point": ip.point, "a": ip.a,
+                "val_acc": ip.val_acc, "val_forgetting": ip.val_forgetting,
+                "sweep": ip.sweep, "returned": ip.returned,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{}", o.table);
         let forgot = |f: Option<f64>| f.map_or(String::new(), |f| format!(", forgetting {f:.2}"));
-        println!(
-            "chosen: {} ({}): validation {:.2}%{} -> test {:.2}%{} -> {}",
-            sptune::Choice::name(o.winner),
-            o.point.describe(),
-            100.0 * o.val_acc,
-            forgot(o.val_forgetting),
-            100.0 * o.test_acc,
-            forgot(o.test_forgetting),
-            o.out.display()
-        );
+        if let Some(ip) = &o.interpolated {
+            println!(
+                "interpolated toward the source: {} ({}), a -> target validation %, \
+                 source-validation forgetting:",
+                sptune::Choice::name(ip.scheme),
+                ip.point.describe()
+            );
+            for (x, acc, f) in &ip.sweep {
+                println!("  a = {x:.1}: {:.2} %, {f:.2}", 100.0 * acc);
+            }
+        }
+        match o.interpolated.as_ref().filter(|ip| ip.returned) {
+            Some(ip) => println!(
+                "chosen: {} ({}) interpolated at a = {}: validation {:.2}%, forgetting {:.2} \
+                 -> test {:.2}%{} -> {}",
+                sptune::Choice::name(ip.scheme),
+                ip.point.describe(),
+                ip.a,
+                100.0 * ip.val_acc,
+                ip.val_forgetting,
+                100.0 * o.test_acc,
+                forgot(o.test_forgetting),
+                o.out.display()
+            ),
+            None => println!(
+                "chosen: {} ({}): validation {:.2}%{} -> test {:.2}%{} -> {}",
+                sptune::Choice::name(o.winner),
+                o.point.describe(),
+                100.0 * o.val_acc,
+                forgot(o.val_forgetting),
+                100.0 * o.test_acc,
+                forgot(o.test_forgetting),
+                o.out.display()
+            ),
+        }
         for line in &o.recommendation {
             println!("{line}");
         }

@@ -12,7 +12,7 @@ use super::results::{
     self, Curve, FreezePoint, LayerDistance, SchemeRow, SearchPoint, StudyResults,
 };
 use super::store::{Status, Trial};
-use super::{f64_series, point_of, recommend, stats, val_series};
+use super::{f64_series, point_of, recommend, stats, unit_of, val_series};
 use crate::util::Choice;
 
 /// The findings of a study's stored trials.
@@ -24,20 +24,31 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
             .iter()
             .filter(|t| t.phase == "final" && t.scheme == scheme && t.status == Status::Done)
             .collect();
-        v.sort_by_key(|t| t.seed);
+        v.sort_by_key(|t| unit_of(t));
         v
     };
     let metric = |t: &Trial, k: &str| t.metrics.as_ref().and_then(|m| m[k].as_f64());
     let l2 = finals("l2");
-    let per_seed = |ts: &[&Trial], k: &str, scale: f64| -> BTreeMap<u64, f64> {
+    // keyed by (source, seed): the pairing unit
+    let per_seed = |ts: &[&Trial], k: &str, scale: f64| -> BTreeMap<(u64, u64), f64> {
         ts.iter()
-            .filter_map(|t| metric(t, k).map(|v| (t.seed, scale * v)))
+            .filter_map(|t| metric(t, k).map(|v| (unit_of(t), scale * v)))
             .collect()
+    };
+    // the share of a metric's variance that lies between sources
+    let between = |v: &BTreeMap<(u64, u64), f64>| -> Option<f64> {
+        let mut groups: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for (&(k, _), &x) in v {
+            groups.entry(k).or_default().push(x);
+        }
+        (groups.len() > 1)
+            .then(|| stats::between_group_share(&groups.into_values().collect::<Vec<_>>()))
+            .flatten()
     };
     let l2_acc = per_seed(&l2, "test_acc", 100.0);
     let l2_forget = per_seed(&l2, "forgetting", 1.0);
-    let paired = |mine: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>| {
-        let seeds: Vec<u64> = mine
+    let paired = |mine: &BTreeMap<(u64, u64), f64>, base: &BTreeMap<(u64, u64), f64>| {
+        let seeds: Vec<(u64, u64)> = mine
             .keys()
             .filter(|s| base.contains_key(s))
             .copied()
@@ -85,10 +96,20 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
                 .flatten(),
             val_forgetting: c.forgetting,
             feasible: c.feasible,
+            sources: ts
+                .iter()
+                .map(|t| super::source_of(t))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            acc_between_sources: between(&acc),
+            forgetting_between_sources: between(&forget),
             flags: ts
                 .iter()
                 .flat_map(|t| {
-                    let seed = t.seed;
+                    let seed = match super::source_of(t) {
+                        0 => t.seed.to_string(),
+                        k => format!("{} of source {k}", t.seed),
+                    };
                     t.metrics
                         .as_ref()
                         .and_then(|m| m["flags"].as_array().cloned())
@@ -193,8 +214,8 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         "{source}; target {} classes {}, {} training images per class, {} epochs, batch {}; \
          hyperparameters chosen per scheme by {} search ({} points, successive halving {}) on a \
          {:.0} % validation split (seed 0), then {} final runs per scheme (seeds 1..={}) on all \
-         training images; intervals are two-sided 95 % Student-t over seeds, differences to L2 \
-         paired by seed.",
+         training images{}; intervals are two-sided 95 % Student-t over {}, differences to L2 \
+         paired by {}.",
         cfg.target.data,
         cfg.target.classes,
         cfg.target
@@ -218,7 +239,24 @@ pub fn aggregate(cfg: &StudyConfig, trials: &[Trial]) -> StudyResults {
         },
         100.0 * cfg.search.val_fraction,
         cfg.seeds,
-        cfg.seeds
+        cfg.seeds,
+        if cfg.source.seeds > 1 {
+            format!(
+                ", from each of {} sources (pretraining seeds {}..={})",
+                cfg.source.seeds,
+                cfg.source.pretrain.as_ref().map_or(0, |p| p.train.seed),
+                cfg.source.pretrain.as_ref().map_or(0, |p| p.train.seed) + cfg.source.seeds as u64
+                    - 1
+            )
+        } else {
+            String::new()
+        },
+        if cfg.source.seeds > 1 {
+            "(source, seed) runs"
+        } else {
+            "seeds"
+        },
+        if cfg.source.seeds > 1 { "run" } else { "seed" },
     );
     let choice = recommend::choice(cfg, trials, &goal, &choice, &schemes);
     let interpolation = interpolation_curves(cfg, trials);

@@ -5,12 +5,19 @@
 //! (random points per scheme, successive halving, a time budget) chooses each scheme's best
 //! point on a validation split; the scheme whose point has the best validation accuracy wins
 //! and is fine-tuned once on all target training images.
+//!
+//! Under a forgetting budget, the target-only choice interpolated toward the source
+//! ([`crate::interpolate`], WiSE-FT) competes with the budget's own choice: the weight `a` is
+//! chosen on the same validation images (target and source) as the search's points, and when
+//! an interpolated model meets the budget at a better target validation accuracy, it is what
+//! [`auto`] returns ([`Interpolated`]).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
 use super::{RunOptions, StudyConfig, chosen, final_checkpoint, store::Store};
+use crate::models::checkpoint::Checkpoint;
 use crate::regularizer::Scheme;
 use crate::util::Choice;
 use crate::{Error, Result};
@@ -38,7 +45,32 @@ pub struct AutoOutcome {
     pub table: String,
     /// Where the model was saved.
     pub out: PathBuf,
+    /// The interpolation tried under a budget (None without one, or without source validation
+    /// images); `returned` says whether `out` is it.
+    pub interpolated: Option<Interpolated>,
 }
+
+/// The target-only choice interpolated toward the source, `θ(a) = (1 − a)·θ0 + a·θ`.
+#[derive(Clone, Debug)]
+pub struct Interpolated {
+    /// The target-only choice's scheme.
+    pub scheme: Scheme,
+    /// Its point.
+    pub point: super::search::Point,
+    /// The chosen weight (the largest target validation accuracy within the budget).
+    pub a: f64,
+    /// Target validation accuracy at `a` (0..1), the search's validation split.
+    pub val_acc: f64,
+    /// Source-validation forgetting at `a` (points).
+    pub val_forgetting: f64,
+    /// Per weight tried: `(a, target validation accuracy, source-validation forgetting)`.
+    pub sweep: Vec<(f64, f64, f64)>,
+    /// Whether it beat the budget's own choice and is the model returned.
+    pub returned: bool,
+}
+
+/// The weights [`auto`] tries when it interpolates.
+pub const AUTO_SWEEP: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 /// The study that [`auto`] runs for `cfg`: one seed, no freeze sweep, a final run for the
 /// winner only. Helper processes (`--jobs`) must be given this config, not `cfg`.
@@ -79,15 +111,61 @@ pub fn auto(
         forgetting: val_forgetting,
         ..
     } = choice[winner.name()];
-    let model = final_checkpoint(dir, winner, 1);
-    let bytes = crate::util::read_input(&model, crate::util::MAX_CHECKPOINT_BYTES)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    crate::util::write_atomic(out, &bytes)?;
     let row = o.results.schemes.iter().find(|r| r.scheme == winner.name());
-    let test_acc = row.map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
-    let test_forgetting = row.and_then(|r| r.forgetting_ci).map(|f| f.mean);
+    let mut test_acc = row.map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
+    let mut test_forgetting = row.and_then(|r| r.forgetting_ci).map(|f| f.mean);
+    let mut recommendation = o.results.choice.recommendation.clone();
+    let mut interpolated = None;
+    if let Some(budget) = budget_of(&cfg) {
+        interpolated = interpolate_reference(&cfg, dir, &trials, budget, device, log)?;
+    }
+    match interpolated.as_mut() {
+        Some(ip) if ip.val_acc > val_acc => {
+            ip.returned = true;
+            let (acc, forgetting) = save_interpolated(&cfg, dir, ip, out, device)?;
+            recommendation.push(format!(
+                "Returned instead: {} ({}) interpolated toward the source at a = {}: on the \
+                 validation images it reaches {:.1} % target accuracy at {:.1} points of \
+                 source-validation forgetting, within the budget of {} and above the \
+                 budget's own choice ({:.1} %); the model in {} reaches {:.1} % target test \
+                 accuracy{}.",
+                ip.scheme.name(),
+                ip.point.describe(),
+                ip.a,
+                100.0 * ip.val_acc,
+                ip.val_forgetting,
+                cfg.search.max_forgetting,
+                100.0 * val_acc,
+                out.display(),
+                100.0 * acc,
+                forgetting.map_or(String::new(), |f| format!(
+                    " and forgets {f:.1} points of source test accuracy"
+                ))
+            ));
+            test_acc = acc;
+            test_forgetting = forgetting;
+        }
+        other => {
+            if let Some(ip) = other {
+                recommendation.push(format!(
+                    "Interpolating {} toward the source did not do better: its best weight \
+                     within the budget, a = {}, reaches {:.1} % target validation accuracy \
+                     ({:.1} points of forgetting), not above {:.1} %.",
+                    ip.scheme.name(),
+                    ip.a,
+                    100.0 * ip.val_acc,
+                    ip.val_forgetting,
+                    100.0 * val_acc
+                ));
+            }
+            let model = final_checkpoint(dir, winner, 1);
+            let bytes = crate::util::read_input(&model, crate::util::MAX_CHECKPOINT_BYTES)?;
+            crate::util::write_atomic(out, &bytes)?;
+        }
+    }
     let mut table = String::from(
         "| scheme | alpha | beta | lr | backbone lr x | bn | freeze | val acc (%) | val forgetting \
          | trials (stopped early) |\n|---|---|---|---|---|---|---|---|---|---|\n",
@@ -135,8 +213,154 @@ pub fn auto(
         val_forgetting,
         test_acc,
         test_forgetting,
-        recommendation: o.results.choice.recommendation.clone(),
+        recommendation,
         table,
         out: out.to_path_buf(),
+        interpolated,
     })
+}
+
+/// The forgetting budget, when the objective is one and the search measured forgetting.
+fn budget_of(cfg: &StudyConfig) -> Option<f64> {
+    (cfg.search.objective == super::config::Objective::Budget).then_some(cfg.search.max_forgetting)
+}
+
+/// The target-only choice (the study's reference phase) fine-tuned as in the search (seed 0,
+/// the validation split held out), interpolated toward the source at [`AUTO_SWEEP`] and
+/// measured on the target validation split and the source validation images; the weight of
+/// best target validation accuracy within `budget` (ties: the lower forgetting). None when
+/// the objective chose the target-only point anyway, no source validation images exist, or
+/// no weight meets the budget.
+fn interpolate_reference(
+    cfg: &StudyConfig,
+    dir: &Path,
+    trials: &[super::store::Trial],
+    budget: f64,
+    device: &Device,
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<Interpolated>> {
+    let Some((scheme, point)) = super::reference_point(cfg, trials) else {
+        return Ok(None);
+    };
+    let source = Checkpoint::read(&super::source_path(cfg, dir, 0))?;
+    let spec = source.spec_or_infer_as(cfg.source.init_arch.as_deref(), "--init-arch")?;
+    let Some(images) = super::source_val::load(cfg, &spec)? else {
+        return Ok(None);
+    };
+    let Some(source_val) = images.val else {
+        return Ok(None);
+    };
+    let before = crate::eval::forgetting(&source, &source, &source_val, device)?.source_acc;
+    // the search's fine-tune of the target-only point, kept under interpolate/ (reused when
+    // auto is run again on the same folder)
+    let mut ft = super::finetune_config(cfg, dir, scheme, &point, 0);
+    ft.data.val_fraction = cfg.search.val_fraction;
+    let path = dir
+        .join("interpolate")
+        .join(format!("search_{}.safetensors", scheme.name()));
+    if !path.exists() {
+        log(&format!(
+            "[interpolate] {} as in the search, to interpolate toward the source",
+            scheme.name()
+        ));
+        ft.out = Some(path.clone());
+        crate::run::finetune(&ft, device, &mut |_| {})?;
+    }
+    let tuned = Checkpoint::read(&path)?;
+    let mut data = ft.data.clone();
+    if data.resize == 0 {
+        data.resize = crate::data::stored_side(spec.input[1]);
+    }
+    let task = crate::task::load(&data, spec.input[0])?;
+    if task.val.is_empty() {
+        return Ok(None);
+    }
+    let pts = crate::interpolate::sweep(
+        &source,
+        &tuned,
+        &AUTO_SWEEP,
+        &task.train,
+        &task.val,
+        Some(&source_val),
+        device,
+    )?;
+    let sweep: Vec<(f64, f64, f64)> = pts
+        .iter()
+        .map(|p| {
+            let f = 100.0 * (before - p.source_acc.unwrap_or(f64::NAN));
+            (p.a, p.target_acc, f)
+        })
+        .collect();
+    let best = sweep
+        .iter()
+        .filter(|(_, _, f)| *f <= budget)
+        .copied()
+        .reduce(|b, x| {
+            if x.1 > b.1 || (x.1 == b.1 && x.2 < b.2) {
+                x
+            } else {
+                b
+            }
+        });
+    Ok(best.map(|(a, val_acc, val_forgetting)| Interpolated {
+        scheme,
+        point,
+        a,
+        val_acc,
+        val_forgetting,
+        sweep,
+        returned: false,
+    }))
+}
+
+/// Writes the target-only choice's final run interpolated at `ip.a` to `out` (BatchNorm
+/// recalibrated on all target training images); returns its target test accuracy and its
+/// forgetting on the source test images.
+fn save_interpolated(
+    cfg: &StudyConfig,
+    dir: &Path,
+    ip: &Interpolated,
+    out: &Path,
+    device: &Device,
+) -> Result<(f64, Option<f64>)> {
+    let source = Checkpoint::read(&super::source_path(cfg, dir, 0))?;
+    let reference = dir
+        .join("reference")
+        .join(format!("reference_{}_seed1.safetensors", ip.scheme.name()));
+    let tuned = Checkpoint::read(&reference)?;
+    let spec = tuned.spec()?;
+    let mut data = super::finetune_config(cfg, dir, ip.scheme, &ip.point, 1).data;
+    data.val_fraction = 0.0;
+    if data.resize == 0 {
+        data.resize = crate::data::stored_side(spec.input[1]);
+    }
+    let task = crate::task::load(&data, spec.input[0])?;
+    let (net, spec) = crate::interpolate::interpolate(&source, &tuned, ip.a, &task.train, device)?;
+    let net = burn::module::Module::valid(&net);
+    crate::models::checkpoint::save_model(
+        &net,
+        &spec,
+        out,
+        &[
+            ("sptune_command", "auto".into()),
+            ("interpolated_at", ip.a.to_string()),
+            (
+                "from",
+                super::source_path(cfg, dir, 0).display().to_string(),
+            ),
+            ("to", reference.display().to_string()),
+        ],
+    )?;
+    let plain = device.clone().without_autodiff();
+    let acc = crate::eval::accuracy(&net, &spec, &task.test, spec.eval_batch(), &plain)?;
+    let src_spec = source.spec()?;
+    let forgetting = match super::source_val::load(cfg, &src_spec)? {
+        Some(im) => {
+            let saved = Checkpoint::read(out)?;
+            let f = crate::eval::forgetting(&source, &saved, &im.test, device)?;
+            Some(f.drop_points)
+        }
+        None => None,
+    };
+    Ok((acc, forgetting))
 }

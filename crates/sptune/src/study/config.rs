@@ -64,6 +64,20 @@ pub struct SourceConfig {
     /// ([`super::source_val`]). 0 = none (a target-only search).
     #[serde(skip_serializing_if = "is_default_val_images")]
     pub val_images: usize,
+    /// Sources pretrained with different training seeds (`[source.pretrain] train.seed`, +1,
+    /// +2, ...; the same images), each fine-tuned with every final seed: intervals and paired
+    /// differences are then over (source, seed) pairs, and the report says how much of the
+    /// variance lies between sources. The search runs on the first source. Needs
+    /// `[source.pretrain]`; at most [`MAX_SOURCE_SEEDS`].
+    #[serde(skip_serializing_if = "is_one_source")]
+    pub seeds: usize,
+}
+
+/// The most sources a study pretrains (`[source] seeds`).
+pub const MAX_SOURCE_SEEDS: usize = 16;
+
+fn is_one_source(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Source validation images measured per search trial unless `[source] val_images` says.
@@ -85,6 +99,7 @@ impl Default for SourceConfig {
             data: None,
             classes: None,
             val_images: DEFAULT_SOURCE_VAL_IMAGES,
+            seeds: 1,
         }
     }
 }
@@ -426,6 +441,8 @@ impl StudyConfig {
                 c.search.max_forgetting = 3.0;
                 c.search.bn = vec![BnMode::Train, BnMode::Frozen];
                 c.search.freeze = vec![0, 1, 2];
+                // two pretrained sources: how much forgetting moves with the source itself
+                c.source.seeds = 2;
             }
             "efficientnet-lite0" => {
                 // ImageNet weights -> Fashion-MNIST's 10 classes, 10 images each (upsampled to
@@ -479,6 +496,21 @@ impl StudyConfig {
         }
         if self.seeds == 0 {
             return Err(Error::invalid("seeds", "must be at least 1"));
+        }
+        if self.source.seeds == 0 || self.source.seeds > MAX_SOURCE_SEEDS {
+            return Err(Error::invalid(
+                "source.seeds",
+                format!(
+                    "{} is out of range 1..={MAX_SOURCE_SEEDS}",
+                    self.source.seeds
+                ),
+            ));
+        }
+        if self.source.seeds > 1 && self.source.pretrain.is_none() {
+            return Err(Error::invalid(
+                "source.seeds",
+                "several sources need [source.pretrain] (a given checkpoint is one source)",
+            ));
         }
         match (&self.source.init, &self.source.pretrain) {
             (None, None) => {

@@ -1,22 +1,25 @@
 //! Studies: the seed's comparison as one run ("AutoDL": the hyperparameters are chosen by the
 //! study, not by hand).
 //!
-//! [`run`] goes through four phases, each a list of trials planned up front in the study file
+//! [`run`] goes through these phases, each a list of trials planned up front in the study file
 //! ([`store`], SQLite), so a killed study resumes where it stopped and redoes only unfinished
 //! trials:
 //!
-//! 1. `source`: the source model (a given checkpoint, or pretrained once) and, for the Fisher
-//!    schemes, its Fisher;
-//! 2. `search`: per scheme, the points of [`search::points`], each a fine-tune on the target
-//!    training images minus a validation split, stopped early by successive halving; the point
-//!    of best validation accuracy is chosen;
-//! 3. `final`: per scheme and seed, a fine-tune with the chosen point on all target training
-//!    images, evaluated on target test accuracy, source forgetting and per-layer distance to
-//!    `w0`;
-//! 4. `freeze` (optional): the same with the first K stages frozen, K = 0 ..= stages.
+//! 1. `source`: the source model (a given checkpoint, or pretrained: `[source] seeds` sources,
+//!    each with its own training seed) and, for the Fisher schemes, each one's Fisher;
+//! 2. `search`: per scheme, the points of [`search::points`], each a fine-tune of the first
+//!    source on the target training images minus a validation split, measured on source
+//!    validation images too ([`source_val`]), stopped early by successive halving; each
+//!    scheme's point is chosen under the objective ([`objective`], [`choose`]);
+//! 3. `final`: per scheme, source and seed, a fine-tune with the chosen point on all target
+//!    training images, evaluated on target test accuracy, source forgetting (decomposed) and
+//!    per-layer distance to `w0`;
+//! 4. `freeze` (optional): the same with the first K stages frozen, K = 0 ..= stages;
+//! 5. `reference` (under a budget or a trade-off): the finals of the point a target-only
+//!    search would have chosen, for what keeping the source costs ([`recommend`]).
 //!
 //! [`aggregate`] turns the stored trials into [`results::StudyResults`] (means with Student-t
-//! intervals, the paired difference to L2 per seed), which [`report`] draws.
+//! intervals over (source, seed) runs, differences paired by run), which [`report`] draws.
 
 pub mod aggregate;
 pub mod auto;
@@ -144,7 +147,8 @@ struct Ctx<'a> {
     opts: RunOptions,
     done: usize,
     started: Instant,
-    source: Option<SourceCtx>,
+    /// Per source (`[source] seeds`), loaded when first needed.
+    sources: std::collections::BTreeMap<u64, SourceCtx>,
     log: &'a mut dyn FnMut(&str),
 }
 
@@ -201,10 +205,10 @@ impl Ctx<'_> {
         }
     }
 
-    fn source_ctx(&mut self) -> Result<&SourceCtx> {
-        if self.source.is_none() {
+    fn source_ctx(&mut self, k: u64) -> Result<&SourceCtx> {
+        if !self.sources.contains_key(&k) {
             let cfg = self.cfg;
-            let source = Checkpoint::read(&source_path(cfg, self.dir))?;
+            let source = Checkpoint::read(&source_path(cfg, self.dir, k))?;
             let spec = source.spec_or_infer_as(
                 cfg.source.init_arch.as_deref(),
                 "--init-arch ([source] init_arch)",
@@ -244,15 +248,18 @@ impl Ctx<'_> {
                         .into(),
                 ),
             };
-            self.source = Some(SourceCtx {
-                source,
-                test,
-                acc,
-                val,
-                note,
-            });
+            self.sources.insert(
+                k,
+                SourceCtx {
+                    source,
+                    test,
+                    acc,
+                    val,
+                    note,
+                },
+            );
         }
-        Ok(self.source.as_ref().expect("set above"))
+        Ok(&self.sources[&k])
     }
 
     fn run_trial(&mut self, t: &Trial) -> Result<TrialOutcome> {
@@ -266,25 +273,28 @@ impl Ctx<'_> {
 
     fn run_source(&mut self, t: &Trial) -> Result<TrialOutcome> {
         let (cfg, dir) = (self.cfg, self.dir);
-        if t.key == "source/pretrain" {
+        let k = source_of(t);
+        if t.key.starts_with("source/pretrain") {
             let mut pre = cfg.source.pretrain.clone().ok_or_else(|| {
                 Error::Other("source/pretrain planned without [source.pretrain]".into())
             })?;
-            pre.out = Some(source_path(cfg, dir));
+            // source k: the same images and network, another training seed
+            pre.train.seed += k;
+            pre.out = Some(source_path(cfg, dir, k));
             pre.run_dir = None;
             let o = run::pretrain(&pre, self.device, &mut |_| {})?;
             return Ok((Status::Done, json!({"test_acc": o.report.test_acc}), None));
         }
         let o = run::fisher(
             &FisherConfig {
-                model: source_path(cfg, dir),
+                model: source_path(cfg, dir, k),
                 arch: cfg.source.init_arch.clone(),
                 data: DataConfig {
                     data: cfg.target.data.clone(),
                     ..FisherConfig::default().data
                 },
                 samples: cfg.source.fisher_samples,
-                out: Some(fisher_path(dir)),
+                out: Some(fisher_path(dir, k)),
                 ..FisherConfig::default()
             },
             self.device,
@@ -315,7 +325,7 @@ impl Ctx<'_> {
         };
         let trials = self.store.trials()?;
         let (device, dir) = (self.device, self.dir);
-        let src = self.source_ctx()?;
+        let src = self.source_ctx(0)?;
         let (source, val) = (&src.source, src.val.as_ref());
         let src_note = src.note.clone();
         let before = val.map(|(_, a)| *a);
@@ -391,17 +401,20 @@ impl Ctx<'_> {
         let (cfg, dir, device) = (self.cfg, self.dir, self.device);
         let scheme = scheme_of(t)?;
         let p = point_of(t)?;
+        let k = source_of(t);
         let mut ft = finetune_config(cfg, dir, scheme, &p, t.seed);
+        ft = on_source(ft, cfg, dir, scheme, k);
         ft.data.val_fraction = 0.0;
         if let Some(k) = t.params["freeze"].as_u64() {
             ft.train.freeze = (k > 0).then_some(k as usize);
         }
         let out = if t.phase == "final" {
-            final_checkpoint(dir, scheme, t.seed)
+            final_checkpoint_of(dir, scheme, k, t.seed)
         } else if t.phase == "reference" {
             dir.join("reference").join(format!(
-                "reference_{}_seed{}.safetensors",
+                "reference_{}{}_seed{}.safetensors",
                 scheme.name(),
+                source_infix(k),
                 t.seed
             ))
         } else {
@@ -416,7 +429,7 @@ impl Ctx<'_> {
         }
         if t.phase == "final" || t.phase == "reference" {
             let tuned = Checkpoint::read(&out)?;
-            let src = self.source_ctx()?;
+            let src = self.source_ctx(k)?;
             if let (Some(st), Some(before)) = (&src.test, src.acc) {
                 let d = crate::eval::decompose(&src.source, &tuned, st, Some(before), device)?;
                 metrics["source_acc_after"] = json!(d.after_acc);
@@ -484,15 +497,68 @@ pub fn health(r: &run::RunReport, classes: usize) -> Vec<String> {
     v
 }
 
-fn source_path(cfg: &StudyConfig, dir: &Path) -> PathBuf {
+/// The checkpoint of source `k` (`[source] seeds`): the given one, or `source.safetensors`
+/// and `source-s1.safetensors`, ... as the study pretrained them.
+pub fn source_path(cfg: &StudyConfig, dir: &Path, k: u64) -> PathBuf {
     match &cfg.source.init {
         Some(p) => p.clone(),
-        None => dir.join("source.safetensors"),
+        None => dir.join(format!("source{}.safetensors", source_suffix(k))),
     }
 }
 
-fn fisher_path(dir: &Path) -> PathBuf {
-    dir.join("source.fisher.safetensors")
+fn fisher_path(dir: &Path, k: u64) -> PathBuf {
+    dir.join(format!("source{}.fisher.safetensors", source_suffix(k)))
+}
+
+/// `-s1`, `-s2`, ... for sources past the first (whose names are those of a one-source study).
+fn source_suffix(k: u64) -> String {
+    if k == 0 {
+        String::new()
+    } else {
+        format!("-s{k}")
+    }
+}
+
+/// `/source1`, ... in a trial's key, for sources past the first.
+fn source_key(k: u64) -> String {
+    if k == 0 {
+        String::new()
+    } else {
+        format!("/source{k}")
+    }
+}
+
+/// `_source1`, ... in a final's file name, for sources past the first.
+fn source_infix(k: u64) -> String {
+    if k == 0 {
+        String::new()
+    } else {
+        format!("_source{k}")
+    }
+}
+
+/// The source a trial fine-tunes (`params.source`, 0 when absent).
+pub fn source_of(t: &Trial) -> u64 {
+    t.params["source"].as_u64().unwrap_or(0)
+}
+
+/// A trial's pairing unit: (source, seed). Final runs of different schemes with the same unit
+/// start from the same source and see the same batches.
+pub fn unit_of(t: &Trial) -> (u64, u64) {
+    (source_of(t), t.seed)
+}
+
+/// `ft` starting from source `k` (its checkpoint and Fisher).
+fn on_source(
+    mut ft: FinetuneConfig,
+    cfg: &StudyConfig,
+    dir: &Path,
+    scheme: Scheme,
+    k: u64,
+) -> FinetuneConfig {
+    ft.start.init = source_path(cfg, dir, k);
+    ft.start.fisher = scheme.needs_fisher().then(|| fisher_path(dir, k));
+    ft
 }
 
 fn point_of(t: &Trial) -> Result<Point> {
@@ -514,9 +580,9 @@ fn finetune_config(
 ) -> FinetuneConfig {
     let mut ft = FinetuneConfig {
         start: StartConfig {
-            init: source_path(cfg, dir),
+            init: source_path(cfg, dir, 0),
             init_arch: cfg.source.init_arch.clone(),
-            fisher: scheme.needs_fisher().then(|| fisher_path(dir)),
+            fisher: scheme.needs_fisher().then(|| fisher_path(dir, 0)),
             fisher_max: scheme
                 .needs_fisher()
                 .then_some(cfg.source.fisher_max)
@@ -573,10 +639,19 @@ fn f64_series(epochs: &Value, key: &str) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// The final checkpoint of `scheme`'s run with `seed` in a study folder.
+/// The final checkpoint of `scheme`'s run with `seed` (from the first source) in a study
+/// folder.
 pub fn final_checkpoint(dir: &Path, scheme: Scheme, seed: u64) -> PathBuf {
-    dir.join("final")
-        .join(format!("final_{}_seed{seed}.safetensors", scheme.name()))
+    final_checkpoint_of(dir, scheme, 0, seed)
+}
+
+/// The final checkpoint of `scheme`'s run from source `k` with `seed`.
+pub fn final_checkpoint_of(dir: &Path, scheme: Scheme, k: u64, seed: u64) -> PathBuf {
+    dir.join("final").join(format!(
+        "final_{}{}_seed{seed}.safetensors",
+        scheme.name(),
+        source_infix(k)
+    ))
 }
 
 /// Where the last model of the trial `key` goes (`PHASE/KEY_WITH_UNDERSCORES.safetensors`);
@@ -618,7 +693,7 @@ pub fn run(
         opts,
         done: 0,
         started: Instant::now(),
-        source: None,
+        sources: Default::default(),
         log,
     };
     match role {
@@ -658,27 +733,44 @@ fn help(ctx: &mut Ctx<'_>) -> Result<()> {
 fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     let cfg = ctx.cfg;
     // 1. the source model, then its Fisher (computed from the pretrained source)
-    let mut steps = vec![];
+    // (each step's trials, one per source, run in parallel with --jobs)
+    let sources = cfg.source.seeds as u64;
+    let mut steps: Vec<Vec<NewTrial>> = vec![];
+    let with_source = |params: Value, k: u64| {
+        let mut params = params;
+        if k > 0 {
+            params["source"] = json!(k);
+        }
+        params
+    };
     if cfg.source.pretrain.is_some() {
-        steps.push(NewTrial {
-            key: "source/pretrain".into(),
-            phase: "source".into(),
-            scheme: "none".into(),
-            params: json!({}),
-            seed: 0,
-        });
+        steps.push(
+            (0..sources)
+                .map(|k| NewTrial {
+                    key: format!("source/pretrain{}", source_key(k)),
+                    phase: "source".into(),
+                    scheme: "none".into(),
+                    params: with_source(json!({}), k),
+                    seed: 0,
+                })
+                .collect(),
+        );
     }
     if cfg.schemes.iter().any(|s| s.needs_fisher()) {
-        steps.push(NewTrial {
-            key: "source/fisher".into(),
-            phase: "source".into(),
-            scheme: "none".into(),
-            params: json!({"samples": cfg.source.fisher_samples}),
-            seed: 0,
-        });
+        steps.push(
+            (0..sources)
+                .map(|k| NewTrial {
+                    key: format!("source/fisher{}", source_key(k)),
+                    phase: "source".into(),
+                    scheme: "none".into(),
+                    params: with_source(json!({"samples": cfg.source.fisher_samples}), k),
+                    seed: 0,
+                })
+                .collect(),
+        );
     }
     for step in steps {
-        ctx.store.plan(&[step])?;
+        ctx.store.plan(&step)?;
         if !ctx.complete_phase("source")? {
             return finish(ctx, false);
         }
@@ -723,7 +815,7 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     let choice = chosen(&ctx.store.trials()?, &Goal::of(&cfg.search));
     let winner = best_scheme(cfg, &choice);
     let stages = ctx
-        .source_ctx()?
+        .source_ctx(0)?
         .source
         .spec_or_infer(cfg.source.init_arch.as_deref())?
         .stages();
@@ -735,14 +827,16 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
         if cfg.only_best && winner != Some(scheme) {
             continue;
         }
-        for seed in 1..=cfg.seeds as u64 {
-            plan.push(NewTrial {
-                key: format!("final/{}/seed{seed}", scheme.name()),
-                phase: "final".into(),
-                scheme: scheme.name().into(),
-                params: serde_json::to_value(p).expect("a point serializes"),
-                seed,
-            });
+        for k in 0..sources {
+            for seed in 1..=cfg.seeds as u64 {
+                plan.push(NewTrial {
+                    key: format!("final/{}{}/seed{seed}", scheme.name(), source_key(k)),
+                    phase: "final".into(),
+                    scheme: scheme.name().into(),
+                    params: with_source(serde_json::to_value(p).expect("a point serializes"), k),
+                    seed,
+                });
+            }
         }
         if cfg.freeze_sweep.contains(&scheme) {
             for k in 0..=stages {
@@ -763,14 +857,16 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     // the finals of the point a target-only search would have chosen, when the objective
     // chose another: what keeping the source costs, measured
     if let Some((scheme, p)) = reference_point(cfg, &ctx.store.trials()?) {
-        for seed in 1..=cfg.seeds as u64 {
-            plan.push(NewTrial {
-                key: format!("reference/{}/seed{seed}", scheme.name()),
-                phase: "reference".into(),
-                scheme: scheme.name().into(),
-                params: serde_json::to_value(p).expect("a point serializes"),
-                seed,
-            });
+        for k in 0..sources {
+            for seed in 1..=cfg.seeds as u64 {
+                plan.push(NewTrial {
+                    key: format!("reference/{}{}/seed{seed}", scheme.name(), source_key(k)),
+                    phase: "reference".into(),
+                    scheme: scheme.name().into(),
+                    params: with_source(serde_json::to_value(p).expect("a point serializes"), k),
+                    seed,
+                });
+            }
         }
     }
     ctx.store.plan(&plan)?;
@@ -952,5 +1048,55 @@ mod tests {
         let c = chosen(&ts, &strict)["l2-sp"];
         assert_eq!(c.point.alpha, 9.0);
         assert!(!c.feasible);
+    }
+
+    fn report(test_acc: f64, losses: &[f64]) -> run::RunReport {
+        run::RunReport {
+            out: None,
+            run_dir: None,
+            test_acc,
+            test_images: 100,
+            val_acc: None,
+            epochs: losses
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| EpochLog {
+                    epoch: i + 1,
+                    lr: 0.01,
+                    task_loss: l,
+                    penalty_shared: 0.0,
+                    penalty_new: 0.0,
+                    train_acc: 0.5,
+                    val_acc: None,
+                    val_loss: None,
+                    seconds: 1.0,
+                    source_val_acc: None,
+                })
+                .collect(),
+            load: None,
+            bn: crate::train::BnMode::Train,
+            best_epoch: None,
+            stopped: false,
+        }
+    }
+
+    /// The Lite0 collapse seen in PyTorch too: 20.6 % on 5 classes is one class predicted.
+    #[test]
+    fn finals_at_chance_or_with_a_rising_loss_are_flagged() {
+        assert!(health(&report(0.86, &[1.2, 0.4, 0.1]), 5).is_empty());
+        let at_chance = health(&report(0.206, &[1.6, 1.6, 1.6]), 5);
+        assert_eq!(at_chance.len(), 1, "{at_chance:?}");
+        assert!(
+            at_chance[0].contains("near chance (20.0 %)"),
+            "{at_chance:?}"
+        );
+        // 1.5 / 10 classes = 15 %: 16 % is not flagged
+        assert!(health(&report(0.16, &[2.3, 1.0]), 10).is_empty());
+        let rose = health(&report(0.7, &[0.9, 0.5, 1.1]), 5);
+        assert!(
+            rose.len() == 1 && rose[0].contains("rose from 0.900"),
+            "{rose:?}"
+        );
+        assert_eq!(health(&report(0.7, &[0.9, f64::NAN]), 5).len(), 1);
     }
 }

@@ -11,11 +11,11 @@ use super::store::{Status, Trial};
 use super::{Chosen, best_scheme, point_of, stats};
 use crate::util::Choice as _;
 
-/// `mean ± half (n seeds)`, or `mean (n=1)`.
+/// `mean ± half (n runs)`, or `mean (n=1)`.
 pub fn interval(iv: &Interval, unit: &str) -> String {
     if iv.half_width.is_finite() {
         format!(
-            "{:.1} ± {:.1}{unit} ({} seeds)",
+            "{:.1} ± {:.1}{unit} ({} runs)",
             iv.mean, iv.half_width, iv.n
         )
     } else {
@@ -23,27 +23,27 @@ pub fn interval(iv: &Interval, unit: &str) -> String {
     }
 }
 
-/// Per seed, a metric of a phase's done trials of `scheme` (`scale`d).
+/// Per (source, seed), a metric of a phase's done trials of `scheme` (`scale`d).
 fn per_seed(
     trials: &[Trial],
     phase: &str,
     scheme: &str,
     key: &str,
     scale: f64,
-) -> BTreeMap<u64, f64> {
+) -> BTreeMap<(u64, u64), f64> {
     trials
         .iter()
         .filter(|t| t.phase == phase && t.scheme == scheme && t.status == Status::Done)
         .filter_map(|t| {
             let v = t.metrics.as_ref()?[key].as_f64()?;
-            Some((t.seed, scale * v))
+            Some((super::unit_of(t), scale * v))
         })
         .collect()
 }
 
-/// `a − b` paired by seed, over the seeds both have.
-fn paired(a: &BTreeMap<u64, f64>, b: &BTreeMap<u64, f64>) -> Option<Interval> {
-    let seeds: Vec<u64> = a.keys().filter(|s| b.contains_key(s)).copied().collect();
+/// `a − b` paired by (source, seed), over the pairs both have.
+fn paired(a: &BTreeMap<(u64, u64), f64>, b: &BTreeMap<(u64, u64), f64>) -> Option<Interval> {
+    let seeds: Vec<(u64, u64)> = a.keys().filter(|s| b.contains_key(s)).copied().collect();
     let x: Vec<f64> = seeds.iter().map(|s| a[s]).collect();
     let y: Vec<f64> = seeds.iter().map(|s| b[s]).collect();
     stats::paired_diff(&x, &y)
@@ -163,11 +163,11 @@ pub fn choice(
                 ));
                 match significant(cost) {
                     Some(true) => s.push_str(&format!(
-                        " (95 % interval ± {:.1}, paired by seed: significant)",
+                        " (95 % interval ± {:.1}, paired by run: significant)",
                         cost.half_width
                     )),
                     Some(false) => s.push_str(&format!(
-                        " (95 % interval ± {:.1}, paired by seed: not significant)",
+                        " (95 % interval ± {:.1}, paired by run: not significant)",
                         cost.half_width
                     )),
                     None => s.push_str(" (one seed: no interval)"),

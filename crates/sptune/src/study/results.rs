@@ -59,6 +59,16 @@ pub struct SchemeRow {
     /// Whether the chosen point met the forgetting budget (true without one).
     #[serde(default = "yes")]
     pub feasible: bool,
+    /// Sources the finals started from (`[source] seeds`; 1 for one source).
+    #[serde(default)]
+    pub sources: usize,
+    /// With several sources: the share of the target accuracy's variance that lies between
+    /// sources ([`super::stats::between_group_share`]).
+    #[serde(default)]
+    pub acc_between_sources: Option<f64>,
+    /// The same for forgetting.
+    #[serde(default)]
+    pub forgetting_between_sources: Option<f64>,
     /// Warnings about the final runs (`seed 3: test accuracy 20.6 % is near chance`).
     #[serde(default)]
     pub flags: Vec<String>,

@@ -71,6 +71,41 @@ pub fn paired_diff(a: &[f64], b: &[f64]) -> Option<Interval> {
     Some(mean_ci95(&d))
 }
 
+/// The share of the variance between groups (one-way random-effects ANOVA, the ICC(1)
+/// estimator): `σ²_b / (σ²_b + σ²_w)` with `σ²_w = MSW` and `σ²_b = max(0, (MSB − MSW) / n0)`,
+/// `n0 = (N − Σ n_i² / N) / (k − 1)` (unequal group sizes allowed). For a study's sources:
+/// how much of a figure's spread is the pretrained source rather than the fine-tuning seed.
+/// None with fewer than two groups, no degree of freedom within groups, or no variance.
+pub fn between_group_share(groups: &[Vec<f64>]) -> Option<f64> {
+    let groups: Vec<&Vec<f64>> = groups.iter().filter(|g| !g.is_empty()).collect();
+    let k = groups.len();
+    let n: usize = groups.iter().map(|g| g.len()).sum();
+    if k < 2 || n <= k {
+        return None;
+    }
+    let (kf, nf) = (k as f64, n as f64);
+    let grand = groups.iter().flat_map(|g| g.iter()).sum::<f64>() / nf;
+    let mut ssb = 0.0;
+    let mut ssw = 0.0;
+    for g in &groups {
+        let m = g.iter().sum::<f64>() / g.len() as f64;
+        ssb += g.len() as f64 * (m - grand).powi(2);
+        ssw += g.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+    }
+    let msb = ssb / (kf - 1.0);
+    let msw = ssw / (nf - kf);
+    let n0 = (nf
+        - groups
+            .iter()
+            .map(|g| (g.len() * g.len()) as f64)
+            .sum::<f64>()
+            / nf)
+        / (kf - 1.0);
+    let between = ((msb - msw) / n0).max(0.0);
+    let total = between + msw;
+    (total > 0.0).then(|| between / total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +198,26 @@ mod tests {
     fn paired_diff_none() {
         assert!(paired_diff(&[1.0, 2.0], &[1.0]).is_none());
         assert!(paired_diff(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn between_group_share_by_hand() {
+        // {1,2,3} and {7,8,9}: MSB = 54, MSW = 1, n0 = 3, σ²_b = 53/3: share 53/56
+        let s = between_group_share(&[vec![1.0, 2.0, 3.0], vec![7.0, 8.0, 9.0]]).unwrap();
+        assert!(close(s, 53.0 / 56.0, 1e-12), "{s}");
+        // unequal sizes {1,2} and {4,5,6}: MSB = 14.7, MSW = 2.5/3, n0 = (5 - 13/5) = 2.4
+        let msw = 2.5 / 3.0;
+        let b = (14.7 - msw) / 2.4;
+        let s = between_group_share(&[vec![1.0, 2.0], vec![4.0, 5.0, 6.0]]).unwrap();
+        assert!(close(s, b / (b + msw), 1e-12), "{s}");
+        // the same spread in every group and equal means: nothing between groups
+        let s = between_group_share(&[vec![1.0, 3.0], vec![3.0, 1.0]]).unwrap();
+        assert_eq!(s, 0.0);
+        // all the spread between groups
+        let s = between_group_share(&[vec![2.0, 2.0], vec![5.0, 5.0]]).unwrap();
+        assert_eq!(s, 1.0);
+        assert_eq!(between_group_share(&[vec![1.0, 2.0]]), None);
+        assert_eq!(between_group_share(&[vec![1.0], vec![2.0]]), None);
+        assert_eq!(between_group_share(&[vec![1.0, 1.0], vec![1.0, 1.0]]), None);
     }
 }

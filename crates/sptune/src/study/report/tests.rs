@@ -42,6 +42,9 @@ fn row(
         val_forgetting: forg.map(|_| 2.5),
         forgetting_statistics: forg,
         feasible: true,
+        sources: if l2 { 1 } else { 2 },
+        acc_between_sources: (!l2).then_some(0.125),
+        forgetting_between_sources: (!l2).then_some(0.875),
         flags: vec![],
     }
 }
@@ -180,6 +183,11 @@ fn html_has_every_section_and_well_formed_svg() {
     // and val curves
     assert_eq!(svgs(&h).len(), 9);
     assert!(!h.contains("class=\"empty\""), "no section should be empty");
+    // the rows with two sources get the between-sources table, the one-source row does not
+    let between = &h[h.find("<h3>Between sources</h3>").expect("the table")..];
+    let between = &between[..between.find("</table>").unwrap()];
+    assert!(between.contains("<td>l2-sp</td><td class=\"num\">2</td><td class=\"num\">2</td><td class=\"num\">12 %</td><td class=\"num\">88 %</td>"), "{between}");
+    assert!(!between.contains("<td>l2</td>"));
     if let Ok(p) = std::env::var("SPTUNE_REPORT_PREVIEW") {
         std::fs::write(p, &h).unwrap();
     }

@@ -84,6 +84,7 @@ pub(super) fn section_html(r: &StudyResults, pal: &Palette) -> String {
         ));
     }
     body.push_str(&decomposition(r));
+    body.push_str(&between_sources(r));
     section("tradeoff", "Target accuracy against forgetting", &body)
 }
 
@@ -126,6 +127,42 @@ fn decomposition(r: &StudyResults) -> String {
          when the source's own BatchNorm running statistics are put back on the fine-tuned \
          weights; the weights' part is the rest. No weight penalty acts on the statistics: \
          a large statistics part calls for --bn frozen (or searching it: [search] bn).</p>\n",
+    );
+    t
+}
+
+/// With several pretrained sources (`[source] seeds`): how much of each scheme's spread lies
+/// between sources rather than between fine-tuning seeds.
+fn between_sources(r: &StudyResults) -> String {
+    let rows: Vec<_> = r.schemes.iter().filter(|s| s.sources > 1).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let share = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.0} %", 100.0 * x));
+    let mut t = String::from(
+        "<h3>Between sources</h3>\n<div class=\"scroll\"><table>\n<tr><th>scheme</th>\
+         <th>sources</th><th>runs</th><th>target accuracy: share between sources</th>\
+         <th>forgetting: share between sources</th></tr>\n",
+    );
+    for s in rows {
+        let _ = writeln!(
+            t,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(&s.scheme),
+            s.sources,
+            s.acc.len(),
+            share(s.acc_between_sources),
+            share(s.forgetting_between_sources)
+        );
+    }
+    t.push_str(
+        "</table></div>\n<p class=\"note\">Each final ran from every pretrained source (the \
+         same images, another pretraining seed) with every fine-tuning seed; the intervals \
+         above are over these (source, seed) runs, and the differences are paired by run. \
+         The share is the variance between sources over the total (one-way random-effects \
+         ANOVA, ICC(1)): near 100 %, the source decides more than the fine-tuning seed, and \
+         one source's intervals understate how much a figure moves.</p>\n",
     );
     t
 }
