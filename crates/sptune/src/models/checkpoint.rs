@@ -336,7 +336,68 @@ pub fn to_bytes(
                 .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Other(e.to_string()))
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Other(e.to_string()))?;
+    Ok(canonical_header(bytes))
+}
+
+/// The same safetensors bytes with the header's JSON keys sorted at every level: the
+/// safetensors crate writes the metadata from a `HashMap`, in a random order, so two runs that
+/// save the same tensors would otherwise differ in bytes (breaking `sha256sum` checks and
+/// caches). The header keeps its length (the same keys and values, reordered; the padding
+/// spaces after it stay), so the tensors' offsets are unchanged.
+pub fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + n) else {
+        return bytes;
+    };
+    let text = String::from_utf8_lossy(header);
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text.trim_end()) else {
+        return bytes;
+    };
+    let mut sorted = String::new();
+    write_sorted(&value, &mut sorted);
+    if sorted.len() <= n {
+        let padded = format!("{sorted:<n$}");
+        bytes[8..8 + n].copy_from_slice(padded.as_bytes());
+    }
+    bytes
+}
+
+/// `v` as compact JSON with every object's keys in sorted order.
+fn write_sorted(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_sorted(&m[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// Named tensors in checkpoint layout: `(name, shape, values)`.
