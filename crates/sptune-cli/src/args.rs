@@ -12,7 +12,12 @@ use sptune::train::{BnMode, Schedule};
 
 /// Fine-tune pretrained networks with -SP regularizers.
 #[derive(Parser, Debug)]
-#[command(name = "sptune", version, about, args_override_self = true)]
+#[command(
+    name = "sptune",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SPTUNE_GIT_HASH"), ")"),
+    about,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Compute threads (0 = all cores; more than the machine's cores is lowered to them).
     #[arg(long, global = true, default_value_t = 0)]
