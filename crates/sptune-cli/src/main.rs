@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+#[cfg(test)]
+mod docs_tests;
 mod report;
 
 use std::process::ExitCode;
