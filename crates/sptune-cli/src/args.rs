@@ -175,9 +175,11 @@ pub struct AutoArgs {
     /// Target data (fashion-mnist or a directory).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
-    /// Target classes.
+    /// Target classes: names (`sandal,sneaker`: an image folder's class folders) or indices
+    /// and ranges in the data's class order (`0-2`, `5,6,9`; a folder's classes are sorted by
+    /// name). Default: every class of the data.
     #[arg(long, value_parser = class_list)]
-    pub classes: String,
+    pub classes: Option<String>,
     /// Training images per class (default: all).
     #[arg(long)]
     pub per_class: Option<usize>,
@@ -406,7 +408,9 @@ pub struct TrainArgs {
     /// Data: `fashion-mnist` or a directory (IDX or ImageFolder layout).
     #[arg(long)]
     pub data: Option<String>,
-    /// Classes, e.g. `0-4`, `5,6,9`; the head's output i is the i-th listed class.
+    /// Classes: names (an image folder's class folder names, `sandal,sneaker`) or indices and
+    /// ranges in the data's class order (`0-4`, `5,6,9`; a folder's classes sorted by name);
+    /// the head's output i is the i-th listed class. Default: every class of the data.
     #[arg(long, value_parser = class_list)]
     pub classes: Option<String>,
     /// Keep the first N training images of each class after a seeded shuffle.

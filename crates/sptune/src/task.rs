@@ -51,6 +51,10 @@ pub struct Task {
     pub val: Dataset,
     /// Test images of the selected classes.
     pub test: Dataset,
+    /// Which images these are, in one line: data, split and count of each part
+    /// (`images of shoes/train (3 classes: ...): training 36, validation 0, test 9 held out of
+    /// the training folder (20 %, seed 0: it has no test split)`).
+    pub note: String,
 }
 
 impl Task {
@@ -117,8 +121,105 @@ pub fn select(splits: data::Splits, cfg: &DataConfig) -> Result<Task> {
             ));
         }
     }
+    let carved = splits.test.is_empty();
+    let full_test = test.len();
     if let Some(n) = cfg.test_limit {
         test = data::take_first(&test, n);
     }
-    Ok(Task { train, val, test })
+    let note = describe(cfg, &train, &val, &test, full_test, carved);
+    Ok(Task {
+        train,
+        val,
+        test,
+        note,
+    })
+}
+
+/// The one line that says which images a task's parts are.
+fn describe(
+    cfg: &DataConfig,
+    train: &Dataset,
+    val: &Dataset,
+    test: &Dataset,
+    full_test: usize,
+    carved: bool,
+) -> String {
+    let names = &train.classes;
+    let classes = if names.len() <= 6 {
+        format!("{} classes: {}", names.len(), names.join(", "))
+    } else {
+        format!(
+            "{} classes: {}, ..., {}",
+            names.len(),
+            names[..3].join(", "),
+            names[names.len() - 1]
+        )
+    };
+    let mut s = format!(
+        "images of {} ({classes}): training {}",
+        cfg.data,
+        train.len()
+    );
+    if let Some(n) = cfg.per_class {
+        s.push_str(&format!(" (at most {n} per class, seed {})", cfg.seed));
+    }
+    if !val.is_empty() {
+        s.push_str(&format!(
+            ", validation {} held out of the training images ({:.0} %)",
+            val.len(),
+            100.0 * cfg.val_fraction
+        ));
+    }
+    if carved {
+        s.push_str(&format!(
+            ", test {} held out of the training images (20 %, seed {}: the data has no test \
+             split)",
+            test.len(),
+            cfg.seed
+        ));
+    } else {
+        s.push_str(&format!(", test {} of the test split", test.len()));
+    }
+    if test.len() < full_test {
+        s.push_str(&format!(" (the first {} of {full_test})", test.len()));
+    }
+    s
+}
+
+/// The images to evaluate a model on: the test split of the model's classes, or, for data
+/// with no test split (a folder of class folders), every image of those classes; with a
+/// line that says which.
+pub fn eval_set(cfg: &DataConfig, channels: usize) -> Result<(Dataset, String)> {
+    let splits = load_splits(cfg, channels)?;
+    let all = &splits.train.classes;
+    let classes = if cfg.classes.trim().is_empty() {
+        (0..all.len()).collect()
+    } else {
+        data::parse_classes(&cfg.classes, all)?
+    };
+    let (mut set, what) = if splits.test.is_empty() {
+        (
+            data::select_classes(&splits.train, &classes)?,
+            "every image (the data has no test split)",
+        )
+    } else {
+        (
+            data::select_classes(&splits.test, &classes)?,
+            "the test split",
+        )
+    };
+    let full = set.len();
+    if let Some(n) = cfg.test_limit {
+        set = data::take_first(&set, n);
+    }
+    let mut note = format!(
+        "evaluated on {} images of {}: {what}, {} classes",
+        set.len(),
+        cfg.data,
+        set.classes.len()
+    );
+    if set.len() < full {
+        note.push_str(&format!(" (the first {} of {full})", set.len()));
+    }
+    Ok((set, note))
 }

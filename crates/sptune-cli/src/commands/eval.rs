@@ -37,6 +37,9 @@ pub fn run(a: EvalArgs, g: &Global) -> anyhow::Result<ExitCode> {
             e.test_images,
             e.classes.join(",")
         );
+        if !g.quiet {
+            eprintln!("{}", e.images);
+        }
         if let Some(f) = &e.forgetting {
             super::print_forgetting(f);
         }

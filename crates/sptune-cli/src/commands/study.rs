@@ -315,7 +315,7 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
     cfg.source.init = Some(a.init.clone());
     cfg.source.init_arch = a.init_arch;
     cfg.target.data = a.data;
-    cfg.target.classes = a.classes;
+    cfg.target.classes = a.classes.unwrap_or_default();
     cfg.target.per_class = a.per_class;
     cfg.target.test_limit = a.test_limit;
     cfg.train.epochs = a.epochs;

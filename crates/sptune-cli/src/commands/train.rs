@@ -156,6 +156,9 @@ fn print_outcome(o: &Outcome, g: &Global) -> anyhow::Result<ExitCode> {
         if let Some(l) = r.load.as_ref().filter(|_| !g.quiet) {
             eprintln!("starting point: {}", l.summary());
         }
+        if !g.quiet && !r.images.is_empty() {
+            eprintln!("{}", r.images);
+        }
         println!(
             "test accuracy {:.2}%  -> {} (run dir {})",
             100.0 * r.test_acc,

@@ -154,12 +154,6 @@ impl FinetuneConfig {
                 "finetune needs a starting point (a source checkpoint)",
             ));
         }
-        if self.data.classes.trim().is_empty() {
-            return Err(Error::invalid(
-                "--classes",
-                "finetune needs the target task's classes",
-            ));
-        }
         let reg = self.train.reg;
         match (&self.start.fisher, reg.needs_fisher()) {
             (None, true) => {

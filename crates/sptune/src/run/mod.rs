@@ -70,6 +70,10 @@ pub struct RunReport {
     pub best_epoch: Option<usize>,
     /// Whether training was stopped before its last epoch (successive halving).
     pub stopped: bool,
+    /// Which images the run trained, validated and tested on, in one line
+    /// ([`crate::task::Task::note`]).
+    #[serde(default)]
+    pub images: String,
 }
 
 /// The outcome of a run: the trained model (eval mode, no autodiff), its spec, the report.
@@ -332,8 +336,9 @@ fn train_and_test(
 ) -> Result<Trained> {
     let val = (!task.val.is_empty()).then_some(&task.val);
     let bn = cfg.bn.resolve(&spec, start.is_some());
+    lines.insert(0, task.note.clone());
     lines.insert(
-        0,
+        1,
         format!(
             "BatchNorm statistics: {} (--bn {})",
             bn.name(),
@@ -419,6 +424,7 @@ fn train_and_test(
         bn,
         best_epoch: fitted.best.as_ref().map(|(e, _)| *e),
         stopped: fitted.stopped,
+        images: task.note.clone(),
     };
     Ok((net, fitted.best.map(|(_, b)| b.valid()), spec, report))
 }
@@ -604,6 +610,9 @@ pub struct Evaluation {
     pub classes: Vec<String>,
     /// Test images of those classes.
     pub test_images: usize,
+    /// Which images, in one line (the test split, or all of a folder without one).
+    #[serde(default)]
+    pub images: String,
     /// Top-1 accuracy on them.
     pub test_acc: f64,
     /// The source model, with `source`.
@@ -632,8 +641,8 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
     let ckpt = Checkpoint::read(&cfg.model)?;
     let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
     let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
-    let t = task::load(&data_for(&spec, &cfg.data), spec.input[0])?;
-    let test_acc = crate::eval::accuracy(&net.valid(), &spec, &t.test, spec.eval_batch(), device)?;
+    let (test, images) = task::eval_set(&data_for(&spec, &cfg.data), spec.input[0])?;
+    let test_acc = crate::eval::accuracy(&net.valid(), &spec, &test, spec.eval_batch(), device)?;
     let (forgetting, decomposition) = match &cfg.source {
         Some(src) => {
             let s = Checkpoint::read(src)?;
@@ -649,7 +658,8 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<Evaluation> {
     Ok(Evaluation {
         model: cfg.model.clone(),
         classes: spec.classes,
-        test_images: t.test.len(),
+        test_images: test.len(),
+        images,
         test_acc,
         source: cfg.source.clone(),
         forgetting,

@@ -527,12 +527,6 @@ impl StudyConfig {
             }
             _ => {}
         }
-        if self.target.classes.trim().is_empty() {
-            return Err(Error::invalid(
-                "target.classes",
-                "the target task's classes",
-            ));
-        }
         let s = &self.search;
         for (name, r) in &s.alpha {
             Scheme::parse_for("search.alpha", name)?;

@@ -732,6 +732,23 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
         )));
     }
 
+    // which images the search and the finals use, said once
+    {
+        let spec = ctx
+            .source_ctx(0)?
+            .source
+            .spec_or_infer(cfg.source.init_arch.as_deref())?;
+        for (phase, val_fraction) in [("search", cfg.search.val_fraction), ("final", 0.0)] {
+            let mut data = cfg.target.clone();
+            data.val_fraction = val_fraction;
+            if data.resize == 0 {
+                data.resize = crate::data::stored_side(spec.input[1]);
+            }
+            let task = crate::task::load(&data, spec.input[0])?;
+            (ctx.log)(&format!("[{phase}] {}", task.note));
+        }
+    }
+
     // 2. the search
     let mut plan = vec![];
     for &scheme in &cfg.schemes {

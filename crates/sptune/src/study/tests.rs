@@ -157,6 +157,7 @@ fn report(test_acc: f64, losses: &[f64]) -> run::RunReport {
         run_dir: None,
         test_acc,
         test_images: 100,
+        images: String::new(),
         val_acc: None,
         epochs: losses
             .iter()
