@@ -58,9 +58,9 @@ fn study_config(source: &str, target: &str) -> StudyConfig {
     c
 }
 
-#[test]
-fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
-    let _turn = serial();
+/// A temporary folder with the source task (`src/`) and the contradicting target (`tgt/`),
+/// and the study over them.
+fn tasks() -> (tempfile::TempDir, std::path::PathBuf, StudyConfig) {
     let d = tempfile::tempdir().unwrap();
     let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
     std::fs::create_dir_all(&src).unwrap();
@@ -68,6 +68,13 @@ fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
     common::tiny_idx(&src);
     common::tiny_idx_shifted(&tgt, 1);
     let cfg = study_config(src.to_str().unwrap(), tgt.to_str().unwrap());
+    (d, src, cfg)
+}
+
+#[test]
+fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
+    let _turn = serial();
+    let (d, _, cfg) = tasks();
     let dir = d.path().join("study");
     let o = study::run(
         &cfg,
@@ -177,13 +184,7 @@ fn budget_chooses_what_keeps_the_source_and_says_when_nothing_does() {
 #[test]
 fn several_sources_each_final_from_its_own_source() {
     let _turn = serial();
-    let d = tempfile::tempdir().unwrap();
-    let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&tgt).unwrap();
-    common::tiny_idx(&src);
-    common::tiny_idx_shifted(&tgt, 1);
-    let mut cfg = study_config(src.to_str().unwrap(), tgt.to_str().unwrap());
+    let (d, src, mut cfg) = tasks();
     cfg.source.seeds = 2;
     cfg.finals.interpolate.clear();
     let dir = d.path().join("study");
@@ -295,13 +296,7 @@ fn several_sources_each_final_from_its_own_source() {
 #[test]
 fn auto_interpolates_the_target_only_choice_within_the_budget() {
     let _turn = serial();
-    let d = tempfile::tempdir().unwrap();
-    let (src, tgt) = (d.path().join("src"), d.path().join("tgt"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&tgt).unwrap();
-    common::tiny_idx(&src);
-    common::tiny_idx_shifted(&tgt, 1);
-    let cfg = study_config(src.to_str().unwrap(), tgt.to_str().unwrap());
+    let (d, _, cfg) = tasks();
     let (dir, out) = (d.path().join("auto"), d.path().join("m.safetensors"));
     let o = study::auto::auto(&cfg, &dir, &out, &Device::flex(), &mut |_| {}).unwrap();
     let ip = o

@@ -253,7 +253,7 @@ fn interpolate_reference(
     let before = crate::eval::forgetting(&source, &source, &source_val, device)?.source_acc;
     // the search's fine-tune of the target-only point, kept under interpolate/ (reused when
     // auto is run again on the same folder)
-    let mut ft = super::finetune_config(cfg, dir, scheme, &point, 0);
+    let mut ft = super::finetune_config(cfg, dir, scheme, &point, 0, 0);
     ft.data.val_fraction = cfg.search.val_fraction;
     let path = dir
         .join("interpolate")
@@ -329,7 +329,7 @@ fn save_interpolated(
         .join(format!("reference_{}_seed1.safetensors", ip.scheme.name()));
     let tuned = Checkpoint::read(&reference)?;
     let spec = tuned.spec()?;
-    let mut data = super::finetune_config(cfg, dir, ip.scheme, &ip.point, 1).data;
+    let mut data = super::finetune_config(cfg, dir, ip.scheme, &ip.point, 0, 1).data;
     data.val_fraction = 0.0;
     if data.resize == 0 {
         data.resize = crate::data::stored_side(spec.input[1]);

@@ -50,7 +50,7 @@ pub use config::StudyConfig;
 use objective::Goal;
 use results::StudyResults;
 use search::Point;
-use sources::{fisher_path, on_source, source_infix, source_key};
+use sources::{fisher_path, source_infix, source_key};
 pub use sources::{source_of, source_path, unit_of};
 use store::{NewTrial, Status, Store, Trial};
 
@@ -319,7 +319,7 @@ impl Ctx<'_> {
         }
         let scheme = scheme_of(t)?;
         let p = point_of(t)?;
-        let mut ft = finetune_config(cfg, self.dir, scheme, &p, 0);
+        let mut ft = finetune_config(cfg, self.dir, scheme, &p, 0, 0);
         ft.data.val_fraction = cfg.search.val_fraction;
         let milestones = if cfg.search.halving {
             search::milestones(cfg.train.epochs, cfg.search.eta)
@@ -405,8 +405,7 @@ impl Ctx<'_> {
         let scheme = scheme_of(t)?;
         let p = point_of(t)?;
         let k = source_of(t);
-        let mut ft = finetune_config(cfg, dir, scheme, &p, t.seed);
-        ft = on_source(ft, cfg, dir, scheme, k);
+        let mut ft = finetune_config(cfg, dir, scheme, &p, k, t.seed);
         ft.data.val_fraction = 0.0;
         if let Some(k) = t.params["freeze"].as_u64() {
             ft.train.freeze = (k > 0).then_some(k as usize);
@@ -509,19 +508,20 @@ fn scheme_of(t: &Trial) -> Result<Scheme> {
     Scheme::parse_for("scheme", &t.scheme)
 }
 
-/// The fine-tune of one trial.
+/// The fine-tune of one trial: `scheme` at `p` from source `source` with `seed`.
 fn finetune_config(
     cfg: &StudyConfig,
     dir: &Path,
     scheme: Scheme,
     p: &Point,
+    source: u64,
     seed: u64,
 ) -> FinetuneConfig {
     let mut ft = FinetuneConfig {
         start: StartConfig {
-            init: source_path(cfg, dir, 0),
+            init: source_path(cfg, dir, source),
             init_arch: cfg.source.init_arch.clone(),
-            fisher: scheme.needs_fisher().then(|| fisher_path(dir, 0)),
+            fisher: scheme.needs_fisher().then(|| fisher_path(dir, source)),
             fisher_max: scheme
                 .needs_fisher()
                 .then_some(cfg.source.fisher_max)
@@ -675,13 +675,6 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     // (each step's trials, one per source, run in parallel with --jobs)
     let sources = cfg.source.seeds as u64;
     let mut steps: Vec<Vec<NewTrial>> = vec![];
-    let with_source = |params: Value, k: u64| {
-        let mut params = params;
-        if k > 0 {
-            params["source"] = json!(k);
-        }
-        params
-    };
     if cfg.source.pretrain.is_some() {
         steps.push(
             (0..sources)
@@ -738,13 +731,14 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
             .source_ctx(0)?
             .source
             .spec_or_infer(cfg.source.init_arch.as_deref())?;
+        let mut data = cfg.target.clone();
+        if data.resize == 0 {
+            data.resize = crate::data::stored_side(spec.input[1]);
+        }
+        let splits = crate::task::load_splits(&data, spec.input[0])?;
         for (phase, val_fraction) in [("search", cfg.search.val_fraction), ("final", 0.0)] {
-            let mut data = cfg.target.clone();
             data.val_fraction = val_fraction;
-            if data.resize == 0 {
-                data.resize = crate::data::stored_side(spec.input[1]);
-            }
-            let task = crate::task::load(&data, spec.input[0])?;
+            let task = crate::task::select(splits.clone(), &data)?;
             (ctx.log)(&format!("[{phase}] {}", task.note));
         }
     }
@@ -783,17 +777,7 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
         if cfg.only_best && winner != Some(scheme) {
             continue;
         }
-        for k in 0..sources {
-            for seed in 1..=cfg.seeds as u64 {
-                plan.push(NewTrial {
-                    key: format!("final/{}{}/seed{seed}", scheme.name(), source_key(k)),
-                    phase: "final".into(),
-                    scheme: scheme.name().into(),
-                    params: with_source(serde_json::to_value(p).expect("a point serializes"), k),
-                    seed,
-                });
-            }
-        }
+        plan.extend(runs_over_sources(cfg, "final", scheme, p));
         if cfg.freeze_sweep.contains(&scheme) {
             for k in 0..=stages {
                 for seed in 1..=cfg.seeds as u64 {
@@ -813,17 +797,7 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
     // the finals of the point a target-only search would have chosen, when the objective
     // chose another: what keeping the source costs, measured
     if let Some((scheme, p)) = reference_point(cfg, &ctx.store.trials()?) {
-        for k in 0..sources {
-            for seed in 1..=cfg.seeds as u64 {
-                plan.push(NewTrial {
-                    key: format!("reference/{}{}/seed{seed}", scheme.name(), source_key(k)),
-                    phase: "reference".into(),
-                    scheme: scheme.name().into(),
-                    params: with_source(serde_json::to_value(p).expect("a point serializes"), k),
-                    seed,
-                });
-            }
-        }
+        plan.extend(runs_over_sources(cfg, "reference", scheme, &p));
     }
     ctx.store.plan(&plan)?;
     let finals = ctx.complete_phase("final")?;
@@ -834,6 +808,31 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
         ctx.store.set_note("state", "done")?;
     }
     finish(ctx, complete)
+}
+
+/// The `phase` runs of `scheme` at `p`: one per source and seed (`PHASE/SCHEME[/sourceK]/seedN`).
+fn runs_over_sources(cfg: &StudyConfig, phase: &str, scheme: Scheme, p: &Point) -> Vec<NewTrial> {
+    let mut v = vec![];
+    for k in 0..cfg.source.seeds as u64 {
+        for seed in 1..=cfg.seeds as u64 {
+            v.push(NewTrial {
+                key: format!("{phase}/{}{}/seed{seed}", scheme.name(), source_key(k)),
+                phase: phase.into(),
+                scheme: scheme.name().into(),
+                params: with_source(serde_json::to_value(p).expect("a point serializes"), k),
+                seed,
+            });
+        }
+    }
+    v
+}
+
+/// `params` with `source: k` for sources past the first (a one-source study's params).
+fn with_source(mut params: Value, k: u64) -> Value {
+    if k > 0 {
+        params["source"] = json!(k);
+    }
+    params
 }
 
 fn finish(ctx: Ctx<'_>, complete: bool) -> Result<StudyOutcome> {

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::StudyConfig;
 use super::store::Trial;
-use crate::regularizer::Scheme;
-use crate::run::FinetuneConfig;
 
 /// The checkpoint of source `k` (`[source] seeds`): the given one, or `source.safetensors`
 /// and `source-s1.safetensors`, ... as the study pretrained them.
@@ -58,17 +56,4 @@ pub fn source_of(t: &Trial) -> u64 {
 /// start from the same source and see the same batches.
 pub fn unit_of(t: &Trial) -> (u64, u64) {
     (source_of(t), t.seed)
-}
-
-/// `ft` starting from source `k` (its checkpoint and Fisher).
-pub(super) fn on_source(
-    mut ft: FinetuneConfig,
-    cfg: &StudyConfig,
-    dir: &Path,
-    scheme: Scheme,
-    k: u64,
-) -> FinetuneConfig {
-    ft.start.init = source_path(cfg, dir, k);
-    ft.start.fisher = scheme.needs_fisher().then(|| fisher_path(dir, k));
-    ft
 }
