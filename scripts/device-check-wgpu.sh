@@ -12,7 +12,7 @@
 # Every step runs under what is left of a deadline (DEADLINE seconds from the start, default
 # 540), so a slow step cuts the later ones short rather than the whole output; the steps come
 # in order of need.
-# Prepared here, run there (see README, "GPU"); it expects, in the repository root:
+# Prepared here, run there (see docs/performance.md, "GPU"); it expects, in the repository root:
 #   devdata/sptune.xz       the binary built with `CARGO_TARGET_DIR=target-wgpu cargo build
 #                           --release -p sptune-cli --features vulkan`, stripped, xz-compressed
 #   devdata/sptune-wgsl.xz  optional: the same with `--features wgpu` (WGSL shaders)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST, L2 vs L2-SP: the README's transfer experiment.
+# EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST, L2 vs L2-SP: the transfer experiment of docs/science.md.
 # 10 classes, 10 training images per class (resized 28 -> 224, gray -> RGB), 6 epochs,
 # batch 16, lr 0.01 (step schedule), beta 0.01, BatchNorm frozen (ImageNet running statistics:
 # with momentum 0.01, train-mode statistics of 100 gray images never reach the running

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's segmentation table: L2 vs L2-SP vs L2-SP-Fisher on Fashion-MNIST scenes, alpha
+# The segmentation table of docs/segmentation.md: L2 vs L2-SP vs L2-SP-Fisher on Fashion-MNIST scenes, alpha
 # and the learning rate chosen by validation for each scheme and seed, forgetting of the
 # source task.
 #

@@ -1,4 +1,4 @@
-"""The README's segmentation table from `scripts/segment-study.sh`'s JSON files.
+"""The segmentation table of docs/segmentation.md from `scripts/segment-study.sh`'s JSON files.
 
     python3 scripts/segment_table.py OUT l2 l2-sp l2-sp-fisher
 

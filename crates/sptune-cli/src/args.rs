@@ -115,7 +115,9 @@ pub struct StudyArgs {
     /// Study file (TOML; see examples/study.toml).
     #[arg(long, conflicts_with = "preset")]
     pub config: Option<PathBuf>,
-    /// A built-in study: fashion-mnist or fashion-mnist-quick.
+    /// A built-in study: fashion-mnist (all seven schemes, target accuracy), fashion-mnist-keep
+    /// (a forgetting budget of 3 points, two sources), fashion-mnist-quick (the demo's) or
+    /// efficientnet-lite0 (ImageNet weights).
     #[arg(long)]
     pub preset: Option<String>,
     /// Study folder (study.sqlite, checkpoints, report.html); default runs/study-NAME.

@@ -304,3 +304,19 @@ fn guide_lines_are_split_like_a_shell() {
         ]
     );
 }
+
+/// `sptune study --help` names every preset the library knows, and each of them loads.
+#[test]
+fn the_preset_help_names_every_preset() {
+    let mut cmd = Cli::command();
+    let study = cmd.find_subcommand_mut("study").expect("study subcommand");
+    let help = study.render_long_help().to_string();
+    assert!(!sptune::study::StudyConfig::PRESETS.is_empty());
+    for name in sptune::study::StudyConfig::PRESETS {
+        assert!(
+            help.contains(name),
+            "`sptune study --help` does not name the preset {name}"
+        );
+        sptune::study::StudyConfig::preset(name).unwrap();
+    }
+}

@@ -1,17 +1,20 @@
-//! The docs' relative links: every `[text](path)` and `![alt](path)` in README.md and
-//! `docs/*.md` must name a file or folder that exists, relative to the linking file.
+//! The docs' relative links: every `[text](path)` and `![alt](path)` in README.md,
+//! CHANGELOG.md and `docs/*.md` must name a file or folder that exists, relative to the
+//! linking file, and every `#anchor` into a Markdown file must name one of its headings.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// Every relative Markdown link (`[text](path)`, `![alt](path)`, `[label]: path`) in README.md
-/// and `docs/*.md` points to a file or directory that exists relative to the file that links
-/// it (a leading `/` means the repository root, as on GitHub). Links to `http(s):` and
-/// `mailto:` addresses and pure `#anchor` links are skipped, and a `#anchor` suffix is
-/// stripped before the check; links inside fenced blocks and inline code are not links.
+/// Every relative Markdown link (`[text](path)`, `![alt](path)`, `[label]: path`) in README.md,
+/// CHANGELOG.md and `docs/*.md` points to a file or directory that exists relative to the file
+/// that links it (a leading `/` means the repository root, as on GitHub). Links to `http(s):`
+/// and `mailto:` addresses are skipped; links inside fenced blocks and inline code are not
+/// links. A `#anchor` (alone, or after a path to a `.md` file) must be the GitHub slug of a
+/// heading of that file.
 #[test]
 fn every_relative_link_in_the_docs_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files = vec![root.join("README.md")];
+    let mut files = vec![root.join("README.md"), root.join("CHANGELOG.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
         .expect("docs/")
         .map(|e| e.unwrap().path())
@@ -21,7 +24,9 @@ fn every_relative_link_in_the_docs_exists() {
     files.extend(docs);
 
     let mut checked = 0;
+    let mut anchors_checked = 0;
     let mut broken = Vec::new();
+    let mut slugs: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         let name = file
@@ -30,17 +35,45 @@ fn every_relative_link_in_the_docs_exists() {
             .display()
             .to_string();
         for (line, target) in links(&text) {
-            let Some(path) = local_path(&target) else {
+            let lower = target.to_ascii_lowercase();
+            if lower.starts_with("http:")
+                || lower.starts_with("https:")
+                || lower.starts_with("mailto:")
+            {
                 continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
             };
-            checked += 1;
-            let resolved = match path.strip_prefix('/') {
-                Some(from_root) => root.join(from_root),
-                None => file.parent().unwrap().join(path),
+            let resolved = if path.is_empty() {
+                file.clone()
+            } else {
+                checked += 1;
+                let resolved = match path.strip_prefix('/') {
+                    Some(from_root) => root.join(from_root),
+                    None => file.parent().unwrap().join(path),
+                };
+                if !resolved.exists() {
+                    broken.push(format!(
+                        "{name}:{line}: ({target}) -> {path} does not exist"
+                    ));
+                    continue;
+                }
+                resolved
             };
-            if !resolved.exists() {
+            let Some(anchor) = anchor else { continue };
+            if resolved.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let key = resolved.canonicalize().unwrap();
+            let known = slugs
+                .entry(key.clone())
+                .or_insert_with(|| heading_slugs(&std::fs::read_to_string(&key).unwrap()));
+            anchors_checked += 1;
+            if !known.contains(anchor) {
                 broken.push(format!(
-                    "{name}:{line}: ({target}) -> {path} does not exist"
+                    "{name}:{line}: ({target}) -> no heading with anchor #{anchor}"
                 ));
             }
         }
@@ -53,6 +86,103 @@ fn every_relative_link_in_the_docs_exists() {
     );
     // the README alone has dozens: finding none means the scan is broken, not the docs clean
     assert!(checked >= 30, "only {checked} relative links found");
+    assert!(
+        anchors_checked >= 10,
+        "only {anchors_checked} anchors found"
+    );
+}
+
+/// The anchors GitHub gives a Markdown file's ATX headings (outside fenced blocks): the
+/// heading's text with link syntax and code backticks removed, lowercased, every character
+/// other than a letter, digit, `-`, `_` or space dropped, spaces turned into `-`; a repeated
+/// slug gets `-1`, `-2`, ... in order.
+fn heading_slugs(md: &str) -> HashSet<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = HashSet::new();
+    let mut in_fence = false;
+    for line in md.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence || line.len() - t.len() > 3 {
+            continue;
+        }
+        let hashes = t.bytes().take_while(|&b| b == b'#').count();
+        if hashes == 0 || hashes > 6 || !(t.len() == hashes || t[hashes..].starts_with(' ')) {
+            continue;
+        }
+        let slug = slug(t[hashes..].trim().trim_end_matches('#').trim());
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+/// One heading's GitHub slug (see [`heading_slugs`]).
+fn slug(heading: &str) -> String {
+    // `[text](target)` -> `text`
+    let mut text = String::new();
+    let mut rest = heading;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        match after.find("](").and_then(|close| {
+            after[close + 2..]
+                .find(')')
+                .map(|end| (close, close + 2 + end + 1))
+        }) {
+            Some((close, end)) => {
+                text.push_str(&rest[..open]);
+                text.push_str(&after[..close]);
+                rest = &after[end..];
+            }
+            None => {
+                text.push_str(&rest[..open + 1]);
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    text.chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Slugs as GitHub renders them, derived by hand from its rule (lowercase; punctuation
+/// other than `-` and `_` dropped, backticks included; each space a `-`, so `--` in code
+/// stays and the spaces around it add one each), and repeated headings numbered.
+#[test]
+fn heading_slugs_follow_github() {
+    assert_eq!(
+        slug("The demo (`cargo run --release -- demo`)"),
+        "the-demo-cargo-run---release----demo"
+    );
+    assert_eq!(
+        slug("Keeping the source: `fashion-mnist-keep`"),
+        "keeping-the-source-fashion-mnist-keep"
+    );
+    assert_eq!(
+        slug("Studies ([docs/a.md](docs/a.md)) now"),
+        "studies-docsamd-now"
+    );
+    assert_eq!(
+        slug("A real transfer: EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST"),
+        "a-real-transfer-efficientnet-lite0-imagenet---fashion-mnist"
+    );
+    let s = heading_slugs("# Top\n## Notes\n```\n# not a heading\n```\n### Notes\n#no\n");
+    let want: HashSet<String> = ["top", "notes", "notes-1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(s, want);
 }
 
 /// The path part of a link target when it is a local file: `None` for web and mail

@@ -249,7 +249,7 @@ fn presets_and_the_example_file_are_valid_and_read_back() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/study.toml");
     let mut all = vec![StudyConfig::from_toml(&example).unwrap()];
-    for p in ["fashion-mnist", "fashion-mnist-quick", "efficientnet-lite0"] {
+    for p in StudyConfig::PRESETS {
         all.push(StudyConfig::preset(p).unwrap());
     }
     for cfg in all {
@@ -264,4 +264,64 @@ fn presets_and_the_example_file_are_valid_and_read_back() {
     let pre = ex.source.pretrain.unwrap();
     assert_eq!(pre.train.reg, Scheme::None);
     assert_eq!(pre.train.epochs, 2);
+}
+
+/// The example file documents every study key: each `[table]` and `key =` that the
+/// `fashion-mnist-keep` preset writes (with `[final] interpolate` and the source's `data` and
+/// `classes` set, keys that are left out at their defaults) appears in examples/study.toml,
+/// set or commented out, under its table.
+#[test]
+fn the_example_file_shows_every_study_key() {
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/study.toml"),
+    )
+    .unwrap();
+    let mut cfg = StudyConfig::preset("fashion-mnist-keep").unwrap();
+    cfg.finals.interpolate = vec![0.5];
+    cfg.source.data = Some("fashion-mnist".into());
+    cfg.source.classes = Some("0-4".into());
+    let text = study::config_text(&cfg).unwrap();
+    // (table, key) pairs, from the stored text and from the example (commented lines too)
+    let pairs = |t: &str, commented: bool| {
+        let mut table = String::new();
+        let mut out = std::collections::BTreeSet::new();
+        for line in t.lines() {
+            let mut l = line.trim();
+            if commented && let Some(rest) = l.strip_prefix('#') {
+                l = rest.trim();
+            }
+            if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                // pretraining's data and train tables take the target's and train's keys
+                table = match name.trim_matches('[') {
+                    "source.pretrain.data" => "target",
+                    "source.pretrain.train" => "train",
+                    t => t,
+                }
+                .to_string();
+                out.insert((table.clone(), String::new()));
+            } else if let Some((key, _)) = l.split_once('=')
+                && !key.trim().is_empty()
+                && key
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-\"".contains(c))
+            {
+                out.insert((table.clone(), key.trim().trim_matches('"').to_string()));
+            }
+        }
+        out
+    };
+    let wanted = pairs(&text, false);
+    let shown = pairs(&example, true);
+    assert!(
+        wanted.len() > 30,
+        "only {} keys in the stored text",
+        wanted.len()
+    );
+    let missing: Vec<_> = wanted
+        .iter()
+        .filter(|p| !shown.contains(p))
+        .map(|(t, k)| format!("[{t}] {k}"))
+        .collect();
+    assert!(missing.is_empty(), "examples/study.toml lacks: {missing:?}");
 }

@@ -6,7 +6,7 @@
 //! name per line, the line number is the class index). A mask is an 8-bit grayscale or
 //! palette PNG whose values are class indices; 255 marks pixels to ignore (object borders,
 //! unlabelled ground). Cityscapes users convert their `labelIds` to train ids first (the
-//! README gives the mapping) and write them as such masks.
+//! docs/segmentation.md gives the mapping) and write them as such masks.
 //!
 //! **Pascal VOC** ([`load_voc`]): `JPEGImages/NAME.jpg`, `SegmentationClass/NAME.png` (palette
 //! PNG, indices 0-20, 255 on borders) and `ImageSets/Segmentation/SPLIT.txt` listing the names;

@@ -396,6 +396,14 @@ impl StudyConfig {
         toml::Value::Table(base).try_into()
     }
 
+    /// The names [`StudyConfig::preset`] knows.
+    pub const PRESETS: &'static [&'static str] = &[
+        "fashion-mnist",
+        "fashion-mnist-keep",
+        "fashion-mnist-quick",
+        "efficientnet-lite0",
+    ];
+
     /// A built-in preset: `fashion-mnist` (a ResNet-18 of width 16 pretrained on Fashion-MNIST
     /// 0-4, target 5-9 with 20 images per class, all seven schemes), `fashion-mnist-keep` (the
     /// same choosing on a forgetting budget of 3 points, BatchNorm mode and freezing searched),
@@ -480,8 +488,8 @@ impl StudyConfig {
                 return Err(Error::invalid(
                     "--preset",
                     format!(
-                        "unknown preset {other:?}; known: fashion-mnist, fashion-mnist-keep, \
-                         fashion-mnist-quick, efficientnet-lite0"
+                        "unknown preset {other:?}; known: {}",
+                        Self::PRESETS.join(", ")
                     ),
                 ));
             }
