@@ -7,77 +7,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 
 mod common;
-use common::{Run, run, s, sptune};
-
-/// Exit 2, one line on stderr containing every needle, no panic, nothing on stdout, and
-/// `out` (if given) not written, no temporary file beside it.
-fn assert_clean_failure(r: &Run, needles: &[&str], out: Option<&Path>) {
-    assert_eq!(r.code, 2, "expected exit 2; stderr: {}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one error line, got: {:?}",
-        r.stderr
-    );
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "error {:?} does not mention {n:?}",
-            lines[0]
-        );
-    }
-    assert!(r.stdout.trim().is_empty(), "stdout: {}", r.stdout);
-    if let Some(out) = out {
-        assert!(
-            !out.exists(),
-            "{} was written despite the error",
-            out.display()
-        );
-        if let Some(rd) = out.parent().and_then(|dir| std::fs::read_dir(dir).ok()) {
-            for e in rd {
-                let name = e.unwrap().file_name().to_string_lossy().into_owned();
-                assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
-            }
-        }
-    }
-}
-
-fn assert_success(r: &Run) {
-    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-}
-
-/// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright.
-fn tiny_idx(dir: &Path, classes: u8, per_class: usize) {
-    for (split, n_per) in [("train", per_class), ("t10k", per_class / 2)] {
-        let (mut img, mut lab) = (vec![], vec![]);
-        for i in 0..(classes as usize * n_per) {
-            let c = (i % classes as usize) as u8;
-            for p in 0..64usize {
-                let v = if p / 8 == c as usize % 8 {
-                    200
-                } else {
-                    ((i * 7 + p * 13) % 40) as u8
-                };
-                img.push(v);
-            }
-            lab.push(c);
-        }
-        let n = lab.len();
-        sptune::data::write_idx(
-            &img,
-            &lab,
-            n,
-            8,
-            8,
-            &dir.join(format!("{split}-images-idx3-ubyte")),
-            &dir.join(format!("{split}-labels-idx1-ubyte")),
-        )
-        .unwrap();
-    }
-}
+use common::{assert_clean_failure, assert_success, pretrain_mlp, run, s, sptune, tiny_idx};
 
 /// A safetensors file of f32 tensors (values from `fill`), with optional metadata.
 fn write_tensors(
@@ -150,25 +80,6 @@ fn bare_resnet_part(path: &Path) {
         },
         None,
     );
-}
-
-/// Pretrains a tiny MLP (8x8 inputs, hidden 16,16: two stages) on `data` into `out`.
-fn pretrain_mlp(data: &Path, out: &Path) {
-    assert_success(&run(&[
-        "pretrain",
-        "--data",
-        s(data),
-        "--arch",
-        "mlp",
-        "--hidden",
-        "16,16",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--out",
-        s(out),
-    ]));
 }
 
 #[test]
@@ -567,7 +478,11 @@ fn out_equal_to_init_is_refused() {
         "--out",
         s(&src),
     ]);
-    assert_clean_failure(&r, &["--out", "is also the input"], None);
+    assert_clean_failure(
+        &r,
+        &["--out", "is also the starting point", "--overwrite-init"],
+        None,
+    );
     assert_eq!(
         std::fs::read(&src).unwrap(),
         before,

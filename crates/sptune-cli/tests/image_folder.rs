@@ -5,32 +5,7 @@
 
 mod common;
 
-use common::{run, s};
-use std::path::Path;
-
-/// `n` 8x8 grey PNGs per class under `root/CLASS/`: class k has row 2k bright.
-fn class_folders(root: &Path, classes: &[&str], n: usize) {
-    for (k, c) in classes.iter().enumerate() {
-        let dir = root.join(c);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..n {
-            let px: Vec<u8> = (0..64)
-                .map(|p| {
-                    if p / 8 == 2 * k {
-                        230
-                    } else {
-                        ((i * 11 + p * 7) % 60) as u8
-                    }
-                })
-                .collect();
-            let f = std::fs::File::create(dir.join(format!("{i:02}.png"))).unwrap();
-            let mut e = png::Encoder::new(std::io::BufWriter::new(f), 8, 8);
-            e.set_color(png::ColorType::Grayscale);
-            e.set_depth(png::BitDepth::Eight);
-            e.write_header().unwrap().write_image_data(&px).unwrap();
-        }
-    }
-}
+use common::{class_folders, run, s};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))

@@ -218,7 +218,15 @@ pub fn run(cfg: &InterpolateConfig, device: &Device) -> Result<InterpolateOutcom
                 "saves one model: give --at A, not --sweep",
             ));
         }
-        crate::util::check_output(out, &[cfg.from.as_path(), cfg.to.as_path()])?;
+        let mut inputs = vec![cfg.from.as_path(), cfg.to.as_path()];
+        let data = crate::data::data_folder(&cfg.data);
+        let source = cfg
+            .source_data
+            .as_deref()
+            .and_then(crate::data::data_folder);
+        inputs.extend(data.as_deref());
+        inputs.extend(source.as_deref());
+        crate::util::check_output(out, &inputs)?;
     }
     let w0 = Checkpoint::read(&cfg.from)?;
     let ft = Checkpoint::read(&cfg.to)?;

@@ -54,9 +54,85 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Whether `path` (existing or not) lies inside the existing folder `dir`, symbolic links
+/// resolved: its nearest existing ancestor, resolved, with the rest of `path` appended, starts
+/// with `dir` resolved. `..` components in the part that does not exist yet are not resolved.
+pub fn inside(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let mut rest = Vec::new();
+    let mut at = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            Err(_) => return false,
+        }
+    };
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            let full = rest.iter().rev().fold(real, |p: PathBuf, c| p.join(c));
+            return full.starts_with(&dir);
+        }
+        match (at.file_name().map(|n| n.to_os_string()), at.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                at = parent.to_path_buf();
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// The one rule of every command that writes: an output is never one of the inputs it reads.
+/// `inputs` holds files and folders: an output file that is the same file as an input file
+/// (device and inode, so another spelling, a hard link or a symbolic link is seen through), or
+/// that lies inside an input data folder where the data would read it
+/// ([`crate::data::would_read`]: an image, an IDX file, `classes.txt`), is refused with an
+/// error naming both.
+pub fn refuse_input(path: &Path, inputs: &[&Path]) -> Result<()> {
+    refuse_input_as(path, inputs, false)
+}
+
+/// [`refuse_input`] for an output folder (a run or study directory): also refused inside an
+/// ImageFolder data folder, where it would be read as a class.
+pub fn refuse_input_dir(path: &Path, inputs: &[&Path]) -> Result<()> {
+    refuse_input_as(path, inputs, true)
+}
+
+fn refuse_input_as(path: &Path, inputs: &[&Path], is_dir: bool) -> Result<()> {
+    for i in inputs {
+        if i.is_dir() {
+            if inside(path, i) && crate::data::would_read(i, path, is_dir) {
+                return Err(Error::invalid(
+                    "--out",
+                    format!(
+                        "{} lies inside {}, a data folder this command reads, which would \
+                         read it; write it elsewhere",
+                        path.display(),
+                        i.display()
+                    ),
+                ));
+            }
+        } else if same_file(path, i) {
+            return Err(Error::invalid(
+                "--out",
+                format!(
+                    "{} is also the input {}; write the result elsewhere",
+                    path.display(),
+                    i.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks an output file before any work starts, so a bad path never wastes a run: it is not
-/// a directory or a special file, not the same file as one of `inputs`, and its nearest existing
-/// folder is a folder where a file can be created (probed with an empty file, removed at once).
+/// a directory or a special file, not one of `inputs` nor inside an input folder
+/// ([`refuse_input`]), and its nearest existing folder is a folder where a file can be created
+/// (probed with an empty file, removed at once).
 pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
     if path.as_os_str().is_empty() {
         return Err(Error::invalid("--out", "an empty path"));
@@ -65,17 +141,7 @@ pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
         Error::Invalid { msg, .. } => Error::invalid("--out", msg),
         e => e,
     })?;
-    if let Some(i) = inputs.iter().find(|i| same_file(path, i)) {
-        return Err(Error::invalid(
-            "--out",
-            format!(
-                "{} is also the input {}; write the result elsewhere (finetune: or give \
-                 --overwrite-init)",
-                path.display(),
-                i.display()
-            ),
-        ));
-    }
+    refuse_input(path, inputs)?;
     let mut folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -5,18 +5,14 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sptune::models::checkpoint::{Checkpoint, load_into, save_model};
+use sptune::models::checkpoint::convert;
 
 use super::Global;
 use crate::args::ConvertArgs;
 
 /// Runs `sptune convert`.
 pub fn run(a: ConvertArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let ckpt = Checkpoint::read(&a.input)?;
-    let spec = ckpt.spec_or_infer(a.arch.as_deref())?;
-    let (net, report) = load_into(spec.init(&g.device)?, &spec, &ckpt, false)?;
-    let source = a.input.display().to_string();
-    save_model(&net, &spec, &a.output, &[("converted_from", source)])?;
+    let (spec, report) = convert(&a.input, &a.output, a.arch.as_deref(), &g.device)?;
     if g.json {
         let v = json!({"input": a.input, "output": a.output, "spec": spec, "report": report});
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -10,6 +10,11 @@ use crate::args::ScenesArgs;
 
 /// Runs `sptune scenes`.
 pub fn run(a: ScenesArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let data = sptune::data::data_folder(&a.data);
+    sptune::util::refuse_input_dir(
+        &a.out,
+        &data.iter().map(|d| d.as_path()).collect::<Vec<_>>(),
+    )?;
     let (train_dir, test_dir) = (a.out.join("train"), a.out.join("test"));
     for d in [&train_dir, &test_dir] {
         if d.exists() {

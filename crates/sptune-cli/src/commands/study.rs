@@ -142,7 +142,8 @@ fn spawn_helpers(
         .collect()
 }
 
-fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {
+/// The study file and folder of a `report`/`runs` argument (the folder or its study file).
+fn study_file(study: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let (file, dir) = if study.is_dir() {
         (study::store_path(study), study.to_path_buf())
     } else {
@@ -150,6 +151,11 @@ fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {
         (study.to_path_buf(), dir)
     };
     anyhow::ensure!(file.is_file(), "{}: no study file", file.display());
+    Ok((file, dir))
+}
+
+fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {
+    let (file, dir) = study_file(study)?;
     let store = Store::open_existing(&file)?;
     let text = store.config()?;
     let cfg = StudyConfig::from_toml_text(&text, &file)?;
@@ -158,10 +164,8 @@ fn open(study: &Path) -> anyhow::Result<(Store, StudyConfig, PathBuf)> {
 
 /// Writes the report of a study folder from its stored trials.
 pub fn report(a: ReportArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let (store, cfg, dir) = open(&a.study)?;
-    let results = study::aggregate(&cfg, &store.trials()?);
-    let out = a.out.unwrap_or_else(|| study::report_path(&dir));
-    let written = study::report::write(&results, &out)?;
+    let (file, dir) = study_file(&a.study)?;
+    let (results, written) = study::write_report(&file, &dir, a.out.as_deref())?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&written)?);
     } else {

@@ -169,11 +169,24 @@ fn print_outcome(o: &Outcome, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `--config` file is an input too: never the output.
+fn refuse_config_as_output(
+    config: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let (Some(out), Some(file)) = (out, config) {
+        sptune::util::refuse_input(out, &[file])?;
+    }
+    Ok(())
+}
+
 /// `sptune pretrain`.
 pub fn pretrain(a: PretrainArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let resume = a.common.resume.is_some();
+    let config = config_file(&a.common)?;
     let cfg = pretrain_config(a)?;
     anyhow::ensure!(cfg.out.is_some(), "missing --out FILE.safetensors");
+    refuse_config_as_output(config.as_deref(), cfg.out.as_deref())?;
     let mut bar = Bar::new("pretrain", g.quiet);
     let o = if resume {
         run::resume_pretrain(&cfg, &g.device, &mut |p| bar.event(p))?
@@ -187,8 +200,10 @@ pub fn pretrain(a: PretrainArgs, g: &Global) -> anyhow::Result<ExitCode> {
 /// `sptune finetune`.
 pub fn finetune(a: FinetuneArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let resume = a.common.resume.is_some();
+    let config = config_file(&a.common)?;
     let cfg = finetune_config(a)?;
     anyhow::ensure!(cfg.out.is_some(), "missing --out FILE.safetensors");
+    refuse_config_as_output(config.as_deref(), cfg.out.as_deref())?;
     let mut bar = Bar::new(cfg.train.reg.name(), g.quiet);
     let o = if resume {
         run::resume_finetune(&cfg, &g.device, &mut |p| bar.event(p))?

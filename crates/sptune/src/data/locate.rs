@@ -73,13 +73,8 @@ const NAMED: [Named; 2] = [
 /// else [`DataSource::ImageFolder`].
 pub fn resolve_data(spec: &str) -> Result<DataSource> {
     if let Some(named) = NAMED.iter().find(|n| n.name == spec) {
-        let mut candidates = Vec::new();
-        if let Some(root) = std::env::var_os("SPTUNE_DATA").filter(|v| !v.is_empty()) {
-            candidates.push(PathBuf::from(root).join(named.name));
-        }
-        candidates.push(Path::new("/usr/share/datasets").join(named.name));
+        let candidates = named_candidates(named.name);
         let local = Path::new("data").join(named.name);
-        candidates.push(local.clone());
         let from = Remote {
             mirrors: named.mirrors,
             sha256: named.sha256,
@@ -101,6 +96,49 @@ pub fn resolve_data(spec: &str) -> Result<DataSource> {
     } else {
         DataSource::ImageFolder(dir)
     })
+}
+
+/// The folders a named set is looked for in, in order: `$SPTUNE_DATA/NAME`,
+/// `/usr/share/datasets/NAME`, `./data/NAME`.
+fn named_candidates(name: &str) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(root) = std::env::var_os("SPTUNE_DATA").filter(|v| !v.is_empty()) {
+        candidates.push(PathBuf::from(root).join(name));
+    }
+    candidates.push(Path::new("/usr/share/datasets").join(name));
+    candidates.push(Path::new("data").join(name));
+    candidates
+}
+
+/// The folder a `--data` value reads, when it exists, without downloading anything: for a
+/// named set the first candidate folder of [`resolve_data`] that exists, else the value
+/// itself when it is a directory. For the output check ([`crate::util::refuse_input`]).
+pub fn data_folder(spec: &str) -> Option<PathBuf> {
+    if NAMED.iter().any(|n| n.name == spec) {
+        return named_candidates(spec).into_iter().find(|c| c.is_dir());
+    }
+    let dir = PathBuf::from(spec);
+    dir.is_dir().then_some(dir)
+}
+
+/// Whether data read from `folder` would read `path` inside it (for the output check,
+/// [`crate::util::refuse_input`]): a file named like an IDX file (plain or `.gz`), an image
+/// (`.png`, `.jpg`, `.jpeg`) or `classes.txt`; or, for a folder output (`is_dir`), any folder
+/// inside an ImageFolder layout, where it would become a class. Other files (a checkpoint
+/// beside the IDX files) are not read.
+pub fn would_read(folder: &Path, path: &Path, is_dir: bool) -> bool {
+    if is_dir {
+        return !has_idx_files(folder);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    IDX_FILES
+        .iter()
+        .any(|f| name == *f || name == format!("{f}.gz"))
+        || [".png", ".jpg", ".jpeg"].iter().any(|e| name.ends_with(e))
+        || name == "classes.txt"
 }
 
 /// Where the `.gz` IDX files of a named set can be downloaded from.

@@ -448,6 +448,32 @@ pub fn checkpoint_of<M: burn::module::Module>(
     })
 }
 
+/// `sptune convert`: a checkpoint (PyTorch `.pth`/`.pt` or safetensors) read, loaded into the
+/// network its spec (or `arch`) describes, and saved as an sptune checkpoint at `output` with
+/// a `converted_from` metadata entry. The output is checked first: never the input file
+/// ([`crate::util::check_output`]).
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    arch: Option<&str>,
+    device: &Device,
+) -> Result<(ModelSpec, LoadReport)> {
+    crate::util::check_output(output, &[input]).map_err(|e| match e {
+        Error::Invalid { msg, .. } => Error::invalid("OUTPUT", msg),
+        e => e,
+    })?;
+    let ckpt = Checkpoint::read(input)?;
+    let spec = ckpt.spec_or_infer(arch)?;
+    let (net, report) = load_into(spec.init(device)?, &spec, &ckpt, false)?;
+    save_model(
+        &net,
+        &spec,
+        output,
+        &[("converted_from", input.display().to_string())],
+    )?;
+    Ok((spec, report))
+}
+
 /// Saves the network with its spec to `path` atomically (temp file, then rename).
 pub fn save_model(
     net: &Net,

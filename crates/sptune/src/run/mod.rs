@@ -122,10 +122,11 @@ fn pretrain_inner(
     resume: bool,
 ) -> Result<Outcome> {
     cfg.validate()?;
+    let data = crate::data::data_folder(&cfg.data.data);
     let files = RunFiles::open(
         cfg.out.as_deref(),
         cfg.run_dir.as_deref(),
-        &[],
+        &data.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
         config::to_toml(cfg)?,
         resume,
     )?;
@@ -225,9 +226,24 @@ fn finetune_inner(
     cfg.validate()?;
     let mut inputs = vec![];
     if !cfg.overwrite_init {
+        if let Some(out) = cfg.out.as_deref()
+            && crate::util::same_file(out, &cfg.start.init)
+        {
+            return Err(Error::invalid(
+                "--out",
+                format!(
+                    "{} is also the starting point {}; write the result elsewhere or give \
+                     --overwrite-init",
+                    out.display(),
+                    cfg.start.init.display()
+                ),
+            ));
+        }
         inputs.push(cfg.start.init.as_path());
     }
     inputs.extend(cfg.start.fisher.as_deref());
+    let data = crate::data::data_folder(&cfg.data.data);
+    inputs.extend(data.as_deref());
     let files = RunFiles::open(
         cfg.out.as_deref(),
         cfg.run_dir.as_deref(),
@@ -490,6 +506,10 @@ impl RunFiles {
         crate::util::check_output(out, inputs)?;
         crate::util::check_output(&best_path(out), inputs)?;
         let dir = dir::run_dir_for(out, run_dir);
+        crate::util::refuse_input_dir(&dir, inputs).map_err(|e| match e {
+            Error::Invalid { msg, .. } => Error::invalid("--run-dir", msg),
+            e => e,
+        })?;
         if dir.exists() && !dir.is_dir() {
             return Err(Error::invalid(
                 "--run-dir",
@@ -741,6 +761,12 @@ pub fn fisher(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FisherOutcome> {
     cfg.options.validate()?;
+    if let Some(out) = &cfg.out {
+        let data = crate::data::data_folder(&cfg.data.data);
+        let mut inputs = vec![cfg.model.as_path()];
+        inputs.extend(data.as_deref());
+        crate::util::check_output(out, &inputs)?;
+    }
     let ckpt = Checkpoint::read(&cfg.model)?;
     let spec = ckpt.spec_or_infer(cfg.arch.as_deref())?;
     let (net, _) = load_into(spec.init(device)?, &spec, &ckpt, false)?;

@@ -94,7 +94,14 @@ pub struct SegmentOutcome {
 /// device; training uses its autodiff counterpart).
 pub fn segment(cfg: &SegmentConfig, device: &Device) -> Result<SegmentOutcome> {
     if let Some(out) = &cfg.out {
-        util::check_output(out, &[&cfg.init])?;
+        let mut inputs = vec![cfg.init.as_path(), cfg.data.as_path()];
+        inputs.extend(cfg.fisher.as_deref());
+        let source = cfg
+            .source
+            .as_ref()
+            .and_then(|(d, _)| crate::data::data_folder(d));
+        inputs.extend(source.as_deref());
+        util::check_output(out, &inputs)?;
     }
     let source = Checkpoint::read(&cfg.init)?;
     let spec = source.spec()?;
@@ -419,6 +426,9 @@ pub struct SegPredictConfig {
 /// Segments images with a saved network and writes their masks (see [`SegPredictConfig`]);
 /// every file goes through a temporary name.
 pub fn predict_saved(cfg: &SegPredictConfig, device: &Device) -> Result<Vec<SegPrediction>> {
+    let mut inputs = vec![cfg.model.as_path()];
+    inputs.extend(cfg.truth.as_deref());
+    util::refuse_input_dir(&cfg.out, &inputs)?;
     let saved = super::saved::load(&cfg.model, device)?;
     let spec = &saved.backbone;
     let channels = spec.input[0];

@@ -93,6 +93,11 @@ pub fn auto(
     log: &mut dyn FnMut(&str),
 ) -> Result<AutoOutcome> {
     let cfg = study_config(cfg);
+    let inputs = super::study_inputs(&cfg);
+    crate::util::check_output(
+        out,
+        &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    )?;
     let o = super::run(&cfg, dir, device, RunOptions::default(), log)?;
     if !o.complete {
         return Err(Error::Other(format!(

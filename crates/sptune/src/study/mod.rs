@@ -117,6 +117,71 @@ pub fn report_path(dir: &Path) -> PathBuf {
     dir.join("report.html")
 }
 
+/// What a study reads that its folder and outputs must never be or lie in: the source
+/// checkpoint (when it is a file) and the folders of the target data, the source task's data
+/// and the pretraining data.
+pub fn study_inputs(cfg: &StudyConfig) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = cfg
+        .source
+        .init
+        .iter()
+        .filter(|p| p.is_file())
+        .cloned()
+        .collect();
+    let mut data = vec![cfg.target.data.as_str()];
+    data.extend(cfg.source.data.as_deref());
+    if let Some(p) = &cfg.source.pretrain {
+        data.push(p.data.data.as_str());
+    }
+    out.extend(data.into_iter().filter_map(crate::data::data_folder));
+    out
+}
+
+/// `sptune report`: the report of the study file `store_file` in the study folder `dir` (its
+/// [`store_path`], unless the user named another file) from its stored trials, written to
+/// `out` (default [`report_path`]) with its `.md` and `_csv/` siblings. No file it writes may
+/// be one the study keeps: its study file (and SQLite's `-wal`/`-shm`), its `study.toml`, or
+/// any other file under `dir` that is not a report's `.html`, `.md` or `.csv` (checkpoints,
+/// Fisher files, logs); such an output is refused before anything is written.
+pub fn write_report(
+    store_file: &Path,
+    dir: &Path,
+    out: Option<&Path>,
+) -> Result<(StudyResults, Vec<PathBuf>)> {
+    let out = out.map_or_else(|| report_path(dir), Path::to_path_buf);
+    let store_file = store_file.to_path_buf();
+    let kept = [
+        store_file.clone(),
+        store_path(dir),
+        store_file.with_extension("sqlite-wal"),
+        store_file.with_extension("sqlite-shm"),
+        config_path(dir),
+    ];
+    let kept: Vec<&Path> = kept.iter().map(PathBuf::as_path).collect();
+    for o in report::outputs(&out)? {
+        crate::util::refuse_input(&o, &kept)?;
+        let report_file = o
+            .extension()
+            .is_some_and(|e| e == "html" || e == "md" || e == "csv");
+        if o.is_file() && !report_file && crate::util::inside(&o, dir) {
+            return Err(Error::invalid(
+                "--out",
+                format!(
+                    "{} is a file of the study {}; the report writes .html, .md and .csv \
+                     files and never replaces one the study keeps",
+                    o.display(),
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let store = store::Store::open_existing(&store_file)?;
+    let cfg = StudyConfig::from_toml_text(&store.config()?, &store_file)?;
+    let results = aggregate(&cfg, &store.trials()?);
+    let written = report::write(&results, &out)?;
+    Ok((results, written))
+}
+
 /// The resolved study config a study folder's helpers read (`--jobs`).
 pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("study.toml")
@@ -610,6 +675,17 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> Result<StudyOutcome> {
     cfg.validate()?;
+    crate::util::refuse_input_dir(
+        dir,
+        &study_inputs(cfg)
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| match e {
+        Error::Invalid { msg, .. } => Error::invalid("--dir", msg),
+        e => e,
+    })?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config_text = config_text(cfg)?;
     let store = Store::open(&store_path(dir), &config_text)?;

@@ -65,15 +65,26 @@ pub fn html(r: &StudyResults) -> String {
     h
 }
 
-/// Writes the HTML to `out` and beside it `<stem>.md` (title, setup and the main table) and
-/// the CSV files in `<stem>_csv/`, each atomically (temporary file, then rename); creates the
-/// folders it needs. Returns the paths written, the HTML first.
-pub fn write(r: &StudyResults, out: &Path) -> Result<Vec<PathBuf>> {
+/// What [`write`] writes for `out`: `out` itself, its `.md` sibling and its `_csv/` folder.
+pub fn outputs(out: &Path) -> Result<[PathBuf; 3]> {
     let stem = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Error::invalid("report path", format!("{}: no file name", out.display())))?;
+    Ok([
+        out.to_path_buf(),
+        out.with_file_name(format!("{stem}.md")),
+        out.with_file_name(format!("{stem}_csv")),
+    ])
+}
+
+/// Writes the HTML to `out` and beside it `<stem>.md` (title, setup and the main table) and
+/// the CSV files in `<stem>_csv/`, each atomically (temporary file, then rename); creates the
+/// folders it needs. Returns the paths written, the HTML first.
+pub fn write(r: &StudyResults, out: &Path) -> Result<Vec<PathBuf>> {
+    let [out, md_path, csv_dir] = outputs(out)?;
+    let out = out.as_path();
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -81,7 +92,6 @@ pub fn write(r: &StudyResults, out: &Path) -> Result<Vec<PathBuf>> {
     write_atomic(out, html(r).as_bytes())?;
     written.push(out.to_path_buf());
 
-    let md_path = out.with_file_name(format!("{stem}.md"));
     let mut md = String::new();
     if !r.title.trim().is_empty() {
         let _ = writeln!(md, "# {}\n", md_esc(&r.title));
@@ -95,10 +105,9 @@ pub fn write(r: &StudyResults, out: &Path) -> Result<Vec<PathBuf>> {
 
     let files = csv(r);
     if !files.is_empty() {
-        let dir = out.with_file_name(format!("{stem}_csv"));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&csv_dir).map_err(|e| Error::io(&csv_dir, e))?;
         for (name, text) in files {
-            let p = dir.join(name);
+            let p = csv_dir.join(name);
             write_atomic(&p, text.as_bytes())?;
             written.push(p);
         }
