@@ -4,42 +4,7 @@
 use std::path::Path;
 
 mod common;
-use common::{Run, run, s};
-
-/// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright, so an MLP
-/// learns it in a few steps. `skip_class` has no training images.
-fn tiny_idx(dir: &Path, classes: u8, per_class: usize, skip_class: Option<u8>) {
-    for (split, n_per) in [("train", per_class), ("t10k", per_class / 2)] {
-        let (mut img, mut lab) = (vec![], vec![]);
-        for i in 0..(classes as usize * n_per) {
-            let c = (i % classes as usize) as u8;
-            if split == "train" && Some(c) == skip_class {
-                continue;
-            }
-            for p in 0..64usize {
-                let row = p / 8;
-                let v = if row == c as usize % 8 {
-                    200
-                } else {
-                    ((i * 7 + p * 13) % 40) as u8
-                };
-                img.push(v);
-            }
-            lab.push(c);
-        }
-        let n = lab.len();
-        sptune::data::write_idx(
-            &img,
-            &lab,
-            n,
-            8,
-            8,
-            &dir.join(format!("{split}-images-idx3-ubyte")),
-            &dir.join(format!("{split}-labels-idx1-ubyte")),
-        )
-        .unwrap();
-    }
-}
+use common::{Run, run, s, tiny_idx_without};
 
 fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
     assert_ne!(r.code, 0, "expected failure; stderr: {}", r.stderr);
@@ -93,7 +58,7 @@ fn pretrain_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
 #[test]
 fn truncated_idx_file_is_named_and_nothing_is_written() {
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 3, 10, None);
+    tiny_idx_without(d.path(), 3, 10, None);
     let f = d.path().join("train-images-idx3-ubyte");
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() - 17]).unwrap();
@@ -105,7 +70,7 @@ fn truncated_idx_file_is_named_and_nothing_is_written() {
 #[test]
 fn unknown_class_and_empty_class_are_clear_errors() {
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 3, 10, Some(2));
+    tiny_idx_without(d.path(), 3, 10, Some(2));
     let out = d.path().join("m.safetensors");
     let mut a = pretrain_args(s(d.path()), s(&out));
     a.extend(["--classes", "0,7"]);
@@ -118,7 +83,7 @@ fn unknown_class_and_empty_class_are_clear_errors() {
 #[test]
 fn divergence_stops_with_an_error_and_no_checkpoint() {
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 3, 10, None);
+    tiny_idx_without(d.path(), 3, 10, None);
     let out = d.path().join("m.safetensors");
     let mut a = pretrain_args(s(d.path()), s(&out));
     a.extend(["--lr", "1e30", "--epochs", "20"]);
@@ -128,7 +93,7 @@ fn divergence_stops_with_an_error_and_no_checkpoint() {
 #[test]
 fn checkpoint_whose_shapes_do_not_match_its_spec_is_refused() {
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 3, 10, None);
+    tiny_idx_without(d.path(), 3, 10, None);
     let src = d.path().join("src.safetensors");
     let r = run(&pretrain_args(s(d.path()), s(&src)));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -169,7 +134,7 @@ fn json(r: &Run) -> serde_json::Value {
 #[test]
 fn pretrain_finetune_eval_distance_on_a_tiny_task() {
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 6, 40, None);
+    tiny_idx_without(d.path(), 6, 40, None);
     let src = d.path().join("src.safetensors");
     let mut a = pretrain_args(s(d.path()), s(&src));
     a.extend(["--classes", "0-2", "--epochs", "4", "--json"]);
@@ -283,7 +248,7 @@ fn pretrain_finetune_eval_distance_on_a_tiny_task() {
 fn fisher_then_fisher_finetune_and_distance() {
     use sptune::fisher::{Batch1Loop, Engine, Estimator, Fisher, FisherOptions};
     let d = tempfile::tempdir().unwrap();
-    tiny_idx(d.path(), 6, 40, None);
+    tiny_idx_without(d.path(), 6, 40, None);
     let src = d.path().join("src.safetensors");
     let mut a = pretrain_args(s(d.path()), s(&src));
     a.extend(["--classes", "0-2", "--json"]);

@@ -77,10 +77,18 @@ pub fn assert_success(r: &Run) {
 
 /// A tiny IDX data set: 8x8 images whose class is encoded by which row is bright.
 pub fn tiny_idx(dir: &Path, classes: u8, per_class: usize) {
+    tiny_idx_without(dir, classes, per_class, None)
+}
+
+/// [`tiny_idx`] where `skip_class` has no training images.
+pub fn tiny_idx_without(dir: &Path, classes: u8, per_class: usize, skip_class: Option<u8>) {
     for (split, n_per) in [("train", per_class), ("t10k", per_class / 2)] {
         let (mut img, mut lab) = (vec![], vec![]);
         for i in 0..(classes as usize * n_per) {
             let c = (i % classes as usize) as u8;
+            if split == "train" && Some(c) == skip_class {
+                continue;
+            }
             for p in 0..64usize {
                 let v = if p / 8 == c as usize % 8 {
                     200
