@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = sptune::runtime::DEFAULT_MAX_PIXELS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
+    /// Memory for one data set's decoded images (both splits, f32), in MiB; a larger data set
+    /// is refused before decoding.
+    #[arg(long, global = true, default_value_t = sptune::runtime::DEFAULT_MAX_DATA_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_data_mb: u64,
     /// Memory for the frozen stages' outputs with --freeze and no augmentation, in MiB (0 = off).
     #[arg(long, global = true, default_value_t = 2048)]
     pub cache_mb: usize,
@@ -144,6 +149,10 @@ pub struct StudyArgs {
     /// Run as a helper of a study led by another process in --dir (what --jobs starts).
     #[arg(long, hide = true)]
     pub helper: bool,
+    /// When the study's inputs (source checkpoint, data files, the source phase's files)
+    /// changed since it began: start over from the source on the new ones instead of refusing.
+    #[arg(long, value_enum)]
+    pub restart_from: Option<RestartFrom>,
     /// What the search chooses on (overrides the file): target accuracy, the best within a
     /// forgetting budget, or accuracy − λ·forgetting.
     #[arg(long, value_enum)]
@@ -155,6 +164,13 @@ pub struct StudyArgs {
     /// λ of --objective tradeoff.
     #[arg(long, value_parser = non_negative)]
     pub tradeoff_lambda: Option<f64>,
+}
+
+/// Where `study --restart-from` starts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartFrom {
+    /// Every phase (all of them depend on the source and the data).
+    Source,
 }
 
 /// A finite number >= 0.

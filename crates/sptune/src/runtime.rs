@@ -85,6 +85,47 @@ pub fn max_pixels() -> u64 {
     MAX_PIXELS.load(Ordering::Relaxed)
 }
 
+/// The default of [`max_data_bytes`], in MiB: 4 GiB of decoded images.
+pub const DEFAULT_MAX_DATA_MB: u64 = 4096;
+
+/// Memory budget of a data set's decoded images, in MiB.
+static MAX_DATA_MB: AtomicU64 = AtomicU64::new(DEFAULT_MAX_DATA_MB);
+
+/// Sets how much memory the decoded images of one data set (both splits, as f32; the scenes
+/// `scenes` makes) may take, for the whole process, like `--max-data-mb`; default
+/// [`DEFAULT_MAX_DATA_MB`]. The size is computed from the file count and the image shape before
+/// anything is decoded. `0` is taken as 1.
+pub fn set_max_data_mb(mb: u64) {
+    MAX_DATA_MB.store(mb.max(1), Ordering::Relaxed);
+}
+
+/// The budget set by [`set_max_data_mb`], in bytes.
+pub fn max_data_bytes() -> u64 {
+    MAX_DATA_MB.load(Ordering::Relaxed).saturating_mul(1 << 20)
+}
+
+/// `Ok` when `bytes` of decoded data fit in [`max_data_bytes`]; otherwise the message to give,
+/// `what` saying what would take them (`"its 120000 images of 3x256x256"`).
+pub fn check_data_bytes(what: &str, bytes: u64) -> std::result::Result<(), String> {
+    let budget = max_data_bytes();
+    if bytes > budget {
+        return Err(format!(
+            "{what} take {} MiB decoded, over the data budget of {} MiB (--max-data-mb)",
+            bytes.div_ceil(1 << 20),
+            budget >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes one image may take while it is decoded (the decoder's pixels plus their f32 copy):
+/// what the cheapest image of [`max_pixels`] pixels takes, 8-bit gray at 5 bytes per pixel. The
+/// default allows 320 MiB: an 8-bit gray image of 64 megapixels, an 8-bit RGB one of 22 (15
+/// bytes per pixel) or a 16-bit RGBA one of 16 (20 bytes).
+pub fn max_decode_bytes() -> u64 {
+    max_pixels().saturating_mul(5)
+}
+
 /// Whether progress output of the library (download bars) is turned off.
 static QUIET: AtomicBool = AtomicBool::new(false);
 

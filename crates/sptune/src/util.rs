@@ -10,7 +10,13 @@ use std::path::{Path, PathBuf};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     refuse_special(path)?;
     let tmp = tmp_sibling(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    // written in full before it replaces `path`; on any error (a full disk, EIO) the
+    // temporary file is removed and `path` keeps its last complete content
+    let written = std::fs::write(&tmp, bytes);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)

@@ -219,3 +219,50 @@ fn param_count_matches_the_networks_built() {
         }
     }
 }
+
+/// A header longer than 65,535 bytes (a long run's log in the metadata) is saved and read
+/// back: the header canonicalization once padded it with a format width, which panics above
+/// that (found by a 400-epoch study trial). The metadata read back is the one saved.
+#[test]
+fn a_header_longer_than_64_kib_is_saved_and_read() {
+    let s = spec("mlp");
+    let net = s.init(&Device::flex()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let log = "x".repeat(100_000);
+    save_model(&net, &s, &path, &[("log", log.clone())]).unwrap();
+    let ck = Checkpoint::read(&path).unwrap();
+    assert_eq!(ck.metadata.get("log"), Some(&log));
+    let n = u64::from_le_bytes(std::fs::read(&path).unwrap()[..8].try_into().unwrap());
+    assert!(n > 100_000, "header of {n} bytes");
+}
+
+/// A header naming one tensor twice is refused naming the tensor (the `safetensors` parser
+/// alone keeps the last one silently). The file is written by hand: an 8-byte length, the JSON
+/// header, then the data both entries point at.
+#[test]
+fn a_header_naming_a_tensor_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.safetensors");
+    let entry = r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+    for (name, header, refused) in [
+        ("dup", format!(r#"{{"w":{entry},"w":{entry}}}"#), true),
+        ("one", format!(r#"{{"w":{entry}}}"#), false),
+    ] {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(1.5f32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        match Checkpoint::read_file(&path) {
+            Err(e) if refused => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("dup.safetensors") && msg.contains("\"w\" twice"),
+                    "{name}: {msg}"
+                );
+            }
+            Ok(ck) if !refused => assert_eq!(ck.tensors["w"].1, vec![1.5]),
+            other => panic!("{name}: {:?}", other.map(|c| c.tensors.len())),
+        }
+    }
+}

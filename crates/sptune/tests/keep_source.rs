@@ -334,7 +334,10 @@ fn auto_interpolates_the_target_only_choice_within_the_budget() {
         ip.sweep[10]
     );
     assert!(ip.val_forgetting <= cfg.search.max_forgetting);
-    assert_eq!(ip.returned, ip.val_acc > o.val_acc);
+    let own_meets = o
+        .val_forgetting
+        .is_none_or(|f| f <= cfg.search.max_forgetting);
+    assert_eq!(ip.returned, ip.val_acc > o.val_acc || !own_meets);
     let read = |p: &std::path::Path| sptune::models::checkpoint::Checkpoint::read(p).unwrap();
     let saved = read(&out);
     // on this task the weak fine-tune at a small weight fits the target and keeps the
@@ -358,5 +361,56 @@ fn auto_interpolates_the_target_only_choice_within_the_budget() {
                 .iter()
                 .any(|l| l.starts_with("Returned instead"))
         );
+    }
+}
+
+/// When no search point meets the budget, `auto` still gives what was asked for: the budget's
+/// own choice (here the only point, the weak pull, which forgets more than 3 points and is
+/// also the target-only choice) interpolated toward the source at the best weight within the
+/// budget is returned, whatever its accuracy, and the recommendation says that no search point
+/// met the budget. The returned model is `(1 - a)·θ0 + a·θ` of that point's final, checked
+/// tensor by tensor. Before, no interpolation was tried when the two choices were the same
+/// point, and one that met the budget was returned only when more accurate.
+#[test]
+fn auto_interpolates_its_own_choice_when_no_point_meets_the_budget() {
+    let _turn = serial();
+    let (d, _, mut cfg) = tasks();
+    cfg.search.alpha.insert("l2-sp".into(), [1e-4, 1e-4]);
+    let (dir, out) = (d.path().join("auto"), d.path().join("m.safetensors"));
+    let o = study::auto::auto(&cfg, &dir, &out, &Device::flex(), &mut |_| {}).unwrap();
+    let forgot = o.val_forgetting.expect("measured");
+    assert!(
+        forgot > cfg.search.max_forgetting,
+        "the weak pull forgets {forgot}"
+    );
+    let ip = o
+        .interpolated
+        .as_ref()
+        .expect("an interpolation of its own choice");
+    assert_eq!(ip.point, o.point);
+    assert!(ip.returned, "{ip:?}");
+    assert!(
+        ip.val_forgetting <= cfg.search.max_forgetting && ip.a < 1.0,
+        "{ip:?}"
+    );
+    assert!(
+        o.recommendation
+            .iter()
+            .any(|l| l.starts_with("Returned instead")
+                && l.contains("no search point met the budget")),
+        "{:?}",
+        o.recommendation
+    );
+    let read = |p: &std::path::Path| sptune::models::checkpoint::Checkpoint::read(p).unwrap();
+    let (saved, w0, w) = (
+        read(&out),
+        read(&dir.join("source.safetensors")),
+        read(&study::final_checkpoint(&dir, Scheme::L2Sp, 1)),
+    );
+    for (name, (_, x)) in &w.tensors {
+        for ((v, &v0), &v1) in saved.tensors[name].1.iter().zip(&w0.tensors[name].1).zip(x) {
+            let want = (1.0 - ip.a) * v0 as f64 + ip.a * v1 as f64;
+            assert!((*v as f64 - want).abs() < 1e-6, "{name}: {v} vs {want}");
+        }
     }
 }

@@ -31,12 +31,25 @@ pub struct Global {
     pub quiet: bool,
 }
 
+/// Lowers `--jobs` to the machine's cores (more processes would only contend, and each
+/// holds its own copy of the data), with a note; returns the count.
+fn cap_jobs(jobs: &mut usize) -> usize {
+    let cores = sptune::runtime::available_threads();
+    if *jobs > cores {
+        eprintln!(
+            "note: --jobs {jobs} lowered to {cores}, the number of threads this machine runs at once"
+        );
+        *jobs = cores;
+    }
+    *jobs
+}
+
 /// Dispatches the command.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // --jobs N: the cores are shared among the N worker processes
-    let jobs = match &cli.command {
-        Command::Study(a) => a.jobs,
-        Command::Auto(a) => a.jobs,
+pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    // --jobs N: the cores are shared among the N worker processes, at most one per core
+    let jobs = match &mut cli.command {
+        Command::Study(a) => cap_jobs(&mut a.jobs),
+        Command::Auto(a) => cap_jobs(&mut a.jobs),
         _ => 1,
     };
     let (requested, lowered) = sptune::runtime::cap_threads(cli.threads);
@@ -54,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     sptune::runtime::set_threads(threads)?;
     sptune::runtime::set_cache_budget_mb(cli.cache_mb);
     sptune::runtime::set_max_pixels(cli.max_pixels);
+    sptune::runtime::set_max_data_mb(cli.max_data_mb);
     let g = Global {
         threads,
         device: sptune::runtime::device(&cli.device)?,

@@ -41,6 +41,11 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         study::Role::Leader
     };
+    // the leader claims the folder (checks, creates it, locks it) before its helpers start
+    let _lock = match role {
+        study::Role::Leader => Some(study::claim(&cfg, &dir)?),
+        study::Role::Helper => None,
+    };
     let helpers = if role == study::Role::Leader && a.jobs > 1 {
         spawn_helpers(&cfg, &dir, a.jobs - 1, g)?
     } else {
@@ -53,6 +58,7 @@ pub fn run(a: StudyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         RunOptions {
             max_trials: a.max_trials,
             role,
+            restart_from_source: a.restart_from.is_some(),
             ..RunOptions::default()
         },
         &mut |line| {
@@ -111,14 +117,15 @@ fn set_objective(
 }
 
 /// Starts `n` helper processes on the study in `dir` (its resolved config written first, as
-/// the helpers read it).
+/// the helpers read it), with this process's limits. On Linux each helper gets SIGTERM when
+/// this process ends, however it ends; elsewhere a helper stops once the leader's lock is
+/// free ([`sptune::study::lock`]).
 fn spawn_helpers(
     cfg: &StudyConfig,
     dir: &Path,
     n: usize,
     g: &Global,
 ) -> anyhow::Result<Vec<std::process::Child>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let text = study::config_text(cfg)?;
     sptune::util::write_atomic(&study::config_path(dir), text.as_bytes())?;
     let exe = std::env::current_exe().context("locating the sptune binary")?;
@@ -126,8 +133,15 @@ fn spawn_helpers(
         .map(|i| {
             let log = std::fs::File::create(dir.join(format!("helper-{}.log", i + 1)))
                 .with_context(|| format!("creating a log in {}", dir.display()))?;
-            std::process::Command::new(&exe)
-                .args(["--quiet", "--threads", &g.threads.max(1).to_string()])
+            let mut cmd = std::process::Command::new(&exe);
+            die_with_parent(&mut cmd);
+            cmd.args(["--quiet", "--threads", &g.threads.max(1).to_string()])
+                .arg("--max-pixels")
+                .arg(sptune::runtime::max_pixels().to_string())
+                .arg("--max-data-mb")
+                .arg((sptune::runtime::max_data_bytes() >> 20).to_string())
+                .arg("--cache-mb")
+                .arg(sptune::runtime::cache_budget_mb().to_string())
                 .arg("study")
                 .arg("--config")
                 .arg(study::config_path(dir))
@@ -140,6 +154,30 @@ fn spawn_helpers(
                 .context("starting a helper process")
         })
         .collect()
+}
+
+/// Asks the kernel to send the child SIGTERM when this process ends (Linux's parent-death
+/// signal); the child also exits at once if this process is already gone.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and _exit are async-signal-safe; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// The study file and folder of a `report`/`runs` argument (the folder or its study file).
@@ -342,6 +380,8 @@ pub fn auto(a: AutoArgs, g: &Global) -> anyhow::Result<ExitCode> {
         a.out.with_file_name(format!("{stem}.auto"))
     });
     anyhow::ensure!(a.jobs >= 1, "invalid value for --jobs: must be at least 1");
+    // claimed (checked, created, locked) before the helpers start
+    let _lock = study::auto::prepare(&cfg, &dir, &a.out)?;
     let helpers = if a.jobs > 1 {
         spawn_helpers(&study::auto::study_config(&cfg), &dir, a.jobs - 1, g)?
     } else {

@@ -155,3 +155,34 @@ pub fn class_folders(root: &Path, classes: &[&str], n: usize) {
         }
     }
 }
+
+/// The largest peak resident memory, in bytes, of any child process this test binary has
+/// waited for so far (`getrusage(RUSAGE_CHILDREN)`).
+pub fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    u.ru_maxrss as u64 * 1024
+}
+
+/// Every process whose command line mentions `needle` (Linux `/proc`), as (pid, command line).
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = vec![];
+    let me = std::process::id();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if line.contains(needle) {
+            out.push((pid, line));
+        }
+    }
+    out
+}

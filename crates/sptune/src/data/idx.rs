@@ -170,6 +170,14 @@ fn read_idx_from(
             ),
         ));
     }
+    // the pixels once converted to f32 (a data set's two image files are checked one by one)
+    if kind == Kind::Images {
+        crate::runtime::check_data_bytes(
+            &format!("its {what}"),
+            (body_len as u64).saturating_mul(4),
+        )
+        .map_err(|msg| Error::format(path, msg))?;
+    }
     // labels: one byte per image, so at most as many as the image limit
     if kind == Kind::Labels && body_len > MAX_IDX_PIXELS as u128 {
         return Err(Error::format(
@@ -330,6 +338,25 @@ pub fn load_idx_dir(dir: &Path) -> Result<Splits> {
     train.classes = classes.clone();
     test.classes = classes;
     Ok(Splits { train, test })
+}
+
+/// The class names [`load_idx_dir`] would give `dir` (`"0"` up to the largest label of either
+/// split), from the two label files alone: what a study checks before it starts.
+pub fn idx_class_names(dir: &Path) -> Result<Vec<String>> {
+    let mut max_label = None;
+    for base in [IDX_FILES[1], IDX_FILES[3]] {
+        let path = find_idx_file(dir, base).ok_or_else(|| {
+            Error::format(
+                dir,
+                format!("no IDX file {base} (or {base}.gz) in this directory"),
+            )
+        })?;
+        let labels = read_idx(&path, Kind::Labels)?;
+        max_label = max_label.max(labels.body.iter().copied().max());
+    }
+    Ok((0..=max_label.unwrap_or(0))
+        .map(|l| l.to_string())
+        .collect())
 }
 
 /// Writes `n` images of `h x w` bytes (row-major, one byte per pixel) and their `n` labels as

@@ -35,15 +35,7 @@ pub fn load_image_folder(root: &Path, channels: usize, resize: usize) -> Result<
             format!("{resize} (must be between 1 and 32768)"),
         ));
     }
-    let subdirs = list_dirs(root)?;
-    let has = |name: &str| subdirs.iter().any(|(n, _)| n == name);
-    let test_name = ["test", "val"].into_iter().find(|n| has(n));
-    let (train_dir, test_dir) = match test_name {
-        Some(t) if has("train") => (root.join("train"), Some(root.join(t))),
-        _ if subdirs.len() == 1 && has("train") => (root.join("train"), None),
-        _ => (root.to_path_buf(), None),
-    };
-
+    let (train_dir, test_dir) = split_dirs(root)?;
     let train_classes = scan_classes(&train_dir)?;
     let classes: Vec<String> = train_classes.iter().map(|(n, _)| n.clone()).collect();
     let mut train_files = Vec::new();
@@ -62,9 +54,40 @@ pub fn load_image_folder(root: &Path, channels: usize, resize: usize) -> Result<
             test_files.extend(files.into_iter().map(|f| (f, label)));
         }
     }
+    // the decoded size of both splits, bounded before the first image is decoded
+    let n = (train_files.len() + test_files.len()) as u64;
+    let bytes = n.saturating_mul((channels * resize * resize * 4) as u64);
+    crate::runtime::check_data_bytes(
+        &format!("its {n} images of {channels}x{resize}x{resize}"),
+        bytes,
+    )
+    .map_err(|msg| Error::format(root, msg))?;
     let train = decode_all(&train_files, &classes, channels, resize)?;
     let test = decode_all(&test_files, &classes, channels, resize)?;
     Ok(Splits { train, test })
+}
+
+/// The training and (when there is one) test folder of an image-folder root.
+fn split_dirs(root: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let subdirs = list_dirs(root)?;
+    let has = |name: &str| subdirs.iter().any(|(n, _)| n == name);
+    let test_name = ["test", "val"].into_iter().find(|n| has(n));
+    Ok(match test_name {
+        Some(t) if has("train") => (root.join("train"), Some(root.join(t))),
+        _ if subdirs.len() == 1 && has("train") => (root.join("train"), None),
+        _ => (root.to_path_buf(), None),
+    })
+}
+
+/// The class names [`load_image_folder`] would give `root` (its training split's class
+/// folders, each holding at least one image), without decoding anything: what a study checks
+/// before it starts.
+pub fn image_folder_class_names(root: &Path) -> Result<Vec<String>> {
+    let (train_dir, _) = split_dirs(root)?;
+    Ok(scan_classes(&train_dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect())
 }
 
 /// Non-hidden sub-directories of `dir`, sorted by name.
@@ -154,8 +177,14 @@ fn decode_checked(path: &Path) -> Result<image::DynamicImage> {
             .with_guessed_format()
             .map_err(|e| Error::io(path, e))
     };
-    // the size from the header, checked against the pixel budget before anything is decoded
-    let (w, h) = reader()?.into_dimensions().map_err(cannot)?;
+    // the size and color type from the header, checked against the pixel and byte budgets
+    // before anything is decoded
+    let (w, h, color) = {
+        use image::ImageDecoder;
+        let decoder = reader()?.into_decoder().map_err(cannot)?;
+        let (w, h) = decoder.dimensions();
+        (w, h, decoder.color_type())
+    };
     let budget = crate::runtime::max_pixels();
     let pixels = w as u64 * h as u64;
     if pixels > budget {
@@ -164,6 +193,22 @@ fn decode_checked(path: &Path) -> Result<image::DynamicImage> {
             format!(
                 "image is {w}x{h} ({pixels} pixels), over the limit of {budget} pixels per image \
                  (--max-pixels)"
+            ),
+        ));
+    }
+    // and its bytes: the decoder's (channels x bit depth) plus the f32 copy
+    let per_pixel = color.bytes_per_pixel() as u64 + 4 * if color.has_color() { 3 } else { 1 };
+    let bytes = pixels.saturating_mul(per_pixel);
+    let byte_budget = crate::runtime::max_decode_bytes();
+    if bytes > byte_budget {
+        return Err(Error::format(
+            path,
+            format!(
+                "image is {w}x{h} {color:?}: decoding it takes {} MiB ({per_pixel} bytes per \
+                 pixel with its f32 copy), over the limit of {} MiB per image (5 bytes per pixel \
+                 of --max-pixels)",
+                bytes.div_ceil(1 << 20),
+                byte_budget >> 20
             ),
         ));
     }

@@ -121,6 +121,26 @@ pub fn data_folder(spec: &str) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The class names a `--data` value gives, found without decoding images or downloading:
+/// `None` for a named set that is not on this machine yet (it is downloaded when first read).
+/// Errors as loading would: a missing folder, missing IDX files, a class folder without images.
+pub fn peek_classes(spec: &str) -> Result<Option<Vec<String>>> {
+    if NAMED.iter().any(|n| n.name == spec) {
+        let found = named_candidates(spec)
+            .into_iter()
+            .find(|c| has_idx_files(c));
+        return found
+            .map(|dir| super::idx::idx_class_names(&dir))
+            .transpose();
+    }
+    match resolve_data(spec)? {
+        DataSource::Idx(dir) => super::idx::idx_class_names(&dir).map(Some),
+        DataSource::ImageFolder(dir) => {
+            super::image_folder::image_folder_class_names(&dir).map(Some)
+        }
+    }
+}
+
 /// Whether data read from `folder` would read `path` inside it (for the output check,
 /// [`crate::util::refuse_input`]): a file named like an IDX file (plain or `.gz`), an image
 /// (`.png`, `.jpg`, `.jpeg`) or `classes.txt`; or, for a folder output (`is_dir`), any folder

@@ -14,7 +14,7 @@ mod transforms;
 pub use batcher::{BatchOptions, epoch_order, make_batch};
 pub use idx::{load_idx_dir, write_idx};
 pub use image_folder::{load_image_folder, load_images, stored_side};
-pub use locate::{DataSource, data_folder, resolve_data, would_read};
+pub use locate::{DataSource, data_folder, peek_classes, resolve_data, would_read};
 pub use subsets::{
     channel_stats, held_out, parse_classes, per_class, per_class_indices, select_classes,
     split_val, take_first,

@@ -112,6 +112,14 @@ impl Checkpoint {
         let bytes = util::read_input(path, util::MAX_CHECKPOINT_BYTES)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        // the header parsed once more, for a name given twice (which the parser above would
+        // take silently, the last one winning)
+        if let Some(name) = duplicate_header_name(&bytes) {
+            return Err(Error::format(
+                path,
+                format!("the header names tensor {name:?} twice"),
+            ));
+        }
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
         let mut tensors = BTreeMap::new();
@@ -363,8 +371,10 @@ pub fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
     let mut sorted = String::new();
     write_sorted(&value, &mut sorted);
     if sorted.len() <= n {
-        let padded = format!("{sorted:<n$}");
-        bytes[8..8 + n].copy_from_slice(padded.as_bytes());
+        // padded by hand: a format width is at most 65535, and headers can be longer
+        let mut padded = sorted.into_bytes();
+        padded.resize(n, b' ');
+        bytes[8..8 + n].copy_from_slice(&padded);
     }
     bytes
 }
@@ -501,4 +511,36 @@ pub fn save_model(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     util::write_atomic(path, &bytes)
+}
+
+/// The first name a safetensors header gives twice (`bytes` is the whole file, already
+/// checked by the `safetensors` parser).
+fn duplicate_header_name(bytes: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct FirstDuplicate;
+    impl<'de> Visitor<'de> for FirstDuplicate {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(name.clone()) {
+                    return Ok(Some(name));
+                }
+            }
+            Ok(None)
+        }
+    }
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?;
+    serde_json::Deserializer::from_slice(header)
+        .deserialize_map(FirstDuplicate)
+        .ok()
+        .flatten()
 }

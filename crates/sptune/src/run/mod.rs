@@ -554,11 +554,16 @@ impl RunFiles {
         crate::util::write_atomic(&self.dir.join("config.toml"), self.config_toml.as_bytes())
     }
 
-    /// After a failure before the first epoch ended: removes what [`RunFiles::begin`] wrote
-    /// (and the run directory if that leaves it empty), so a failed run leaves nothing.
+    /// After a failure before the first epoch's state was saved: removes what
+    /// [`RunFiles::begin`] and [`RunFiles::write_progress`] wrote (and the run directory if
+    /// that leaves it empty), so a failed run leaves nothing, not a folder `--resume` cannot
+    /// read. A fresh run only: a resumed one keeps its files.
     fn abandon_if_empty(&self) {
-        if !train::resume::has_state(&self.state_dir()) {
-            let _ = std::fs::remove_file(self.dir.join("config.toml"));
+        if !self.resume && !train::resume::has_state(&self.state_dir()) {
+            for f in ["config.toml", "summary.csv", "log.txt"] {
+                let _ = std::fs::remove_file(self.dir.join(f));
+            }
+            let _ = std::fs::remove_dir(self.state_dir());
             let _ = std::fs::remove_dir(&self.dir);
         }
     }

@@ -79,6 +79,13 @@ pub fn compose_scenes(items: &Dataset, o: &SceneOptions) -> Result<SegDataset> {
             ),
         ));
     }
+    // the scenes' size (f32 pixels and a byte mask per pixel), bounded before any is made
+    let bytes = (o.count as u64).saturating_mul((o.size * o.size * (4 * c + 1)) as u64);
+    crate::runtime::check_data_bytes(
+        &format!("{} scenes of {c}x{}x{}", o.count, o.size, o.size),
+        bytes,
+    )
+    .map_err(|msg| Error::invalid("--train / --test", msg))?;
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let (s, plane) = (o.size, o.size * o.size);
     let mut scenes = Vec::with_capacity(o.count);

@@ -8,9 +8,11 @@
 //!
 //! Under a forgetting budget, the target-only choice interpolated toward the source
 //! ([`crate::interpolate`], WiSE-FT) competes with the budget's own choice: the weight `a` is
-//! chosen on the same validation images (target and source) as the search's points, and when
-//! an interpolated model meets the budget at a better target validation accuracy, it is what
-//! [`auto`] returns ([`Interpolated`]).
+//! chosen on the same validation images (target and source) as the search's points, and an
+//! interpolated model that meets the budget is what [`auto`] returns ([`Interpolated`]) when
+//! its target validation accuracy is higher, or when no search point met the budget (the
+//! budget's own choice is then only the least-forgetting point, and the user asked for the
+//! budget).
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +52,9 @@ pub struct AutoOutcome {
     pub interpolated: Option<Interpolated>,
 }
 
-/// The target-only choice interpolated toward the source, `θ(a) = (1 − a)·θ0 + a·θ`.
+/// A fine-tune interpolated toward the source, `θ(a) = (1 − a)·θ0 + a·θ`: the target-only
+/// choice, or (when no search point met the budget and the target-only choice is the budget's
+/// own) the budget's choice.
 #[derive(Clone, Debug)]
 pub struct Interpolated {
     /// The target-only choice's scheme.
@@ -67,6 +71,9 @@ pub struct Interpolated {
     pub sweep: Vec<(f64, f64, f64)>,
     /// Whether it beat the budget's own choice and is the model returned.
     pub returned: bool,
+    /// The fine-tune interpolated (the point's final on all target training images): the
+    /// target-only choice's reference final, or the budget's own final when that is the point.
+    pub tuned: PathBuf,
 }
 
 /// The weights [`auto`] tries when it interpolates.
@@ -82,6 +89,19 @@ pub fn study_config(cfg: &StudyConfig) -> StudyConfig {
     cfg
 }
 
+/// Checks `out` against the inputs and claims `dir` for [`auto`] ([`super::claim`]: the study
+/// is checked, its folder created and locked). [`auto`] does this itself; call it first to
+/// start helper processes before it.
+pub fn prepare(cfg: &StudyConfig, dir: &Path, out: &Path) -> Result<super::LeaderLock> {
+    let cfg = study_config(cfg);
+    let inputs = super::study_inputs(&cfg);
+    crate::util::check_output(
+        out,
+        &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    )?;
+    super::claim(&cfg, dir)
+}
+
 /// Runs the search of `cfg` (its seeds and freeze sweep are ignored: one final run of the
 /// winner) in `dir`, then copies the winner's model to `out`. Helper processes started on
 /// [`study_config`]`(cfg)` in `dir` share the trials.
@@ -92,12 +112,12 @@ pub fn auto(
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<AutoOutcome> {
+    let _lock = if super::LeaderLock::held_here(dir) {
+        None // the caller prepared the folder
+    } else {
+        Some(prepare(cfg, dir, out)?)
+    };
     let cfg = study_config(cfg);
-    let inputs = super::study_inputs(&cfg);
-    crate::util::check_output(
-        out,
-        &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
-    )?;
     let o = super::run(&cfg, dir, device, RunOptions::default(), log)?;
     if !o.complete {
         return Err(Error::Other(format!(
@@ -123,27 +143,53 @@ pub fn auto(
     let mut test_acc = row.map_or(f64::NAN, |r| r.acc_ci.mean / 100.0);
     let mut test_forgetting = row.and_then(|r| r.forgetting_ci).map(|f| f.mean);
     let mut recommendation = o.results.choice.recommendation.clone();
+    // the budget's own choice may miss the budget (no search point met it): an interpolated
+    // model that meets it is then returned whatever its accuracy
+    let own_meets = match (budget_of(&cfg), val_forgetting) {
+        (Some(b), Some(f)) => f <= b,
+        _ => true,
+    };
     let mut interpolated = None;
     if let Some(budget) = budget_of(&cfg) {
-        interpolated = interpolate_reference(&cfg, dir, &trials, budget, device, log)?;
+        let target = match super::reference_point(&cfg, &trials) {
+            Some((scheme, p)) => Some((
+                scheme,
+                p,
+                dir.join("reference")
+                    .join(format!("reference_{}_seed1.safetensors", scheme.name())),
+            )),
+            None if !own_meets => Some((winner, point, final_checkpoint(dir, winner, 1))),
+            None => None,
+        };
+        if let Some((scheme, p, tuned)) = target {
+            interpolated =
+                interpolate_toward_source(&cfg, dir, scheme, p, tuned, budget, device, log)?;
+        }
     }
     match interpolated.as_mut() {
-        Some(ip) if ip.val_acc > val_acc => {
+        Some(ip) if ip.val_acc > val_acc || !own_meets => {
             ip.returned = true;
             let (acc, forgetting) = save_interpolated(&cfg, dir, ip, out, device)?;
+            let versus = if own_meets {
+                format!("above the budget's own choice ({:.1} %)", 100.0 * val_acc)
+            } else {
+                format!(
+                    "where no search point met the budget (the least-forgetting one forgets \
+                     {:.1} points)",
+                    val_forgetting.unwrap_or(f64::NAN)
+                )
+            };
             recommendation.push(format!(
                 "Returned instead: {} ({}) interpolated toward the source at a = {}: on the \
                  validation images it reaches {:.1} % target accuracy at {:.1} points of \
-                 source-validation forgetting, within the budget of {} and above the \
-                 budget's own choice ({:.1} %); the model in {} reaches {:.1} % target test \
-                 accuracy{}.",
+                 source-validation forgetting, within the budget of {}, {versus}; the model in \
+                 {} reaches {:.1} % target test accuracy{}.",
                 ip.scheme.name(),
                 ip.point.describe(),
                 ip.a,
                 100.0 * ip.val_acc,
                 ip.val_forgetting,
                 cfg.search.max_forgetting,
-                100.0 * val_acc,
                 out.display(),
                 100.0 * acc,
                 forgetting.map_or(String::new(), |f| format!(
@@ -230,23 +276,23 @@ fn budget_of(cfg: &StudyConfig) -> Option<f64> {
     (cfg.search.objective == super::config::Objective::Budget).then_some(cfg.search.max_forgetting)
 }
 
-/// The target-only choice (the study's reference phase) fine-tuned as in the search (seed 0,
-/// the validation split held out), interpolated toward the source at [`AUTO_SWEEP`] and
-/// measured on the target validation split and the source validation images; the weight of
-/// best target validation accuracy within `budget` (ties: the lower forgetting). None when
-/// the objective chose the target-only point anyway, no source validation images exist, or
-/// no weight meets the budget.
-fn interpolate_reference(
+/// The point `(scheme, point)` fine-tuned as in the search (seed 0, the validation split held
+/// out), interpolated toward the source at [`AUTO_SWEEP`] and measured on the target
+/// validation split and the source validation images; the weight of best target validation
+/// accuracy within `budget` (ties: the lower forgetting). `tuned` is the point's final, what
+/// [`save_interpolated`] interpolates. None when no source validation images exist, or no
+/// weight meets the budget.
+#[allow(clippy::too_many_arguments)]
+fn interpolate_toward_source(
     cfg: &StudyConfig,
     dir: &Path,
-    trials: &[super::store::Trial],
+    scheme: Scheme,
+    point: super::search::Point,
+    tuned: PathBuf,
     budget: f64,
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<Option<Interpolated>> {
-    let Some((scheme, point)) = super::reference_point(cfg, trials) else {
-        return Ok(None);
-    };
     let source = Checkpoint::read(&super::source_path(cfg, dir, 0))?;
     let spec = source.spec_or_infer_as(cfg.source.init_arch.as_deref(), "--init-arch")?;
     let Some(images) = super::source_val::load(cfg, &spec)? else {
@@ -271,7 +317,7 @@ fn interpolate_reference(
         ft.out = Some(path.clone());
         crate::run::finetune(&ft, device, &mut |_| {})?;
     }
-    let tuned = Checkpoint::read(&path)?;
+    let searched = Checkpoint::read(&path)?;
     let mut data = ft.data.clone();
     if data.resize == 0 {
         data.resize = crate::data::stored_side(spec.input[1]);
@@ -282,7 +328,7 @@ fn interpolate_reference(
     }
     let pts = crate::interpolate::sweep(
         &source,
-        &tuned,
+        &searched,
         &AUTO_SWEEP,
         &task.train,
         &task.val,
@@ -315,10 +361,11 @@ fn interpolate_reference(
         val_forgetting,
         sweep,
         returned: false,
+        tuned,
     }))
 }
 
-/// Writes the target-only choice's final run interpolated at `ip.a` to `out` (BatchNorm
+/// Writes the final run `ip.tuned` interpolated at `ip.a` to `out` (BatchNorm
 /// recalibrated on all target training images); returns its target test accuracy and its
 /// forgetting on the source test images.
 fn save_interpolated(
@@ -329,10 +376,8 @@ fn save_interpolated(
     device: &Device,
 ) -> Result<(f64, Option<f64>)> {
     let source = Checkpoint::read(&super::source_path(cfg, dir, 0))?;
-    let reference = dir
-        .join("reference")
-        .join(format!("reference_{}_seed1.safetensors", ip.scheme.name()));
-    let tuned = Checkpoint::read(&reference)?;
+    let reference = &ip.tuned;
+    let tuned = Checkpoint::read(reference)?;
     let spec = tuned.spec()?;
     let mut data = super::finetune_config(cfg, dir, ip.scheme, &ip.point, 0, 1).data;
     data.val_fraction = 0.0;

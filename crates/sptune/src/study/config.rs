@@ -498,7 +498,9 @@ impl StudyConfig {
     }
 
     /// Checks the study: schemes, seeds, ranges; the error names the key.
+    /// Every count is checked against [`super::limits`] first.
     pub fn validate(&self) -> Result<()> {
+        super::limits::check(self)?;
         if self.schemes.is_empty() {
             return Err(Error::invalid("schemes", "no scheme to compare"));
         }
@@ -609,7 +611,14 @@ impl StudyConfig {
                 "\"auto\" is not a mode to search: list train, frozen or recalibrate",
             ));
         }
-        self.train.validate()
+        // the train section's errors name its keys (`train.epochs`), not the flags
+        self.train.validate().map_err(|e| match e {
+            Error::Invalid { what, msg } => Error::invalid(
+                format!("train.{}", what.trim_start_matches("--").replace('-', "_")),
+                msg,
+            ),
+            e => e,
+        })
     }
 
     /// Learning rates searched.

@@ -25,6 +25,9 @@ pub mod aggregate;
 pub mod auto;
 pub mod choose;
 pub mod config;
+pub mod inputs;
+pub mod limits;
+pub mod lock;
 pub mod objective;
 pub mod recommend;
 pub mod report;
@@ -83,6 +86,10 @@ pub struct RunOptions {
     pub max_trials: Option<usize>,
     /// Leader or helper.
     pub role: Role,
+    /// When the study's inputs changed since it began ([`inputs::fingerprint`]): start over
+    /// on the new ones (every trial and the source phase's files are dropped) instead of
+    /// refusing.
+    pub restart_from_source: bool,
 }
 
 impl Default for RunOptions {
@@ -91,6 +98,7 @@ impl Default for RunOptions {
             worker: format!("pid{}", std::process::id()),
             max_trials: None,
             role: Role::Leader,
+            restart_from_source: false,
         }
     }
 }
@@ -117,25 +125,8 @@ pub fn report_path(dir: &Path) -> PathBuf {
     dir.join("report.html")
 }
 
-/// What a study reads that its folder and outputs must never be or lie in: the source
-/// checkpoint (when it is a file) and the folders of the target data, the source task's data
-/// and the pretraining data.
-pub fn study_inputs(cfg: &StudyConfig) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = cfg
-        .source
-        .init
-        .iter()
-        .filter(|p| p.is_file())
-        .cloned()
-        .collect();
-    let mut data = vec![cfg.target.data.as_str()];
-    data.extend(cfg.source.data.as_deref());
-    if let Some(p) = &cfg.source.pretrain {
-        data.push(p.data.data.as_str());
-    }
-    out.extend(data.into_iter().filter_map(crate::data::data_folder));
-    out
-}
+pub use inputs::{preflight, study_inputs};
+pub use lock::LeaderLock;
 
 /// `sptune report`: the report of the study file `store_file` in the study folder `dir` (its
 /// [`store_path`], unless the user named another file) from its stored trials, written to
@@ -674,23 +665,25 @@ pub fn run(
     opts: RunOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<StudyOutcome> {
-    cfg.validate()?;
-    crate::util::refuse_input_dir(
-        dir,
-        &study_inputs(cfg)
-            .iter()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| match e {
-        Error::Invalid { msg, .. } => Error::invalid("--dir", msg),
-        e => e,
-    })?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let _lock = match opts.role {
+        Role::Leader if !LeaderLock::held_here(dir) => Some(claim(cfg, dir)?),
+        Role::Leader => None,
+        Role::Helper => {
+            cfg.validate()?;
+            if !dir.is_dir() {
+                return Err(Error::invalid(
+                    "--dir",
+                    format!("{}: no study folder for a helper to help", dir.display()),
+                ));
+            }
+            None
+        }
+    };
     let config_text = config_text(cfg)?;
     let store = Store::open(&store_path(dir), &config_text)?;
     let role = opts.role;
     if role == Role::Leader {
+        check_inputs(cfg, dir, &store, opts.restart_from_source, log)?;
         let requeued = store.requeue_running()?;
         if requeued > 0 {
             log(&format!(
@@ -720,6 +713,75 @@ pub fn run(
     }
 }
 
+/// Makes `dir` the study folder of `cfg` led by this process: checks that the study can
+/// start ([`preflight`]) and that `dir` is no input, and only then creates `dir` and takes
+/// its [`LeaderLock`] (a second leader is refused here). [`run`] claims the folder itself;
+/// call this first to start helper processes before it.
+pub fn claim(cfg: &StudyConfig, dir: &Path) -> Result<LeaderLock> {
+    preflight(cfg)?;
+    crate::util::refuse_input_dir(
+        dir,
+        &study_inputs(cfg)
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| match e {
+        Error::Invalid { msg, .. } => Error::invalid("--dir", msg),
+        e => e,
+    })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    LeaderLock::take(dir)
+}
+
+/// The leader's check of what the study reads against what it recorded when it began (and
+/// of the source phase's files against what that phase made): unchanged, or refused with what
+/// changed, or with `restart` every trial and the source phase's files dropped.
+fn check_inputs(
+    cfg: &StudyConfig,
+    dir: &Path,
+    store: &Store,
+    restart: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let now = inputs::fingerprint(cfg)?;
+    let mut what = vec![];
+    if let Some(was) = store.note("inputs")? {
+        let was: inputs::Fingerprint = serde_json::from_str(&was)
+            .map_err(|e| Error::format(store_path(dir), format!("inputs note: {e}")))?;
+        what = inputs::changed(&was, &now);
+    }
+    if what.is_empty()
+        && let Some(was) = store.note("products")?
+    {
+        let was: inputs::Fingerprint = serde_json::from_str(&was)
+            .map_err(|e| Error::format(store_path(dir), format!("products note: {e}")))?;
+        what = inputs::changed(&was, &inputs::products(cfg, dir)?);
+    }
+    if !what.is_empty() {
+        if !restart {
+            return Err(Error::Other(format!(
+                "{}: the study's inputs changed since it began ({}); run it in a new --dir, \
+                 put the old files back, or add --restart-from source to start over on the new \
+                 ones",
+                dir.display(),
+                what.join("; ")
+            )));
+        }
+        log(&format!("restarting from the source: {}", what.join("; ")));
+        store.clear_trials()?;
+        store.clear_note("products")?;
+        for k in 0..cfg.source.seeds as u64 {
+            let _ = std::fs::remove_file(fisher_path(dir, k));
+            if cfg.source.pretrain.is_some() {
+                let _ = std::fs::remove_file(source_path(cfg, dir, k));
+            }
+        }
+    }
+    let json = serde_json::to_string(&now).expect("a fingerprint serializes");
+    store.set_note("inputs", &json)
+}
+
 /// A helper's loop: run pending trials of any phase until the leader says the study is done
 /// (or nothing has been pending or running for a minute: a leader that died).
 fn help(ctx: &mut Ctx<'_>) -> Result<()> {
@@ -731,6 +793,10 @@ fn help(ctx: &mut Ctx<'_>) -> Result<()> {
             continue;
         }
         if ctx.store.note("state")?.as_deref() == Some("done") {
+            break;
+        }
+        if !lock::leader_running(ctx.dir) {
+            (ctx.log)("the study's leader is gone: stopping");
             break;
         }
         let counts = ctx.store.counts()?;
@@ -783,12 +849,17 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
             return finish(ctx, false);
         }
     }
-    if ctx
+    let source_failed = ctx
         .store
         .trials_of("source")?
         .iter()
-        .any(|t| t.status != Status::Done)
-    {
+        .any(|t| t.status != Status::Done);
+    if !source_failed && ctx.store.note("products")?.is_none() {
+        let made = inputs::products(cfg, ctx.dir)?;
+        let json = serde_json::to_string(&made).expect("a fingerprint serializes");
+        ctx.store.set_note("products", &json)?;
+    }
+    if source_failed {
         let failed: Vec<String> = ctx
             .store
             .trials_of("source")?

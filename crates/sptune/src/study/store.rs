@@ -454,6 +454,25 @@ impl Store {
         tx.commit().map_err(|e| self.sql(e))
     }
 
+    /// Removes a note set by [`Store::set_note`] (the file's own records are refused).
+    pub fn clear_note(&self, key: &str) -> Result<()> {
+        if matches!(key, "format" | "config" | "created_at") {
+            return Err(Error::Other(format!("{key} is not a note")));
+        }
+        let tx = self.write()?;
+        tx.execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Drops every trial (a study starting over on new inputs).
+    pub fn clear_trials(&self) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute("DELETE FROM trials", ())
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
     /// A note set by [`Store::set_note`].
     pub fn note(&self, key: &str) -> Result<Option<String>> {
         self.meta(key)

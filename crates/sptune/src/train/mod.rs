@@ -45,8 +45,8 @@ pub use sgd::Sgd;
 ///
 /// | field | finetune | pretrain | range |
 /// |---|---|---|---|
-/// | `epochs` | 10 | 10 | ≥ 1 |
-/// | `batch_size` | 64 | 64 | ≥ 1 |
+/// | `epochs` | 10 | 10 | 1 ..= [`MAX_EPOCHS`] |
+/// | `batch_size` | 64 | 64 | 1 ..= [`MAX_BATCH_SIZE`] |
 /// | `lr` | 0.01 | 0.01 | > 0 |
 /// | `momentum` | 0.9 | 0.9 | [0, 1) |
 /// | `schedule` | step | step | step, cosine, constant |
@@ -139,15 +139,26 @@ impl TrainConfig {
     }
 }
 
+/// The most epochs a run may ask for (`--epochs`, `train.epochs`).
+pub const MAX_EPOCHS: usize = 100_000;
+/// The largest batch (`--batch-size`, `train.batch_size`).
+pub const MAX_BATCH_SIZE: usize = 65_536;
+
 impl TrainConfig {
     /// Checks ranges; the error names the option and the value.
     pub fn validate(&self) -> Result<()> {
         let bad = |w: &str, m: String| Err(Error::invalid(w, m));
-        if self.epochs == 0 {
-            return bad("--epochs", "must be at least 1".into());
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return bad(
+                "--epochs",
+                format!("{} is outside 1..={MAX_EPOCHS}", self.epochs),
+            );
         }
-        if self.batch_size == 0 {
-            return bad("--batch-size", "must be at least 1".into());
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            return bad(
+                "--batch-size",
+                format!("{} is outside 1..={MAX_BATCH_SIZE}", self.batch_size),
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("--lr", format!("{} is not a positive number", self.lr));
