@@ -157,7 +157,10 @@ pub fn parse_sweep(s: &str) -> Result<Vec<f64>> {
         if !(0.0..=1000.0).contains(&n) {
             return Err(bad("between 1 and 1001 values".into()));
         }
-        (0..=n as usize).map(|k| lo + k as f64 * step).collect()
+        // rounded to 12 decimals, so `0:0.1:1` gives 0.3 and not 0.30000000000000004
+        (0..=n as usize)
+            .map(|k| ((lo + k as f64 * step) * 1e12).round() / 1e12)
+            .collect()
     } else {
         s.split(',')
             .map(|p| {

@@ -76,6 +76,11 @@ fn bad_weights_and_lists_are_refused() {
         vec![0.0, 0.25, 0.5, 0.75, 1.0]
     );
     assert_eq!(parse_sweep("0, 0.5,1").unwrap(), vec![0.0, 0.5, 1.0]);
+    // the decimal values, not their sums of steps (0.1 + 0.1 + 0.1 is 0.30000000000000004)
+    assert_eq!(
+        parse_sweep("0:0.1:0.5").unwrap(),
+        vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    );
     for bad in ["", "0,x", "0:0:1", "0,2", "0:0.0001:1"] {
         assert!(parse_sweep(bad).is_err(), "{bad:?} accepted");
     }

@@ -80,12 +80,21 @@ pub struct Interpolated {
 pub const AUTO_SWEEP: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 /// The study that [`auto`] runs for `cfg`: one seed, no freeze sweep, a final run for the
-/// winner only. Helper processes (`--jobs`) must be given this config, not `cfg`.
+/// winner only. Under an objective that weighs forgetting (`budget`, `tradeoff`), when
+/// `[search] bn` is not given, the search also chooses the BatchNorm mode between `train` and
+/// `frozen`: with batch statistics BatchNorm alone forgets, whatever the weights (measured on
+/// Fashion-MNIST 0-4 -> 5-9, ResNet-18 width 16: the source's own weights with statistics
+/// recalibrated on the target forget 11.1 points, and every point auto searched in `train`
+/// mode forgot at least 11.4 against a budget of 3). Helper processes (`--jobs`) must be given
+/// this config, not `cfg`.
 pub fn study_config(cfg: &StudyConfig) -> StudyConfig {
     let mut cfg = cfg.clone();
     cfg.seeds = 1;
     cfg.freeze_sweep.clear();
     cfg.only_best = true;
+    if cfg.search.objective != super::config::Objective::Target && cfg.search.bn.is_empty() {
+        cfg.search.bn = vec![crate::train::BnMode::Train, crate::train::BnMode::Frozen];
+    }
     cfg
 }
 
