@@ -326,3 +326,32 @@ fn helpers_die_with_their_leader() {
     let peak = children_peak_rss();
     assert!(peak < 1 << 30, "a process peaked at {} MiB", peak >> 20);
 }
+
+/// A source that fails to pretrain (here it diverges at lr 1e9) stops the study with one line
+/// naming the source trial, and the Fisher step that would need it is never planned. Before,
+/// the Fisher step ran on the missing source and failed too.
+#[test]
+fn a_failed_source_stops_the_study_before_its_fisher() {
+    let (tmp, data, _) = setup();
+    let t = tmp.path();
+    let cfg = t.join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "schemes = [\"l2-sp-fisher\"]\nseeds = 1\n[source.pretrain.model]\narch = \"mlp\"\n\
+             hidden = [16]\n[source.pretrain.data]\ndata = {d:?}\nclasses = \"0,1\"\n\
+             [source.pretrain.train]\nepochs = 2\nlr = 1e9\n[target]\ndata = {d:?}\n\
+             classes = \"2,3\"\nper_class = 6\n[train]\nepochs = 1\n[search]\ntrials = 1\n",
+            d = s(&data)
+        ),
+    )
+    .unwrap();
+    let dir = t.join("study");
+    let r = run(&["study", "--config", s(&cfg), "--dir", s(&dir)]);
+    assert_refused(&r, &["the source phase failed", "source/pretrain"]);
+    let list = run(&["--json", "runs", "list", s(&dir)]);
+    assert_success(&list);
+    let trials: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    let keys: Vec<&str> = trials.iter().map(|t| t["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, vec!["source/pretrain"], "{}", list.stdout);
+}

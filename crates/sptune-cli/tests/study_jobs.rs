@@ -3,8 +3,24 @@
 //! another's timing) the study finds exactly what a single process finds. The trials are made
 //! long enough (200 epochs) that the helper, which looks for work every 100 ms, gets some.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+/// No process of the study in `dir` is left once its leader has exited (its helpers end with
+/// it; allowed a few seconds).
+fn assert_no_process_left(dir: &Path) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let left = common::processes_mentioning(dir.to_str().unwrap());
+        if left.is_empty() {
+            return;
+        }
+        assert!(t0.elapsed().as_secs() < 5, "left running: {left:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
 
 /// 8x8 images whose class (of 6) is the bright row, plus noise.
 fn tiny_idx(dir: &Path) {
@@ -152,6 +168,7 @@ halving = false
     ]);
     assert!(written.as_array().unwrap().len() >= 3, "{written}");
     assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    assert_no_process_left(&two);
 }
 
 /// `sptune auto --jobs 2`: two processes share the search (every trial once, both take part),
@@ -229,4 +246,5 @@ fn auto_with_two_jobs_shares_the_search() {
     assert_eq!(keys.iter().filter(|k| k.starts_with("search/")).count(), 8);
     let workers = distinct(trials, "worker");
     assert_eq!(workers.len(), 2, "both processes ran trials: {workers:?}");
+    assert_no_process_left(d.path());
 }

@@ -843,33 +843,31 @@ fn lead(mut ctx: Ctx<'_>) -> Result<StudyOutcome> {
                 .collect(),
         );
     }
+    // a step that failed stops the study there: the Fisher of a source that failed to
+    // pretrain is not attempted
     for step in steps {
         ctx.store.plan(&step)?;
         if !ctx.complete_phase("source")? {
             return finish(ctx, false);
         }
-    }
-    let source_failed = ctx
-        .store
-        .trials_of("source")?
-        .iter()
-        .any(|t| t.status != Status::Done);
-    if !source_failed && ctx.store.note("products")?.is_none() {
-        let made = inputs::products(cfg, ctx.dir)?;
-        let json = serde_json::to_string(&made).expect("a fingerprint serializes");
-        ctx.store.set_note("products", &json)?;
-    }
-    if source_failed {
         let failed: Vec<String> = ctx
             .store
             .trials_of("source")?
             .into_iter()
-            .filter_map(|t| t.error.map(|e| format!("{}: {e}", t.key)))
+            .filter(|t| t.status != Status::Done)
+            .map(|t| format!("{}: {}", t.key, t.error.as_deref().unwrap_or("not done")))
             .collect();
-        return Err(Error::Other(format!(
-            "the source phase failed: {}",
-            failed.join("; ")
-        )));
+        if !failed.is_empty() {
+            return Err(Error::Other(format!(
+                "the source phase failed: {}",
+                failed.join("; ")
+            )));
+        }
+    }
+    if ctx.store.note("products")?.is_none() {
+        let made = inputs::products(cfg, ctx.dir)?;
+        let json = serde_json::to_string(&made).expect("a fingerprint serializes");
+        ctx.store.set_note("products", &json)?;
     }
 
     // which images the search and the finals use, said once
