@@ -661,3 +661,94 @@ fn a_failed_write_leaves_no_temporary_file_and_the_run_resumes() {
     assert!(dir.join("report.html").is_file());
     assert_eq!(tmp_files(t), Vec::<PathBuf>::new());
 }
+
+/// The same on a real full disk: a 4 MiB tmpfs holding the run (needs a root that may mount;
+/// elsewhere the test says it skipped and checks nothing more, the file-size-limit test above
+/// covering the same error path). The fine-tune of a wide MLP (checkpoints of about
+/// 1.1 MB, its resume state 2.2 MB) keeps its first epoch's state and fills the disk at the
+/// second: the run fails with ENOSPC naming the file, no temporary file is left, the state is
+/// kept, and once the filesystem is remounted larger, `--resume` ends.
+#[test]
+fn a_full_tmpfs_leaves_no_temporary_file_and_the_run_resumes() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root (see the RLIMIT_FSIZE test)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_idx(&data, 4, 8);
+    let wide = t.join("wide.safetensors");
+    assert_success(&run(&[
+        "pretrain",
+        "--data",
+        s(&data),
+        "--arch",
+        "mlp",
+        "--hidden",
+        "4096",
+        "--epochs",
+        "1",
+        "--out",
+        s(&wide),
+    ]));
+    let disk = t.join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mount = |opts: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&disk)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount("size=4m") {
+        eprintln!("skipped: this root cannot mount a tmpfs (a container without CAP_SYS_ADMIN)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&disk);
+    let out = disk.join("ft.safetensors");
+    let args = [
+        "finetune",
+        "--init",
+        s(&wide),
+        "--data",
+        s(&data),
+        "--classes",
+        "2,3",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "4",
+        "--out",
+        s(&out),
+    ];
+    let r = run(&args);
+    assert_ne!(r.code, 0, "the run did not fail: {}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert_eq!(tmp_files(&disk), Vec::<PathBuf>::new());
+    assert!(
+        mount("remount,size=64m"),
+        "remounting the tmpfs larger failed"
+    );
+    let run_dir = disk.join("ft.run");
+    // the first epoch's state (weights and momentum, 2.2 MB) fitted; the second's did not
+    assert!(train_state(&run_dir), "no state was kept");
+    let mut resumed = args.to_vec();
+    resumed.extend(["--resume", s(&run_dir)]);
+    assert_success(&run(&resumed));
+    assert!(out.is_file());
+    assert_eq!(tmp_files(&disk), Vec::<PathBuf>::new());
+}
+
+/// Whether the run folder holds a resumable state.
+fn train_state(run_dir: &Path) -> bool {
+    run_dir.join("resume/state.safetensors").is_file()
+}
