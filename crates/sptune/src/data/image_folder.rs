@@ -147,16 +147,19 @@ fn decode_all(
     resize: usize,
 ) -> Result<Dataset> {
     let per = channels * resize * resize;
-    // On the global rayon pool (sized by `--threads`); results keep the files' order, and the
-    // first failing file (in that order) is the error.
-    let decoded: Vec<Result<Vec<f32>>> = files
-        .par_iter()
-        .map(|(path, _)| decode_image(path, channels, resize))
+    // On the global rayon pool (sized by `--threads`), each image decoded straight into its
+    // place in the one buffer of the set (collecting per-image buffers first held the set
+    // twice); the first failing file (in the files' order) is the error.
+    let mut images = vec![0f32; files.len() * per];
+    let decoded: Vec<Result<()>> = images
+        .par_chunks_mut(per)
+        .zip(files.par_iter())
+        .map(|(slot, (path, _))| {
+            slot.copy_from_slice(&decode_image(path, channels, resize)?);
+            Ok(())
+        })
         .collect();
-    let mut images = Vec::with_capacity(files.len() * per);
-    for one in decoded {
-        images.extend(one?);
-    }
+    decoded.into_iter().collect::<Result<()>>()?;
     Ok(Dataset {
         images,
         labels: files.iter().map(|(_, l)| *l).collect(),
