@@ -139,3 +139,68 @@ fn the_sweep_ends_agree_with_plain_evaluation() {
         std::fs::read(dir.join("w0.safetensors")).unwrap()
     );
 }
+
+/// A fine-tune that kept the starting point's BatchNorm statistics (`--bn frozen`) is
+/// interpolated without recalibrating them: at a = 0 and 0.5 the statistics are the starting
+/// point's bit for bit (recalibrated, they would be the batch statistics of the target images).
+/// One whose statistics moved is recalibrated: its statistics are then neither end's.
+#[test]
+fn statistics_kept_by_the_fine_tune_are_not_recalibrated() {
+    let spec = sptune::models::ModelSpec {
+        arch: "resnet18".into(),
+        classes: vec!["a".into(), "b".into()],
+        input: [1, 12, 12],
+        width: 4,
+        small_stem: true,
+        hidden: vec![],
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
+    let device = Device::flex();
+    device.seed(3);
+    let net = spec.init(&device).unwrap();
+    let w0 = sptune::models::checkpoint::checkpoint_of(&net, &spec, Path::new("w0")).unwrap();
+    let stats = |ck: &Checkpoint| -> Vec<(String, Vec<u32>)> {
+        ck.tensors
+            .iter()
+            .filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var"))
+            .map(|(n, (_, v))| (n.clone(), v.iter().map(|x| x.to_bits()).collect()))
+            .collect()
+    };
+    // the weights moved, the statistics did not
+    let mut frozen = w0.clone();
+    for (n, (_, v)) in frozen.tensors.iter_mut() {
+        if !sptune::params::is_buffer_name(n) {
+            v.iter_mut().for_each(|x| *x += 0.01);
+        }
+    }
+    // and one whose statistics moved too
+    let mut moved = frozen.clone();
+    for (n, (_, v)) in moved.tensors.iter_mut() {
+        if n.ends_with("running_mean") {
+            v.iter_mut().for_each(|x| *x += 0.5);
+        }
+    }
+    assert!(sptune::interpolate::kept_statistics(&w0, &frozen));
+    assert!(!sptune::interpolate::kept_statistics(&w0, &moved));
+    let images: Vec<f32> = (0..16 * 144)
+        .map(|i| ((i * 37) % 101) as f32 / 100.0)
+        .collect();
+    let labels: Vec<usize> = (0..16).map(|i| i % 2).collect();
+    let train =
+        sptune::data::Dataset::new(images, labels, spec.classes.clone(), 1, 12, 12).unwrap();
+    let after = |ft: &Checkpoint, a: f64| {
+        let (net, spec) = sptune::interpolate::interpolate(&w0, ft, a, &train, &device).unwrap();
+        sptune::models::checkpoint::checkpoint_of(&net, &spec, Path::new("mixed")).unwrap()
+    };
+    for a in [0.0, 0.5] {
+        assert_eq!(
+            stats(&after(&frozen, a)),
+            stats(&w0),
+            "a = {a}: kept statistics changed"
+        );
+    }
+    let recalibrated = stats(&after(&moved, 0.5));
+    assert_ne!(recalibrated, stats(&w0));
+    assert_ne!(recalibrated, stats(&moved));
+}

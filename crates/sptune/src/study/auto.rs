@@ -57,7 +57,7 @@ pub struct AutoOutcome {
 /// own) the budget's choice.
 #[derive(Clone, Debug)]
 pub struct Interpolated {
-    /// The target-only choice's scheme.
+    /// The interpolated point's scheme (the target-only choice's, or the budget's own).
     pub scheme: Scheme,
     /// Its point.
     pub point: super::search::Point,
@@ -160,19 +160,29 @@ pub fn auto(
     };
     let mut interpolated = None;
     if let Some(budget) = budget_of(&cfg) {
-        let target = match super::reference_point(&cfg, &trials) {
-            Some((scheme, p)) => Some((
-                scheme,
-                p,
-                dir.join("reference")
-                    .join(format!("reference_{}_seed1.safetensors", scheme.name())),
-            )),
-            None if !own_meets => Some((winner, point, final_checkpoint(dir, winner, 1))),
-            None => None,
-        };
-        if let Some((scheme, p, tuned)) = target {
-            interpolated =
-                interpolate_toward_source(&cfg, dir, scheme, p, tuned, budget, device, log)?;
+        // what to interpolate: the target-only choice, and when no point met the budget, the
+        // budget's own choice too (a frozen-BatchNorm one keeps the source's statistics, so it
+        // reaches the source itself at a = 0); the better within the budget is kept
+        let mut targets = vec![];
+        if let Some((scheme, p)) = super::reference_point(&cfg, &trials) {
+            let tuned = dir
+                .join("reference")
+                .join(format!("reference_{}_seed1.safetensors", scheme.name()));
+            targets.push((scheme, p, tuned, "search"));
+        }
+        if !own_meets {
+            targets.push((winner, point, final_checkpoint(dir, winner, 1), "chosen"));
+        }
+        for (scheme, p, tuned, role) in targets {
+            let ip =
+                interpolate_toward_source(&cfg, dir, scheme, p, tuned, role, budget, device, log)?;
+            if let Some(ip) = ip
+                && interpolated
+                    .as_ref()
+                    .is_none_or(|best: &Interpolated| ip.val_acc > best.val_acc)
+            {
+                interpolated = Some(ip);
+            }
         }
     }
     match interpolated.as_mut() {
@@ -289,8 +299,9 @@ fn budget_of(cfg: &StudyConfig) -> Option<f64> {
 /// out), interpolated toward the source at [`AUTO_SWEEP`] and measured on the target
 /// validation split and the source validation images; the weight of best target validation
 /// accuracy within `budget` (ties: the lower forgetting). `tuned` is the point's final, what
-/// [`save_interpolated`] interpolates. None when no source validation images exist, or no
-/// weight meets the budget.
+/// [`save_interpolated`] interpolates; `role` names the search fine-tune's file
+/// (`DIR/interpolate/ROLE_SCHEME.safetensors`). None when no source validation images exist,
+/// or no weight meets the budget.
 #[allow(clippy::too_many_arguments)]
 fn interpolate_toward_source(
     cfg: &StudyConfig,
@@ -298,6 +309,7 @@ fn interpolate_toward_source(
     scheme: Scheme,
     point: super::search::Point,
     tuned: PathBuf,
+    role: &str,
     budget: f64,
     device: &Device,
     log: &mut dyn FnMut(&str),
@@ -317,7 +329,7 @@ fn interpolate_toward_source(
     ft.data.val_fraction = cfg.search.val_fraction;
     let path = dir
         .join("interpolate")
-        .join(format!("search_{}.safetensors", scheme.name()));
+        .join(format!("{role}_{}.safetensors", scheme.name()));
     if !path.exists() {
         log(&format!(
             "[interpolate] {} as in the search, to interpolate toward the source",
