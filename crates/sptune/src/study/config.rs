@@ -500,7 +500,7 @@ impl StudyConfig {
     /// Checks the study: schemes, seeds, ranges; the error names the key.
     /// Every count is checked against [`super::limits`] first.
     pub fn validate(&self) -> Result<()> {
-        super::limits::check(self)?;
+        self.check_limits()?;
         if self.schemes.is_empty() {
             return Err(Error::invalid("schemes", "no scheme to compare"));
         }
@@ -619,6 +619,93 @@ impl StudyConfig {
             ),
             e => e,
         })
+    }
+
+    /// Checks every count against its limit ([`super::limits`]).
+    fn check_limits(&self) -> Result<()> {
+        use super::limits::*;
+        let cfg = self;
+        let s = &cfg.search;
+        at_most("seeds", cfg.seeds, SEEDS)?;
+        at_most("search.trials", s.trials, TRIALS)?;
+        at_most("search.grid_points", s.grid_points, GRID_POINTS)?;
+        at_most("search.eta", s.eta, ETA)?;
+        for (key, n) in [
+            ("schemes", cfg.schemes.len()),
+            ("freeze_sweep", cfg.freeze_sweep.len()),
+            ("search.lr", s.lr.len()),
+            ("search.backbone_lr_mult", s.backbone_lr_mult.len()),
+            ("search.bn", s.bn.len()),
+            ("search.freeze", s.freeze.len()),
+        ] {
+            if n > LIST {
+                return Err(Error::invalid(
+                    key,
+                    format!("{n} values, above the limit of {LIST}"),
+                ));
+            }
+        }
+        if let Some(b) = s.budget_minutes
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(Error::invalid(
+                "search.budget_minutes",
+                format!("{b} is not a positive number of minutes"),
+            ));
+        }
+        let n = cfg.planned_runs();
+        if n > PLANNED_RUNS {
+            return Err(Error::invalid(
+                "study",
+                format!(
+                    "it would plan {n} runs, above the limit of {PLANNED_RUNS} (search points x \
+                     schemes, plus seeds x sources per final)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The most runs this study plans, counted without building the plan (saturating): per
+    /// scheme its search points, its finals (sources x seeds), its freeze sweep (counted as
+    /// [`super::limits::SWEEP_DEPTHS`] depths), and the reference finals.
+    pub fn planned_runs(&self) -> u64 {
+        let cfg = self;
+        let s = &cfg.search;
+        let len = |n: usize| (n.max(1)) as u64;
+        let lrs = len(cfg.lrs().len());
+        let finals = (cfg.source.seeds as u64).saturating_mul(cfg.seeds as u64);
+        let mut total = finals; // the reference finals
+        for &scheme in &cfg.schemes {
+            let search = match s.method {
+                Method::Random => s.trials as u64,
+                Method::Grid => {
+                    let alphas = if s.alpha_range(scheme) == [0.0, 0.0] {
+                        1
+                    } else {
+                        s.grid_points as u64
+                    };
+                    [
+                        lrs,
+                        len(s.backbone_lr_mult.len()),
+                        len(s.bn.len()),
+                        len(s.freeze.len()),
+                    ]
+                    .into_iter()
+                    .fold(alphas, u64::saturating_mul)
+                }
+            };
+            let sweep = if cfg.freeze_sweep.contains(&scheme) {
+                super::limits::SWEEP_DEPTHS.saturating_mul(cfg.seeds as u64)
+            } else {
+                0
+            };
+            total = total
+                .saturating_add(search)
+                .saturating_add(finals)
+                .saturating_add(sweep);
+        }
+        total
     }
 
     /// Learning rates searched.
