@@ -6,33 +6,9 @@ use std::path::Path;
 mod common;
 use common::{Run, run, s, tiny_idx_without};
 
+/// [`common::assert_clean_failure`] with the output that must not be written.
 fn assert_clean_failure(r: &Run, needles: &[&str], out: &Path) {
-    assert_ne!(r.code, 0, "expected failure; stderr: {}", r.stderr);
-    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one error line, got: {:?}",
-        r.stderr
-    );
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "error {:?} does not mention {n:?}",
-            lines[0]
-        );
-    }
-    assert!(
-        !out.exists(),
-        "{} was written despite the error",
-        out.display()
-    );
-    if let Some(rd) = out.parent().and_then(|dir| std::fs::read_dir(dir).ok()) {
-        for e in rd {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
-        }
-    }
+    common::assert_clean_failure(r, needles, Some(out));
 }
 
 fn pretrain_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {

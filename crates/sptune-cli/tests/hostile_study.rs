@@ -38,19 +38,9 @@ fn study_file(
     p
 }
 
-/// One error line on stderr, a non-zero exit, every needle in it.
+/// Exit 2, one error line naming every needle, nothing on stdout ([`common::assert_clean_failure`]).
 fn assert_refused(r: &common::Run, needles: &[&str]) {
-    assert_ne!(r.code, 0, "expected a failure; stderr: {}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line: {:?}", r.stderr);
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "{:?} does not mention {n:?}",
-            lines[0]
-        );
-    }
+    common::assert_clean_failure(r, needles, None);
 }
 
 /// Waits until no process mentions `needle`, for at most `secs`; returns those left.

@@ -744,18 +744,23 @@ fn check_inputs(
     restart: bool,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
+    let recorded = |key: &str| -> Result<Option<inputs::Fingerprint>> {
+        store
+            .note(key)?
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|e| Error::format(store_path(dir), format!("{key} note: {e}")))
+            })
+            .transpose()
+    };
     let now = inputs::fingerprint(cfg)?;
-    let mut what = vec![];
-    if let Some(was) = store.note("inputs")? {
-        let was: inputs::Fingerprint = serde_json::from_str(&was)
-            .map_err(|e| Error::format(store_path(dir), format!("inputs note: {e}")))?;
-        what = inputs::changed(&was, &now);
-    }
+    let mut what = match recorded("inputs")? {
+        Some(was) => inputs::changed(&was, &now),
+        None => vec![],
+    };
     if what.is_empty()
-        && let Some(was) = store.note("products")?
+        && let Some(was) = recorded("products")?
     {
-        let was: inputs::Fingerprint = serde_json::from_str(&was)
-            .map_err(|e| Error::format(store_path(dir), format!("products note: {e}")))?;
         what = inputs::changed(&was, &inputs::products(cfg, dir)?);
     }
     if !what.is_empty() {
